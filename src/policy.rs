@@ -1,0 +1,250 @@
+//! The decision rule: segment from the probability, and which voucher (if
+//! any) pays. Pure functions, no I/O.
+//!
+//! For a hesitant visitor with intent value `V >= min_intent`, each tier `v`
+//! moves the purchase probability from `p0` to
+//! `p_v = sigmoid(logit(p0) + lift_v)`. The expected net value of offering
+//! `v` against offering nothing is
+//!
+//! ```text
+//! ENV(v) = p_v * (m*V - v) - p0 * m*V
+//! ```
+//!
+//! with `m` the gross margin rate: with the voucher we earn the margin minus
+//! the voucher on every purchase (`p_v`), without it we earn the full margin
+//! on the purchases that would have happened anyway (`p0`). The voucher is
+//! only paid when redeemed, which happens only with a purchase. We take the
+//! argmax over the tiers and offer it only when it is strictly positive.
+
+use crate::model::{logit, sigmoid, SegmentThresholds};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Segment {
+    Hot,
+    Hesitant,
+    Cold,
+}
+
+/// Hot at or above `hot_at_or_above`, cold below `cold_below`, else hesitant.
+pub fn segment(p: f64, t: SegmentThresholds) -> Segment {
+    if p >= t.hot_at_or_above {
+        Segment::Hot
+    } else if p < t.cold_below {
+        Segment::Cold
+    } else {
+        Segment::Hesitant
+    }
+}
+
+/// A voucher tier with its (prior or learned) log-odds lift.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tier {
+    pub amount_cents: i64,
+    pub lift: f64,
+}
+
+/// Validated policy parameters (see `config::PolicyConfig`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub min_intent_cents: i64,
+    pub margin_rate: f64,
+    /// Non-empty, amounts positive and distinct, lifts finite.
+    pub tiers: Vec<Tier>,
+}
+
+/// What the rule concluded before any budget is consulted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    NotHesitant,
+    IntentTooLow,
+    /// Best tier's ENV is not > 0; carries the best ENV in cents.
+    RoiNotPositive {
+        best_net_value_cents: i64,
+    },
+    /// Offer: tiers with positive ENV, best first (so a budget that cannot
+    /// afford the best may still afford the next).
+    Offer {
+        ranked: [Option<Candidate>; MAX_TIERS],
+    },
+}
+
+/// Upper bound on configured tiers (keeps [`Verdict`] allocation-free).
+pub const MAX_TIERS: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    pub amount_cents: i64,
+    pub net_value_cents: i64,
+    pub p_with_voucher: f64,
+}
+
+/// Expected net value in (fractional) cents of offering `tier` against none.
+pub fn expected_net_value(p0: f64, intent_cents: i64, margin_rate: f64, tier: Tier) -> (f64, f64) {
+    let margin = margin_rate * intent_cents as f64;
+    let pv = sigmoid(logit(p0) + tier.lift);
+    (pv * (margin - tier.amount_cents as f64) - p0 * margin, pv)
+}
+
+/// The voucher rule. `p0` is the model's probability without a voucher.
+pub fn choose(p0: f64, seg: Segment, intent_cents: i64, policy: &Policy) -> Verdict {
+    if seg != Segment::Hesitant {
+        return Verdict::NotHesitant;
+    }
+    if intent_cents < policy.min_intent_cents {
+        return Verdict::IntentTooLow;
+    }
+    let mut ranked: [Option<Candidate>; MAX_TIERS] = [None; MAX_TIERS];
+    let mut best = f64::NEG_INFINITY;
+    let mut n = 0;
+    for tier in policy.tiers.iter().take(MAX_TIERS) {
+        let (env, pv) = expected_net_value(p0, intent_cents, policy.margin_rate, *tier);
+        best = best.max(env);
+        if env > 0.0 {
+            ranked[n] = Some(Candidate {
+                amount_cents: tier.amount_cents,
+                net_value_cents: env.round() as i64,
+                p_with_voucher: pv,
+            });
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Verdict::RoiNotPositive {
+            best_net_value_cents: if best.is_finite() {
+                best.round() as i64
+            } else {
+                0
+            },
+        };
+    }
+    ranked[..n].sort_by(|a, b| {
+        let (a, b) = (a.expect("filled"), b.expect("filled"));
+        b.net_value_cents
+            .cmp(&a.net_value_cents)
+            .then(a.amount_cents.cmp(&b.amount_cents))
+    });
+    Verdict::Offer { ranked }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn policy() -> Policy {
+        Policy {
+            min_intent_cents: 9_900,
+            margin_rate: 0.30,
+            tiers: vec![
+                Tier {
+                    amount_cents: 500,
+                    lift: 0.25,
+                },
+                Tier {
+                    amount_cents: 1_000,
+                    lift: 0.45,
+                },
+                Tier {
+                    amount_cents: 2_000,
+                    lift: 0.70,
+                },
+            ],
+        }
+    }
+
+    const T: SegmentThresholds = SegmentThresholds {
+        hot_at_or_above: 0.6,
+        cold_below: 0.1,
+    };
+
+    #[test]
+    fn segments_follow_thresholds() {
+        assert_eq!(segment(0.6, T), Segment::Hot);
+        assert_eq!(segment(0.0999, T), Segment::Cold);
+        assert_eq!(segment(0.1, T), Segment::Hesitant);
+    }
+
+    #[test]
+    fn only_hesitant_with_enough_intent_is_eligible() {
+        assert_eq!(
+            choose(0.3, Segment::Hot, 50_000, &policy()),
+            Verdict::NotHesitant
+        );
+        assert_eq!(
+            choose(0.3, Segment::Cold, 50_000, &policy()),
+            Verdict::NotHesitant
+        );
+        assert_eq!(
+            choose(0.3, Segment::Hesitant, 9_899, &policy()),
+            Verdict::IntentTooLow
+        );
+    }
+
+    #[test]
+    fn env_matches_hand_computation() {
+        // V = 150 EUR, m = 0.3 -> margin 4500 cents; p0 = 0.3, 10 EUR lift 0.45.
+        let (env, pv) = expected_net_value(
+            0.3,
+            15_000,
+            0.3,
+            Tier {
+                amount_cents: 1_000,
+                lift: 0.45,
+            },
+        );
+        let z = (0.3f64 / 0.7).ln() + 0.45;
+        let want_pv = 1.0 / (1.0 + (-z).exp());
+        assert!((pv - want_pv).abs() < 1e-12);
+        assert!((env - (want_pv * 3_500.0 - 0.3 * 4_500.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn picks_argmax_and_ranks_positive_tiers() {
+        match choose(0.3, Segment::Hesitant, 15_000, &policy()) {
+            Verdict::Offer { ranked } => {
+                let r: Vec<_> = ranked.iter().flatten().collect();
+                assert!(!r.is_empty());
+                assert!(r
+                    .windows(2)
+                    .all(|w| w[0].net_value_cents >= w[1].net_value_cents));
+                // The best is the true argmax over all tiers.
+                let best = policy()
+                    .tiers
+                    .iter()
+                    .map(|t| expected_net_value(0.3, 15_000, 0.3, *t).0)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!(r[0].net_value_cents, best.round() as i64);
+            }
+            v => panic!("expected an offer, got {v:?}"),
+        }
+    }
+
+    #[test]
+    fn no_offer_when_the_voucher_costs_more_than_it_earns() {
+        // Tiny lifts: the voucher mostly subsidises purchases that happen anyway.
+        let mut p = policy();
+        for t in &mut p.tiers {
+            t.lift = 0.01;
+        }
+        assert!(matches!(
+            choose(0.5, Segment::Hesitant, 20_000, &p),
+            Verdict::RoiNotPositive { best_net_value_cents } if best_net_value_cents < 0
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn offers_always_have_positive_env_and_a_configured_amount(
+            p0 in 0.0f64..=1.0, intent in 0i64..10_000_000,
+        ) {
+            let pol = policy();
+            if let Verdict::Offer { ranked } = choose(p0, Segment::Hesitant, intent, &pol) {
+                for c in ranked.iter().flatten() {
+                    prop_assert!(c.net_value_cents >= 0);
+                    prop_assert!(pol.tiers.iter().any(|t| t.amount_cents == c.amount_cents));
+                    prop_assert!((0.0..=1.0).contains(&c.p_with_voucher));
+                }
+            }
+        }
+    }
+}

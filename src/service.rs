@@ -1,0 +1,87 @@
+//! The gRPC `Offers` service: thin handlers that validate, call the engine
+//! and convert the answer. No decision logic lives here.
+
+use crate::engine::{Decision, Engine, Reason};
+use crate::pb;
+use crate::policy::Segment;
+use crate::validate;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct OffersService {
+    engine: Arc<Engine>,
+}
+
+impl OffersService {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        OffersService { engine }
+    }
+}
+
+pub fn segment_pb(s: Segment) -> pb::Segment {
+    match s {
+        Segment::Hot => pb::Segment::Hot,
+        Segment::Hesitant => pb::Segment::Hesitant,
+        Segment::Cold => pb::Segment::Cold,
+    }
+}
+
+pub fn reason_pb(r: Reason) -> pb::Reason {
+    match r {
+        Reason::Offered => pb::Reason::Offered,
+        Reason::NotHesitant => pb::Reason::NotHesitant,
+        Reason::IntentTooLow => pb::Reason::IntentTooLow,
+        Reason::RoiNotPositive => pb::Reason::RoiNotPositive,
+        Reason::BudgetExhausted => pb::Reason::BudgetExhausted,
+        Reason::AlreadyOffered => pb::Reason::AlreadyOffered,
+        Reason::BudgetUnavailable => pb::Reason::BudgetUnavailable,
+        Reason::SessionStoreUnavailable => pb::Reason::SessionStoreUnavailable,
+    }
+}
+
+pub fn decision_pb(d: Decision) -> pb::DecideResponse {
+    pb::DecideResponse {
+        session_id: d.session_id,
+        purchase_probability: d.purchase_probability,
+        segment: segment_pb(d.segment) as i32,
+        intent_value_cents: d.intent_value_cents,
+        offer: d.offer.map(|o| pb::Offer {
+            voucher_code: o.voucher_code,
+            amount_cents: o.amount_cents,
+            expires_at_ms: o.expires_at_ms,
+        }),
+        reason: reason_pb(d.reason) as i32,
+        expected_net_value_cents: d.expected_net_value_cents,
+        model_version: d.model_version,
+        top_signals: d
+            .top_signals
+            .into_iter()
+            .map(|(feature, log_odds)| pb::Contribution { feature, log_odds })
+            .collect(),
+        best_tier_cents: d.best_tier_cents,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::offers_server::Offers for OffersService {
+    async fn track(
+        &self,
+        request: Request<pb::TrackRequest>,
+    ) -> Result<Response<pb::TrackResponse>, Status> {
+        let input = validate::track(request.get_ref(), &self.engine.limits, self.engine.now_ms())?;
+        let t = self.engine.track(input).await?;
+        Ok(Response::new(pb::TrackResponse {
+            accepted: t.accepted,
+            session_events: t.session_events,
+        }))
+    }
+
+    async fn decide(
+        &self,
+        request: Request<pb::DecideRequest>,
+    ) -> Result<Response<pb::DecideResponse>, Status> {
+        let input = validate::decide(request.get_ref(), &self.engine.limits, self.engine.now_ms())?;
+        let d = self.engine.decide(input).await?;
+        Ok(Response::new(decision_pb(d)))
+    }
+}

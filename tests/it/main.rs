@@ -1,0 +1,14 @@
+//! One integration-test binary; each module tests one behaviour against a
+//! real server on 127.0.0.1:0 (or the engine in-process where a server adds
+//! nothing but time).
+
+mod util;
+
+// Decisions of archetypal sessions with the shipped default model.
+mod decide;
+// The daily cap under concurrency (property test and gRPC).
+mod budget;
+// Bad input: INVALID_ARGUMENT naming the field, state unchanged.
+mod bad_input;
+// Health, reflection, TTL and shutdown.
+mod server;

@@ -1,0 +1,177 @@
+//! Fixtures: a real server on 127.0.0.1:0, clients, event builders.
+
+use nudge::clock::{Clock, ManualClock};
+use nudge::config::{RawConfig, Settings};
+use nudge::engine::Engine;
+use nudge::model::Model;
+use nudge::pb;
+use nudge::pb::event::Kind;
+use nudge::pb::offers_client::OffersClient;
+use nudge::server;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tonic::transport::Channel;
+
+/// 2026-11-22T10:00:00Z: a fixed, mid-day "now" for every test.
+pub const NOW_MS: i64 = 1_795_341_600_000;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub engine: Arc<Engine>,
+    pub clock: Arc<ManualClock>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn client(&self) -> OffersClient<Channel> {
+        OffersClient::connect(format!("http://{}", self.addr))
+            .await
+            .expect("connect")
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task");
+        }
+    }
+}
+
+pub fn settings(toml: &str) -> Settings {
+    RawConfig::from_toml(toml).unwrap().validate().unwrap()
+}
+
+pub fn default_model() -> Model {
+    Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.json")).unwrap()
+}
+
+pub fn fixture_model(name: &str) -> Model {
+    Model::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+pub fn engine(settings: &Settings, model: Model, clock: Arc<ManualClock>) -> Arc<Engine> {
+    Arc::new(server::embedded_engine_with_clock(
+        settings,
+        model,
+        clock as Arc<dyn Clock>,
+    ))
+}
+
+/// Starts a real gRPC server on an ephemeral loopback port.
+pub async fn start(settings: Settings, model: Model) -> TestServer {
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let engine = engine(&settings, model, clock.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let e = engine.clone();
+    let handle = tokio::spawn(async move {
+        server::run(listener, e, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestServer {
+        addr,
+        engine,
+        clock,
+        stop: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+pub fn ev(offset_s: i64, kind: Kind) -> pb::Event {
+    pb::Event {
+        at_ms: NOW_MS - 600_000 + offset_s * 1_000,
+        kind: Some(kind),
+    }
+}
+
+pub fn page(offset_s: i64, page_kind: pb::PageKind, dwell_s: u32) -> pb::Event {
+    ev(
+        offset_s,
+        Kind::PageView(pb::PageView {
+            page_kind: page_kind as i32,
+            product_id: String::new(),
+            price_cents: 0,
+            dwell_ms: dwell_s * 1_000,
+            scroll_depth: 0.4,
+        }),
+    )
+}
+
+pub fn product(offset_s: i64, id: &str, price_cents: i64, dwell_s: u32, scroll: f32) -> pb::Event {
+    ev(
+        offset_s,
+        Kind::PageView(pb::PageView {
+            page_kind: pb::PageKind::Product as i32,
+            product_id: id.into(),
+            price_cents,
+            dwell_ms: dwell_s * 1_000,
+            scroll_depth: scroll,
+        }),
+    )
+}
+
+pub fn cart_add(offset_s: i64, id: &str, unit_price_cents: i64, quantity: u32) -> pb::Event {
+    ev(
+        offset_s,
+        Kind::CartAdd(pb::CartChange {
+            product_id: id.into(),
+            unit_price_cents,
+            quantity,
+        }),
+    )
+}
+
+pub fn step(offset_s: i64, step: u32) -> pb::Event {
+    ev(offset_s, Kind::CheckoutStep(pb::CheckoutStep { step }))
+}
+
+pub fn signal(offset_s: i64, s: pb::Signal) -> pb::Event {
+    ev(
+        offset_s,
+        Kind::Interaction(pb::Interaction { signal: s as i32 }),
+    )
+}
+
+pub fn decide(session_id: &str, events: Vec<pb::Event>) -> pb::DecideRequest {
+    pb::DecideRequest {
+        session_id: session_id.into(),
+        visitor_id: format!("v-{session_id}"),
+        context: Some(pb::SessionContext {
+            device: pb::Device::Desktop as i32,
+            traffic_source: pb::TrafficSource::Search as i32,
+            returning_visitor: false,
+            prior_orders: 0,
+        }),
+        events,
+        features: Default::default(),
+    }
+}
+
+pub fn reason(r: &pb::DecideResponse) -> pb::Reason {
+    pb::Reason::try_from(r.reason).unwrap()
+}
+
+pub fn segment(r: &pb::DecideResponse) -> pb::Segment {
+    pb::Segment::try_from(r.segment).unwrap()
+}
