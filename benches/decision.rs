@@ -1,1 +1,112 @@
-fn main() {}
+//! Criterion benchmarks of the in-process hot paths:
+//! - `apply_event`: folding one event into a session aggregate;
+//! - `assess`: features + score + segment + voucher rule (the decision path);
+//! - `engine_decide`: the full in-process Decide (session store update,
+//!   assess, ledger), without gRPC.
+//!
+//! Run: `cargo bench --bench decision`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use nudge::clock::ManualClock;
+use nudge::config::Settings;
+use nudge::engine::assess;
+use nudge::model::Model;
+use nudge::server::embedded_engine_with_clock;
+use nudge::session::{Context, Event, EventKind, PageKind, ProductKey, SessionState, Signal};
+use nudge::validate::DecideInput;
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+const NOW: i64 = 1_795_341_600_000;
+
+fn hesitant_events() -> Vec<Event> {
+    let mut v = Vec::new();
+    let mut t = NOW - 600_000;
+    for i in 0..12 {
+        t += 20_000;
+        v.push(Event {
+            at_ms: t,
+            kind: EventKind::PageView {
+                page: if i % 3 == 0 { PageKind::Category } else { PageKind::Product },
+                product: Some(ProductKey::of(&format!("p{}", i % 5))),
+                price_cents: 12_000 + 500 * (i % 5),
+                dwell_ms: 40_000,
+                scroll_depth: 0.6,
+            },
+        });
+    }
+    v.push(Event {
+        at_ms: t + 1_000,
+        kind: EventKind::CartAdd {
+            product: ProductKey::of("p1"),
+            unit_price_cents: 12_500,
+            quantity: 1,
+        },
+    });
+    v.push(Event {
+        at_ms: t + 2_000,
+        kind: EventKind::Interaction {
+            signal: Signal::CouponFieldFocus,
+        },
+    });
+    v
+}
+
+fn model() -> Model {
+    Model::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/default.json"
+    )))
+    .expect("models/default.json")
+}
+
+fn benches(c: &mut Criterion) {
+    let events = hesitant_events();
+    let mut state = SessionState::new(Context::default());
+    events.iter().for_each(|e| state.apply(e));
+    let model = model();
+    let settings = Settings::default();
+    let client = HashMap::new();
+
+    let one = events[3];
+    c.bench_function("apply_event", |b| {
+        let mut s = state.clone();
+        b.iter(|| s.apply(black_box(&one)))
+    });
+
+    c.bench_function("assess (features + score + policy)", |b| {
+        b.iter(|| {
+            assess(
+                black_box(&state),
+                &client,
+                NOW,
+                &model,
+                &settings.policy,
+            )
+            .unwrap()
+        })
+    });
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let engine = embedded_engine_with_clock(&settings, model.clone(), Arc::new(ManualClock::new(NOW)));
+    let mut i = 0u64;
+    c.bench_function("engine_decide (store + assess + ledger, 1 new event)", |b| {
+        b.iter(|| {
+            i += 1;
+            let input = DecideInput {
+                session_id: format!("s{}", i % 10_000),
+                visitor_id: None,
+                context: None,
+                events: vec![one],
+                features: HashMap::new(),
+            };
+            rt.block_on(engine.decide(input)).unwrap()
+        })
+    });
+}
+
+criterion_group!(decision, benches);
+criterion_main!(decision);

@@ -6,6 +6,7 @@
 //! money, answering with a reason instead of an error.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ServiceError {
@@ -38,8 +39,19 @@ impl ServiceError {
     }
 }
 
+/// Invalid arguments also carry a `google.rpc.BadRequest` detail with the
+/// field path, so clients can map the error to a form field without parsing
+/// the message.
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Status {
-        Status::new(e.code(), e.to_string())
+        let message = e.to_string();
+        match e {
+            ServiceError::InvalidArgument { field, message: why } => Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request_violation(field, why),
+            ),
+            other => Status::new(other.code(), message),
+        }
     }
 }

@@ -257,6 +257,18 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_feature() {
+        let readme = include_str!("../README.md");
+        for d in FEATURES {
+            assert!(
+                readme.contains(&format!("| `{}` |", d.name)),
+                "README feature table lacks {}",
+                d.name
+            );
+        }
+    }
+
+    #[test]
     fn empty_state_gives_finite_features() {
         let f = compute(&SessionState::default(), 1_700_000_000_000);
         assert!(f.0.iter().all(|v| v.is_finite()));

@@ -53,6 +53,9 @@ pub struct Policy {
 }
 
 /// What the rule concluded before any budget is consulted.
+// The Offer variant is larger on purpose: a fixed array keeps the decision
+// path allocation-free, and a Verdict lives on the stack for one request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Verdict {
     NotHesitant,

@@ -23,6 +23,9 @@ pub const EMBEDDED_DEFAULT_MODEL: &str = include_str!("../models/default.json");
 /// validation rather than a transport error.
 const TRANSPORT_SIZE_FACTOR: usize = 4;
 
+/// How long shutdown waits for in-flight calls and open connections.
+pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
@@ -102,13 +105,29 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving grpc");
     }
-    tonic::transport::Server::builder()
+    // Graceful: on shutdown stop accepting, let in-flight calls finish, but
+    // never wait more than DRAIN_GRACE for clients that keep connections open.
+    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = fired_tx.send(());
+    };
+    let serve = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(offers)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let deadline = async move {
+        if fired_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(DRAIN_GRACE).await;
+    };
+    tokio::select! {
+        r = serve => r?,
+        _ = deadline => tracing::warn!(grace_ms = DRAIN_GRACE.as_millis() as u64, "drain deadline passed, closing remaining connections"),
+    }
     tracing::info!("server stopped");
     Ok(())
 }

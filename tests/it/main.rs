@@ -12,3 +12,11 @@ mod budget;
 mod bad_input;
 // Health, reflection, TTL and shutdown.
 mod server;
+// The `nudge` binary itself: no config, signals.
+mod binary;
+// Conformance suites for every store and ledger implementation.
+mod store;
+// Invariants over random event streams.
+mod properties;
+// Store outages: open on scoring, closed on money.
+mod failures;
