@@ -28,7 +28,11 @@ fn hesitant_events() -> Vec<Event> {
         v.push(Event {
             at_ms: t,
             kind: EventKind::PageView {
-                page: if i % 3 == 0 { PageKind::Category } else { PageKind::Product },
+                page: if i % 3 == 0 {
+                    PageKind::Category
+                } else {
+                    PageKind::Product
+                },
                 product: Some(ProductKey::of(&format!("p{}", i % 5))),
                 price_cents: 12_000 + 500 * (i % 5),
                 dwell_ms: 40_000,
@@ -76,36 +80,31 @@ fn benches(c: &mut Criterion) {
     });
 
     c.bench_function("assess (features + score + policy)", |b| {
-        b.iter(|| {
-            assess(
-                black_box(&state),
-                &client,
-                NOW,
-                &model,
-                &settings.policy,
-            )
-            .unwrap()
-        })
+        b.iter(|| assess(black_box(&state), &client, NOW, &model, &settings.policy).unwrap())
     });
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let engine = embedded_engine_with_clock(&settings, model.clone(), Arc::new(ManualClock::new(NOW)));
+    let engine =
+        embedded_engine_with_clock(&settings, model.clone(), Arc::new(ManualClock::new(NOW)));
     let mut i = 0u64;
-    c.bench_function("engine_decide (store + assess + ledger, 1 new event)", |b| {
-        b.iter(|| {
-            i += 1;
-            let input = DecideInput {
-                session_id: format!("s{}", i % 10_000),
-                visitor_id: None,
-                context: None,
-                events: vec![one],
-                features: HashMap::new(),
-            };
-            rt.block_on(engine.decide(input)).unwrap()
-        })
-    });
+    c.bench_function(
+        "engine_decide (store + assess + ledger, 1 new event)",
+        |b| {
+            b.iter(|| {
+                i += 1;
+                let input = DecideInput {
+                    session_id: format!("s{}", i % 10_000),
+                    visitor_id: None,
+                    context: None,
+                    events: vec![one],
+                    features: HashMap::new(),
+                };
+                rt.block_on(engine.decide(input)).unwrap()
+            })
+        },
+    );
 }
 
 criterion_group!(decision, benches);

@@ -23,7 +23,9 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` support
     }
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let store = MemorySessionStore::new(Duration::from_secs(1_800), 10_000_000);
     let now = 1_795_341_600_000i64;
     let events: Vec<Event> = (0..25)

@@ -46,7 +46,10 @@ impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Status {
         let message = e.to_string();
         match e {
-            ServiceError::InvalidArgument { field, message: why } => Status::with_error_details(
+            ServiceError::InvalidArgument {
+                field,
+                message: why,
+            } => Status::with_error_details(
                 Code::InvalidArgument,
                 message,
                 ErrorDetails::with_bad_request_violation(field, why),

@@ -42,15 +42,15 @@
 //! **Event stream.** A page-by-page walk driven by `u` and `s`:
 //! - landing page by source (search/ads/social/referral land mostly on a
 //!   product page, direct mostly on home, e-mail on home or a category);
-//! - bounce after the first page with `sigmoid(0.2 - 1.1 u + 0.3 [mobile])`
+//! - bounce after the first page with `sigmoid(-0.5 - 1.1 u + 0.3 [mobile])`
 //!   (about half the sessions), afterwards leave after a page with
 //!   `sigmoid(-1.7 - 0.7 u + 0.04 pages)`;
 //! - home -> category / search / product; category -> product (price sort
 //!   with `0.05 + 0.35 s`); search (12 % zero results) -> product; product ->
 //!   more products, cart add with `sigmoid(-1.6 + 0.9 u - 1.2 max(0,
 //!   ln(price / B)) - 1.5 [cart > B])`; cart -> checkout step 1 with
-//!   `sigmoid(-0.3 + 0.9 u - 0.6 s + 0.3 [returning])`; step k -> k + 1
-//!   with `sigmoid(1.6 + 0.7 u - 0.5 s - 0.4 [coupon field focused])`,
+//!   `sigmoid(0.3 + 0.9 u - 0.6 s + 0.3 [returning])`; step k -> k + 1
+//!   with `sigmoid(1.2 + 0.7 u - 0.5 s - 0.4 [coupon field focused])`,
 //!   else back to the cart or gone; step 4 (review and pay) ends the visit;
 //! - dwell per page `LogNormal(ln(base * exp(0.25 u)), 0.8)` clamped to
 //!   2..300 s (base: home 12 s, category 20 s, product 40 s, search 15 s,
@@ -71,11 +71,16 @@
 //! attribution window) with probability `sigmoid(base_logit)`,
 //!
 //! ```text
-//! base_logit = -4.0 + 0.7 u - 0.5 s + 0.2 [returning]
-//!            + 1.0 [cart not empty] + (0, 0.9, 1.6, 2.4, 3.8)[checkout step]
-//!            + 0.25 ln(1 + product views) - 0.6 s [cart > 1.3 B]
+//! base_logit = -4.2 + 0.8 u - 0.5 s + 0.2 [returning]
+//!            + 1.8 [cart not empty] + (0, 0.8, 1.5, 2.2, 3.3)[checkout step]
+//!            + 0.3 ln(1 + product views) - 0.6 s [cart > 1.3 B]
 //!            - 1.5 [nothing was priced]
 //! ```
+//!
+//! (`checkout step` = furthest step reached). With seed 42 about 52 % of the
+//! sessions see one page, 23 % add to the cart, 10 % reach checkout (6.5 %
+//! step 4) and about 9.7 % convert: 3 % without checkout, 25 / 47 / 60 /
+//! 87 % after reaching step 1 / 2 / 3 / 4. The median order is about 88 EUR.
 //!
 //! and [`Truth::purchase_uniform`] `< sigmoid(base_logit)` decides it, so a
 //! simulator can reuse the same draw for the counterfactual with a voucher.
@@ -298,9 +303,7 @@ impl Generator {
             .expect("positive rate")
             .sample(&mut self.rng);
         self.clock_ms = start_ms + gap.min(1e12) as i64;
-        let mut w = Walk::new(&mut self.rng, start_ms);
-        let session = w.session(self.cfg.seed, seq);
-        session
+        Walk::new(&mut self.rng, start_ms).session(self.cfg.seed, seq)
     }
 }
 
@@ -443,11 +446,11 @@ impl<'a> Walk<'a> {
         let step = usize::from(state.checkout_step_max.min(4));
         let cart_value = state.cart_value_cents;
         let priced = state.intent_value_cents() > 0;
-        let base_logit = -4.0 + 0.7 * u - 0.5 * s
+        let base_logit = -4.2 + 0.8 * u - 0.5 * s
             + if ctx.returning_visitor { 0.2 } else { 0.0 }
-            + if cart_value > 0 { 1.0 } else { 0.0 }
-            + [0.0, 0.9, 1.6, 2.4, 3.8][step]
-            + 0.25 * f64::from(state.product_views).ln_1p()
+            + if cart_value > 0 { 1.8 } else { 0.0 }
+            + [0.0, 0.8, 1.5, 2.2, 3.3][step]
+            + 0.3 * f64::from(state.product_views).ln_1p()
             - if cart_value as f64 > 130.0 * basket_eur {
                 0.6 * s
             } else {
@@ -757,7 +760,7 @@ impl<'a> Walk<'a> {
             0.0
         };
         let p_leave = if pages == 1 {
-            sigmoid(0.2 - 1.1 * u + mobile)
+            sigmoid(-0.5 - 1.1 * u + mobile)
         } else {
             sigmoid(-1.7 - 0.7 * u + 0.04 * f64::from(pages))
         };
@@ -768,7 +771,7 @@ impl<'a> Walk<'a> {
                     return (true, Home);
                 }
                 let coupon = if self.coupon_focused { 0.4 } else { 0.0 };
-                let p_next = sigmoid(1.6 + 0.7 * u - 0.5 * s - coupon);
+                let p_next = sigmoid(1.2 + 0.7 * u - 0.5 * s - coupon);
                 if self.chance(p_next) {
                     (false, Checkout(step + 1))
                 } else if self.chance(0.4) {
@@ -779,7 +782,7 @@ impl<'a> Walk<'a> {
             }
             Cart if has_cart => {
                 let ret = if ctx.returning_visitor { 0.3 } else { 0.0 };
-                if self.chance(sigmoid(-0.3 + 0.9 * u - 0.6 * s + ret)) {
+                if self.chance(sigmoid(0.3 + 0.9 * u - 0.6 * s + ret)) {
                     return (false, Checkout(1));
                 }
                 if self.chance(sigmoid(-1.6 - 0.8 * u)) {
@@ -878,7 +881,7 @@ mod tests {
             assert!(
                 st.products.iter().filter(|p| p.views > 0).count() <= crate::session::PRODUCT_SLOTS
             );
-            assert!(st.intent_value_cents() < 1_000_000_00);
+            assert!(st.intent_value_cents() < 100_000_000);
             if s.outcome.converted {
                 assert!(s.outcome.order_value_cents > 0);
             } else {

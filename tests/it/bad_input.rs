@@ -11,7 +11,9 @@ async fn expect_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, field: 
         status.message()
     );
     use tonic_types::StatusExt;
-    let bad = status.get_details_bad_request().expect("a BadRequest detail");
+    let bad = status
+        .get_details_bad_request()
+        .expect("a BadRequest detail");
     assert_eq!(bad.field_violations[0].field, field);
 }
 

@@ -28,7 +28,11 @@ async fn binary_serves_with_no_config_and_stops_on_sigterm() {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("the server logs its address");
-        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("serving grpc")) {
+        if let Some(rest) = line
+            .split("addr=")
+            .nth(1)
+            .filter(|_| line.contains("serving grpc"))
+        {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };

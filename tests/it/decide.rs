@@ -22,19 +22,17 @@ pub fn cold_session() -> Vec<pb::Event> {
     vec![page(0, PageKind::Home, 2), signal(3, Signal::ExitIntent)]
 }
 
-/// Compares a 150 EUR jacket, adds it to the cart, hovers on the coupon
-/// field, does not start checkout.
+/// Compares two jackets, adds one to the cart, looks at the cart, focuses
+/// the coupon field and moves to leave: the undecided visitor.
 pub fn hesitant_session(price_cents: i64) -> Vec<pb::Event> {
     vec![
-        page(0, PageKind::Category, 20),
-        product(30, "jacket-a", price_cents, 90, 0.8),
-        product(130, "jacket-b", price_cents + 2_000, 60, 0.7),
-        signal(190, Signal::ImageZoom),
-        product(200, "jacket-a", price_cents, 80, 0.9),
-        cart_add(290, "jacket-a", price_cents, 1),
-        page(300, PageKind::Cart, 40),
-        signal(340, Signal::ShippingInfo),
-        signal(345, Signal::CouponFieldFocus),
+        page(0, PageKind::Category, 10),
+        product(15, "jacket-a", price_cents, 40, 0.6),
+        product(60, "jacket-b", price_cents + 2_000, 30, 0.5),
+        cart_add(95, "jacket-a", price_cents, 1),
+        page(100, PageKind::Cart, 15),
+        signal(116, Signal::CouponFieldFocus),
+        signal(120, Signal::ExitIntent),
     ]
 }
 
@@ -110,6 +108,7 @@ async fn hesitant_high_intent_gets_a_configured_tier_once() {
 async fn hesitant_low_intent_never_gets_an_offer() {
     let s = server().await;
     let mut c = s.client().await;
+    let mut hesitant = 0;
     for (i, price) in [1_000, 5_000, 9_899].into_iter().enumerate() {
         let r = c
             .decide(decide(&format!("low{i}"), hesitant_session(price)))
@@ -120,8 +119,10 @@ async fn hesitant_low_intent_never_gets_an_offer() {
         assert!(r.intent_value_cents < 9_900);
         if segment(&r) == Segment::Hesitant {
             assert_eq!(reason(&r), Reason::IntentTooLow);
+            hesitant += 1;
         }
     }
+    assert!(hesitant > 0, "the low-intent archetype should be hesitant");
     s.stop().await;
 }
 
@@ -160,8 +161,8 @@ async fn track_then_decide_equals_one_round_trip() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(t.accepted, 9);
-    assert_eq!(t.session_events, 9);
+    assert_eq!(t.accepted, 7);
+    assert_eq!(t.session_events, 7);
     let split = c
         .decide(decide("split", vec![]))
         .await

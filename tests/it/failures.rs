@@ -3,7 +3,9 @@ use crate::util::*;
 use async_trait::async_trait;
 use nudge::clock::ManualClock;
 use nudge::engine::{Engine, Reason};
-use nudge::ledger::{BudgetSnapshot, Ledger, LedgerError, MemoryLedger, Offer, ReserveOutcome, ReserveRequest};
+use nudge::ledger::{
+    BudgetSnapshot, Ledger, LedgerError, MemoryLedger, Offer, ReserveOutcome, ReserveRequest,
+};
 use nudge::session::SessionState;
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate, StoreError};
 use nudge::validate;
@@ -47,12 +49,17 @@ fn engine_with(store: Arc<dyn SessionStore>, ledger: Arc<dyn Ledger>) -> Engine 
 
 async fn decide_hesitant(e: &Engine) -> nudge::engine::Decision {
     let req = decide("f", hesitant_session(20_000));
-    e.decide(validate::decide(&req, &e.limits, NOW_MS).unwrap()).await.unwrap()
+    e.decide(validate::decide(&req, &e.limits, NOW_MS).unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn ledger_down_scores_but_gives_no_voucher() {
-    let e = engine_with(Arc::new(MemorySessionStore::new(Duration::from_secs(60), 100)), Arc::new(DownLedger));
+    let e = engine_with(
+        Arc::new(MemorySessionStore::new(Duration::from_secs(60), 100)),
+        Arc::new(DownLedger),
+    );
     let d = decide_hesitant(&e).await;
     assert_eq!(d.reason, Reason::BudgetUnavailable);
     assert!(d.offer.is_none());
@@ -65,9 +72,22 @@ async fn session_store_down_scores_the_request_alone_and_gives_no_voucher() {
     let d = decide_hesitant(&e).await;
     assert_eq!(d.reason, Reason::SessionStoreUnavailable);
     assert!(d.offer.is_none());
-    assert_eq!(d.intent_value_cents, 20_000, "the request's own events were scored");
+    assert_eq!(
+        d.intent_value_cents, 20_000,
+        "the request's own events were scored"
+    );
     let t = e
-        .track(validate::track(&nudge::pb::TrackRequest { session_id: "f".into(), ..Default::default() }, &e.limits, NOW_MS).unwrap())
+        .track(
+            validate::track(
+                &nudge::pb::TrackRequest {
+                    session_id: "f".into(),
+                    ..Default::default()
+                },
+                &e.limits,
+                NOW_MS,
+            )
+            .unwrap(),
+        )
         .await;
     assert!(matches!(t, Err(nudge::error::ServiceError::Unavailable(_))));
 }

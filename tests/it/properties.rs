@@ -13,50 +13,92 @@ fn event() -> impl Strategy<Value = Event> {
     let at = 0i64..=4_000_000_000_000;
     let price = 0i64..=100_000_000;
     prop_oneof![
-        (at.clone(), page, 0u64..50, price.clone(), 0u32..=3_600_000, 0.0f32..=1.0).prop_map(
-            |(at_ms, page, p, price_cents, dwell_ms, scroll_depth)| Event {
-                at_ms,
-                kind: EventKind::PageView {
-                    page,
-                    product: Some(ProductKey(p)),
-                    price_cents,
-                    dwell_ms,
-                    scroll_depth,
-                },
-            }
-        ),
-        (at.clone(), 0u64..50, price.clone(), 1u32..=1_000, any::<bool>()).prop_map(
-            |(at_ms, p, unit_price_cents, quantity, add)| Event {
+        (
+            at.clone(),
+            page,
+            0u64..50,
+            price.clone(),
+            0u32..=3_600_000,
+            0.0f32..=1.0
+        )
+            .prop_map(
+                |(at_ms, page, p, price_cents, dwell_ms, scroll_depth)| Event {
+                    at_ms,
+                    kind: EventKind::PageView {
+                        page,
+                        product: Some(ProductKey(p)),
+                        price_cents,
+                        dwell_ms,
+                        scroll_depth,
+                    },
+                }
+            ),
+        (
+            at.clone(),
+            0u64..50,
+            price.clone(),
+            1u32..=1_000,
+            any::<bool>()
+        )
+            .prop_map(|(at_ms, p, unit_price_cents, quantity, add)| Event {
                 at_ms,
                 kind: if add {
-                    EventKind::CartAdd { product: ProductKey(p), unit_price_cents, quantity }
+                    EventKind::CartAdd {
+                        product: ProductKey(p),
+                        unit_price_cents,
+                        quantity,
+                    }
                 } else {
-                    EventKind::CartRemove { product: ProductKey(p), unit_price_cents, quantity }
+                    EventKind::CartRemove {
+                        product: ProductKey(p),
+                        unit_price_cents,
+                        quantity,
+                    }
                 },
-            }
-        ),
-        (at.clone(), 1u8..=10).prop_map(|(at_ms, step)| Event { at_ms, kind: EventKind::CheckoutStep { step } }),
-        (at.clone(), any::<u32>()).prop_map(|(at_ms, results)| Event { at_ms, kind: EventKind::Search { results } }),
-        (at, signal).prop_map(|(at_ms, signal)| Event { at_ms, kind: EventKind::Interaction { signal } }),
+            }),
+        (at.clone(), 1u8..=10).prop_map(|(at_ms, step)| Event {
+            at_ms,
+            kind: EventKind::CheckoutStep { step }
+        }),
+        (at.clone(), any::<u32>()).prop_map(|(at_ms, results)| Event {
+            at_ms,
+            kind: EventKind::Search { results }
+        }),
+        (at, signal).prop_map(|(at_ms, signal)| Event {
+            at_ms,
+            kind: EventKind::Interaction { signal }
+        }),
     ]
 }
 
 fn context() -> impl Strategy<Value = Context> {
     (
-        prop::sample::select(vec![Device::Unknown, Device::Desktop, Device::Mobile, Device::Tablet]),
         prop::sample::select(vec![
-            TrafficSource::Unknown, TrafficSource::Direct, TrafficSource::Search, TrafficSource::Ads,
-            TrafficSource::Email, TrafficSource::Social, TrafficSource::Referral,
+            Device::Unknown,
+            Device::Desktop,
+            Device::Mobile,
+            Device::Tablet,
+        ]),
+        prop::sample::select(vec![
+            TrafficSource::Unknown,
+            TrafficSource::Direct,
+            TrafficSource::Search,
+            TrafficSource::Ads,
+            TrafficSource::Email,
+            TrafficSource::Social,
+            TrafficSource::Referral,
         ]),
         any::<bool>(),
         any::<u32>(),
     )
-        .prop_map(|(device, traffic_source, returning_visitor, prior_orders)| Context {
-            device,
-            traffic_source,
-            returning_visitor,
-            prior_orders,
-        })
+        .prop_map(
+            |(device, traffic_source, returning_visitor, prior_orders)| Context {
+                device,
+                traffic_source,
+                returning_visitor,
+                prior_orders,
+            },
+        )
 }
 
 proptest! {

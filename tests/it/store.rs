@@ -34,13 +34,27 @@ async fn session_store_suite(store: Arc<dyn SessionStore>) {
         ..Context::default()
     };
     let s = store
-        .apply("a", SessionUpdate { context: Some(ctx), events: &[sig(NOW_MS)], now_ms: NOW_MS })
+        .apply(
+            "a",
+            SessionUpdate {
+                context: Some(ctx),
+                events: &[sig(NOW_MS)],
+                now_ms: NOW_MS,
+            },
+        )
         .await
         .unwrap();
     assert_eq!((s.events, s.context.device), (1, Device::Mobile));
-    let s = store.apply("a", upd(&[sig(NOW_MS + 1), sig(NOW_MS + 2)], NOW_MS + 10)).await.unwrap();
+    let s = store
+        .apply("a", upd(&[sig(NOW_MS + 1), sig(NOW_MS + 2)], NOW_MS + 10))
+        .await
+        .unwrap();
     assert_eq!(s.events, 3);
-    assert_eq!(s.context.device, Device::Mobile, "context kept when not sent");
+    assert_eq!(
+        s.context.device,
+        Device::Mobile,
+        "context kept when not sent"
+    );
     assert_eq!(s.last_event_ms, NOW_MS + 2);
 
     // Batch read, unknown ids are None.
@@ -52,7 +66,10 @@ async fn session_store_suite(store: Arc<dyn SessionStore>) {
     let ttl_ms = TTL.as_millis() as i64;
     assert!(store.get_many(&["a"], NOW_MS + 10 + ttl_ms).await.unwrap()[0].is_some());
     assert!(store.get_many(&["a"], NOW_MS + 11 + ttl_ms).await.unwrap()[0].is_none());
-    let fresh = store.apply("a", upd(&[], NOW_MS + 11 + ttl_ms)).await.unwrap();
+    let fresh = store
+        .apply("a", upd(&[], NOW_MS + 11 + ttl_ms))
+        .await
+        .unwrap();
     assert_eq!(fresh.events, 0, "an expired session starts afresh");
 
     // Concurrent updates of one session are never lost.
@@ -80,8 +97,10 @@ async fn ledger_suite(make: impl Fn(i64) -> Arc<dyn Ledger>) {
         expires_at_ms: now_ms + 1_000,
     };
     let l = make(1_000);
-    assert!(matches!(l.reserve(req("a", &[2_000, 1_000], NOW_MS)).await.unwrap(),
-        ReserveOutcome::Reserved(ref o) if o.amount_cents == 1_000));
+    assert!(
+        matches!(l.reserve(req("a", &[2_000, 1_000], NOW_MS)).await.unwrap(),
+        ReserveOutcome::Reserved(ref o) if o.amount_cents == 1_000)
+    );
     assert!(matches!(l.reserve(req("a", &[500], NOW_MS)).await.unwrap(),
         ReserveOutcome::AlreadyOffered(ref o) if o.voucher_code == "CODE-a"));
     assert_eq!(
@@ -91,10 +110,21 @@ async fn ledger_suite(make: impl Fn(i64) -> Arc<dyn Ledger>) {
     assert_eq!(l.offer_for("a").await.unwrap().unwrap().amount_cents, 1_000);
     assert!(l.offer_for("b").await.unwrap().is_none());
     let snap = l.snapshot(NOW_MS).await.unwrap();
-    assert_eq!((snap.cap_cents, snap.reserved_cents, snap.remaining_cents, snap.offers), (1_000, 1_000, 0, 1));
+    assert_eq!(
+        (
+            snap.cap_cents,
+            snap.reserved_cents,
+            snap.remaining_cents,
+            snap.offers
+        ),
+        (1_000, 1_000, 0, 1)
+    );
     // A new UTC day has a fresh cap.
     let next_day = (NOW_MS / MS_PER_DAY + 1) * MS_PER_DAY;
-    assert!(matches!(l.reserve(req("b", &[500], next_day)).await.unwrap(), ReserveOutcome::Reserved(_)));
+    assert!(matches!(
+        l.reserve(req("b", &[500], next_day)).await.unwrap(),
+        ReserveOutcome::Reserved(_)
+    ));
 
     // Zero cap: nothing is ever reserved.
     let z = make(0);

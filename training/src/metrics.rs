@@ -102,7 +102,10 @@ mod tests {
         let y = [true, true, false, false, false];
         close(roc_auc(&p, &y).unwrap(), 5.5 / 6.0);
         // All scores equal: every pair is a tie -> 0.5.
-        close(roc_auc(&[0.3; 4], &[true, false, true, false]).unwrap(), 0.5);
+        close(
+            roc_auc(&[0.3; 4], &[true, false, true, false]).unwrap(),
+            0.5,
+        );
     }
 
     #[test]
