@@ -10,11 +10,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use nudge::clock::ManualClock;
 use nudge::config::Settings;
 use nudge::engine::assess;
-use nudge::model::Model;
+use nudge::model::{ClientFeatures, Model};
 use nudge::server::embedded_engine_with_clock;
 use nudge::session::{Context, Event, EventKind, PageKind, ProductKey, SessionState, Signal};
 use nudge::validate::DecideInput;
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -71,7 +70,7 @@ fn benches(c: &mut Criterion) {
     events.iter().for_each(|e| state.apply(e));
     let model = model();
     let settings = Settings::default();
-    let client = HashMap::new();
+    let client = ClientFeatures::default();
 
     let one = events[3];
     c.bench_function("apply_event", |b| {
@@ -99,7 +98,8 @@ fn benches(c: &mut Criterion) {
                     visitor_id: None,
                     context: None,
                     events: vec![one],
-                    features: HashMap::new(),
+                    client: ClientFeatures::default(),
+                intent_value_cents: None,
                 };
                 rt.block_on(engine.decide(input)).unwrap()
             })

@@ -18,13 +18,12 @@ use crate::config::{Limits, Settings};
 use crate::error::ServiceError;
 use crate::features::{self, Features};
 use crate::ledger::{Ledger, Offer, ReserveOutcome, ReserveRequest};
-use crate::model::{Model, Score, ScoreError};
+use crate::model::{ClientFeatures, Model, Score, ScoreError};
 use crate::policy::{self, Policy, Segment, Verdict, MAX_TIERS};
 use crate::session::SessionState;
 use crate::store::{SessionStore, SessionUpdate};
 use crate::validate::{DecideInput, TrackInput};
 use rand::Rng;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Why the decision came out as it did.
@@ -51,9 +50,12 @@ pub struct Assessment {
 }
 
 /// Features, score, segment and voucher verdict of a session at `now_ms`.
+/// `intent_override` replaces the session's intent value when the caller
+/// knows it better.
 pub fn assess(
     state: &SessionState,
-    client: &HashMap<String, f64>,
+    client: &ClientFeatures,
+    intent_override: Option<i64>,
     now_ms: i64,
     model: &Model,
     policy: &Policy,
@@ -61,7 +63,7 @@ pub fn assess(
     let features = features::compute(state, now_ms);
     let score = model.score(&features, client)?;
     let segment = policy::segment(score.probability, model.segments());
-    let intent_value_cents = state.intent_value_cents();
+    let intent_value_cents = intent_override.unwrap_or_else(|| state.intent_value_cents());
     let verdict = policy::choose(score.probability, segment, intent_value_cents, policy);
     Ok(Assessment {
         features,
@@ -125,11 +127,14 @@ pub fn new_voucher_code() -> String {
 }
 
 fn score_error(e: ScoreError) -> ServiceError {
-    match e {
-        ScoreError::MissingFeature(ref k) | ScoreError::NotFinite(ref k) => {
-            ServiceError::invalid(format!("features[{k}]"), e.to_string())
-        }
-    }
+    let field = e.field().to_owned();
+    let full = e.to_string();
+    // The message already starts with "field: "; keep only the explanation.
+    let message = full
+        .strip_prefix(&format!("{field}: "))
+        .unwrap_or(&full)
+        .to_owned();
+    ServiceError::InvalidArgument { field, message }
 }
 
 impl Engine {
@@ -177,6 +182,9 @@ impl Engine {
 
     pub async fn decide(&self, input: DecideInput) -> Result<Decision, ServiceError> {
         let now_ms = self.clock.now_ms();
+        // Client-feature mismatches are caller mistakes: refuse before any
+        // state changes.
+        self.model.check_client(&input.client).map_err(score_error)?;
         let update = SessionUpdate {
             context: input.context,
             events: &input.events,
@@ -191,8 +199,15 @@ impl Engine {
                 (s, true)
             }
         };
-        let a = assess(&state, &input.features, now_ms, &self.model, &self.policy)
-            .map_err(score_error)?;
+        let a = assess(
+            &state,
+            &input.client,
+            input.intent_value_cents,
+            now_ms,
+            &self.model,
+            &self.policy,
+        )
+        .map_err(score_error)?;
 
         let mut decision = Decision {
             session_id: input.session_id.clone(),

@@ -67,6 +67,12 @@ impl Transform {
 #[serde(deny_unknown_fields)]
 pub struct Term {
     pub feature: String,
+    /// Client models only: the term is the one-hot indicator
+    /// `categorical_features[feature] == category` (then transforms apply to
+    /// that 0/1 value). A value the model never saw matches no term of its
+    /// feature, i.e. it scores as the reference level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     #[serde(default)]
     pub transforms: Vec<Transform>,
     pub coef: f64,
@@ -123,6 +129,16 @@ pub enum ModelError {
 enum Source {
     Session(usize),
     Client(String),
+    Category { key: String, value: String },
+}
+
+/// Client-side features sent with a Decide (for `input = "client"` models).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClientFeatures {
+    /// Numeric features (`features` in the request), finite.
+    pub numeric: HashMap<String, f64>,
+    /// Categorical features (`categorical_features`), e.g. `Month = "Feb"`.
+    pub categorical: HashMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -141,15 +157,36 @@ pub struct Model {
     terms: Vec<CompiledTerm>,
     intercept: f64,
     segments: SegmentThresholds,
+    /// Client models: the numeric and categorical keys the model reads.
+    numeric_keys: std::collections::BTreeSet<String>,
+    categorical_keys: std::collections::BTreeSet<String>,
 }
 
-/// Why a request could not be scored (caller mistakes only).
+/// Why a request could not be scored (caller mistakes only). `field` is the
+/// request path, e.g. `features[PageValues]`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScoreError {
-    #[error("features[{0}]: required by model")]
-    MissingFeature(String),
-    #[error("features[{0}]: transformed value is not finite")]
-    NotFinite(String),
+    #[error("{field}: required by model {model}")]
+    Missing { field: String, model: String },
+    #[error("{field}: not a feature of model {model} (it reads: {expected})")]
+    Unknown {
+        field: String,
+        model: String,
+        expected: String,
+    },
+    #[error("{field}: transformed value is not finite")]
+    NotFinite { field: String },
+}
+
+impl ScoreError {
+    /// The request field the error is about.
+    pub fn field(&self) -> &str {
+        match self {
+            ScoreError::Missing { field, .. }
+            | ScoreError::Unknown { field, .. }
+            | ScoreError::NotFinite { field } => field,
+        }
+    }
 }
 
 /// One scored decision moment.
@@ -233,6 +270,11 @@ impl ModelFile {
                     Transform::Log1p => {}
                 }
             }
+            if t.category.is_some() && self.input != Input::Client {
+                return Err(ModelError::Invalid(format!(
+                    "terms[{i}]: `category` needs input = \"client\""
+                )));
+            }
             let source = match self.input {
                 Input::Session => match features::index_of(&t.feature) {
                     Some(idx) => Source::Session(idx),
@@ -247,15 +289,42 @@ impl ModelFile {
                     if t.feature.is_empty() {
                         return Err(ModelError::Invalid(format!("terms[{i}].feature is empty")));
                     }
-                    Source::Client(t.feature.clone())
+                    match &t.category {
+                        Some(value) => Source::Category {
+                            key: t.feature.clone(),
+                            value: value.clone(),
+                        },
+                        None => Source::Client(t.feature.clone()),
+                    }
                 }
             };
             terms.push(CompiledTerm {
-                name: t.feature.clone(),
+                name: match &t.category {
+                    Some(c) => format!("{}={c}", t.feature),
+                    None => t.feature.clone(),
+                },
                 source,
                 transforms: t.transforms.clone(),
                 coef: t.coef,
             });
+        }
+        let mut numeric_keys = std::collections::BTreeSet::new();
+        let mut categorical_keys = std::collections::BTreeSet::new();
+        for t in &terms {
+            match &t.source {
+                Source::Client(k) => {
+                    numeric_keys.insert(k.clone());
+                }
+                Source::Category { key, .. } => {
+                    categorical_keys.insert(key.clone());
+                }
+                Source::Session(_) => {}
+            }
+        }
+        if let Some(k) = numeric_keys.intersection(&categorical_keys).next() {
+            return Err(ModelError::Invalid(format!(
+                "feature {k:?} is used both as numeric and as categorical"
+            )));
         }
         Ok(Model {
             version: self.version.clone(),
@@ -263,6 +332,8 @@ impl ModelFile {
             terms,
             intercept: self.intercept,
             segments: self.segments,
+            numeric_keys,
+            categorical_keys,
         })
     }
 }
@@ -301,35 +372,108 @@ impl Model {
         self.terms.get(i).map(|t| t.name.as_str())
     }
 
-    /// Client feature keys the model needs (empty for session models).
-    pub fn client_features(&self) -> impl Iterator<Item = &str> {
-        self.terms.iter().filter_map(|t| match &t.source {
-            Source::Client(k) => Some(k.as_str()),
-            Source::Session(_) => None,
-        })
+    /// Numeric client feature keys the model reads (empty for session models).
+    pub fn numeric_features(&self) -> impl Iterator<Item = &str> {
+        self.numeric_keys.iter().map(String::as_str)
+    }
+
+    /// Categorical client feature keys the model reads.
+    pub fn categorical_features(&self) -> impl Iterator<Item = &str> {
+        self.categorical_keys.iter().map(String::as_str)
+    }
+
+    /// For client models: every key the request sends must be one the model
+    /// reads (a typo or a model/client mismatch is an error, not a silently
+    /// ignored value), and every key the model reads must be sent. Session
+    /// models ignore client features.
+    pub fn check_client(&self, client: &ClientFeatures) -> Result<(), ScoreError> {
+        if self.input == Input::Session {
+            return Ok(());
+        }
+        let expected = || {
+            let mut v: Vec<String> = self.numeric_keys.iter().cloned().collect();
+            v.extend(self.categorical_keys.iter().map(|k| format!("{k} (categorical)")));
+            v.join(", ")
+        };
+        let mut sent: Vec<&String> = client.numeric.keys().collect();
+        sent.sort();
+        for k in sent {
+            if !self.numeric_keys.contains(k) {
+                return Err(ScoreError::Unknown {
+                    field: format!("features[{k}]"),
+                    model: self.version.clone(),
+                    expected: expected(),
+                });
+            }
+        }
+        let mut sent: Vec<&String> = client.categorical.keys().collect();
+        sent.sort();
+        for k in sent {
+            if !self.categorical_keys.contains(k) {
+                return Err(ScoreError::Unknown {
+                    field: format!("categorical_features[{k}]"),
+                    model: self.version.clone(),
+                    expected: expected(),
+                });
+            }
+        }
+        for k in &self.numeric_keys {
+            if !client.numeric.contains_key(k) {
+                return Err(ScoreError::Missing {
+                    field: format!("features[{k}]"),
+                    model: self.version.clone(),
+                });
+            }
+        }
+        for k in &self.categorical_keys {
+            if !client.categorical.contains_key(k) {
+                return Err(ScoreError::Missing {
+                    field: format!("categorical_features[{k}]"),
+                    model: self.version.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Scores one decision moment: a dot product over the terms and a
     /// sigmoid. Allocation-free.
-    pub fn score(
-        &self,
-        session: &Features,
-        client: &HashMap<String, f64>,
-    ) -> Result<Score, ScoreError> {
+    pub fn score(&self, session: &Features, client: &ClientFeatures) -> Result<Score, ScoreError> {
         let mut z = self.intercept;
         let mut top = [(usize::MAX, 0.0f64); TOP_SIGNALS];
         for (i, t) in self.terms.iter().enumerate() {
             let raw = match &t.source {
                 Source::Session(idx) => session.0[*idx],
-                Source::Client(key) => match client.get(key) {
+                Source::Client(key) => match client.numeric.get(key) {
                     Some(v) => *v,
-                    None => return Err(ScoreError::MissingFeature(key.clone())),
+                    None => {
+                        return Err(ScoreError::Missing {
+                            field: format!("features[{key}]"),
+                            model: self.version.clone(),
+                        })
+                    }
+                },
+                Source::Category { key, value } => match client.categorical.get(key) {
+                    Some(v) if v == value => 1.0,
+                    Some(_) => 0.0,
+                    None => {
+                        return Err(ScoreError::Missing {
+                            field: format!("categorical_features[{key}]"),
+                            model: self.version.clone(),
+                        })
+                    }
                 },
             };
             let x = t.transforms.iter().fold(raw, |x, tr| tr.apply(x));
             let c = t.coef * x;
             if !c.is_finite() {
-                return Err(ScoreError::NotFinite(t.name.clone()));
+                return Err(ScoreError::NotFinite {
+                    field: match &t.source {
+                        Source::Session(_) => t.name.clone(),
+                        Source::Client(k) => format!("features[{k}]"),
+                        Source::Category { key, .. } => format!("categorical_features[{key}]"),
+                    },
+                });
             }
             z += c;
             // Keep the TOP_SIGNALS largest |c| in a tiny insertion-sorted array.
@@ -374,6 +518,7 @@ mod tests {
     fn term(name: &str, coef: f64) -> Term {
         Term {
             feature: name.into(),
+            category: None,
             transforms: vec![Transform::Log1p],
             coef,
         }
@@ -394,6 +539,7 @@ mod tests {
         assert!(f.compile().is_err());
         let mut f = file(vec![Term {
             feature: "page_views".into(),
+            category: None,
             transforms: vec![Transform::Standardise {
                 mean: 0.0,
                 std: 0.0,
@@ -421,7 +567,7 @@ mod tests {
         s.signals[1] = 1;
         s.searches = 1;
         let f = compute(&s, 0);
-        let sc = m.score(&f, &HashMap::new()).unwrap();
+        let sc = m.score(&f, &ClientFeatures::default()).unwrap();
         let z = -1.0 + 0.1 * f.get(F::page_views).ln_1p() + 2.0 * 1f64.ln_1p() - 0.5 * 1f64.ln_1p()
             + 0.01 * 1f64.ln_1p();
         assert!((sc.logit - z).abs() < 1e-12);
@@ -430,17 +576,47 @@ mod tests {
     }
 
     #[test]
-    fn client_model_needs_its_features() {
-        let mut f = file(vec![term("PageValues", 1.0)]);
+    fn client_model_needs_its_features_and_rejects_others() {
+        let mut f = file(vec![
+            term("PageValues", 1.0),
+            Term {
+                feature: "Month".into(),
+                category: Some("Nov".into()),
+                transforms: vec![],
+                coef: 0.5,
+            },
+        ]);
         f.input = Input::Client;
         let m = f.compile().unwrap();
         let feats = compute(&SessionState::default(), 0);
-        assert_eq!(
-            m.score(&feats, &HashMap::new()),
-            Err(ScoreError::MissingFeature("PageValues".into()))
-        );
-        let mut c = HashMap::new();
-        c.insert("PageValues".to_string(), 3.0);
-        assert!(m.score(&feats, &c).is_ok());
+        let mut c = ClientFeatures::default();
+        let missing = m.check_client(&c).unwrap_err();
+        assert_eq!(missing.field(), "features[PageValues]");
+        c.numeric.insert("PageValues".into(), 3.0);
+        assert_eq!(m.check_client(&c).unwrap_err().field(), "categorical_features[Month]");
+        c.categorical.insert("Month".into(), "Nov".into());
+        m.check_client(&c).unwrap();
+        let nov = m.score(&feats, &c).unwrap();
+        assert!((nov.logit - (-1.0 + 3f64.ln_1p() + 0.5)).abs() < 1e-12);
+        // An unseen category scores as the reference level.
+        c.categorical.insert("Month".into(), "Smarch".into());
+        let unseen = m.score(&feats, &c).unwrap();
+        assert!((unseen.logit - (-1.0 + 3f64.ln_1p())).abs() < 1e-12);
+        // A key the model does not read is a mismatch, named.
+        c.numeric.insert("PageValue".into(), 1.0);
+        let e = m.check_client(&c).unwrap_err();
+        assert_eq!(e.field(), "features[PageValue]");
+        assert!(e.to_string().contains("PageValues"), "{e}");
+    }
+
+    #[test]
+    fn category_terms_need_a_client_model() {
+        let f = file(vec![Term {
+            feature: "page_views".into(),
+            category: Some("x".into()),
+            transforms: vec![],
+            coef: 1.0,
+        }]);
+        assert!(f.compile().is_err());
     }
 }

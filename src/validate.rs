@@ -11,7 +11,7 @@ use crate::session::{
     Context, Device, Event, EventKind, PageKind, ProductKey, Signal, TrafficSource,
 };
 use prost::Message;
-use std::collections::HashMap;
+use crate::model::ClientFeatures;
 
 /// Longest accepted id (session, visitor, product, feature name), bytes.
 pub const MAX_ID_BYTES: usize = 128;
@@ -42,7 +42,9 @@ pub struct DecideInput {
     pub visitor_id: Option<String>,
     pub context: Option<Context>,
     pub events: Vec<Event>,
-    pub features: HashMap<String, f64>,
+    pub client: ClientFeatures,
+    /// Overrides the session's intent value when set.
+    pub intent_value_cents: Option<i64>,
 }
 
 type R<T> = Result<T, ServiceError>;
@@ -290,12 +292,12 @@ pub fn decide(req: &pb::DecideRequest, limits: &Limits, now_ms: i64) -> R<Decide
     size(req, limits)?;
     id("session_id", &req.session_id, true)?;
     id("visitor_id", &req.visitor_id, false)?;
-    if req.features.len() > limits.max_features {
+    let n_features = req.features.len() + req.categorical_features.len();
+    if n_features > limits.max_features {
         return Err(ServiceError::invalid(
             "features",
             format!(
-                "{} entries, at most {} (limits.max_features)",
-                req.features.len(),
+                "{n_features} entries (numeric and categorical), at most {} (limits.max_features)",
                 limits.max_features
             ),
         ));
@@ -316,12 +318,38 @@ pub fn decide(req: &pb::DecideRequest, limits: &Limits, now_ms: i64) -> R<Decide
             return Err(ServiceError::invalid(field, format!("{v} is not finite")));
         }
     }
+    let mut keys: Vec<&String> = req.categorical_features.keys().collect();
+    keys.sort();
+    for k in keys {
+        let field = format!("categorical_features[{k}]");
+        if k.is_empty() || k.len() > MAX_ID_BYTES {
+            return Err(ServiceError::invalid(
+                field,
+                format!("key must be 1..={MAX_ID_BYTES} bytes"),
+            ));
+        }
+        let v = &req.categorical_features[k];
+        if v.len() > MAX_ID_BYTES || v.chars().any(char::is_control) {
+            return Err(ServiceError::invalid(
+                field,
+                format!("value must be at most {MAX_ID_BYTES} bytes without control characters"),
+            ));
+        }
+    }
+    let intent_value_cents = match req.intent_value_cents {
+        0 => None,
+        v => Some(price(|| "intent_value_cents".to_owned(), v)?),
+    };
     Ok(DecideInput {
         session_id: req.session_id.clone(),
         visitor_id: optional(&req.visitor_id),
         context: req.context.as_ref().map(context).transpose()?,
         events: events(&req.events, limits, now_ms)?,
-        features: req.features.clone(),
+        client: ClientFeatures {
+            numeric: req.features.clone(),
+            categorical: req.categorical_features.clone(),
+        },
+        intent_value_cents,
     })
 }
 

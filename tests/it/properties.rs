@@ -5,7 +5,6 @@ use nudge::session::{
     Context, Device, Event, EventKind, PageKind, ProductKey, SessionState, Signal, TrafficSource,
 };
 use proptest::prelude::*;
-use std::collections::HashMap;
 
 fn event() -> impl Strategy<Value = Event> {
     let page = prop::sample::select(PageKind::ALL.to_vec());
@@ -121,7 +120,7 @@ proptest! {
         }
         prop_assert!(state.cart_value_cents >= 0);
         prop_assert!(state.intent_value_cents() >= 0);
-        let a = assess(&state, &HashMap::new(), now, &model, &settings.policy).unwrap();
+        let a = assess(&state, &Default::default(), None, now, &model, &settings.policy).unwrap();
         prop_assert!(a.features.0.iter().all(|v| v.is_finite()));
         prop_assert!((0.0..=1.0).contains(&a.score.probability));
         if let nudge::policy::Verdict::Offer { ranked } = a.verdict {

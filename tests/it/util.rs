@@ -164,7 +164,7 @@ pub fn decide(session_id: &str, events: Vec<pb::Event>) -> pb::DecideRequest {
             prior_orders: 0,
         }),
         events,
-        features: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -449,6 +449,7 @@ pub fn fit(
         .zip(&model.coefs)
         .map(|((j, ts), c)| Term {
             feature: FEATURES[*j].name.to_string(),
+            category: None,
             transforms: ts.clone(),
             coef: *c,
         })

@@ -4,7 +4,6 @@
 use nudge::model::Model;
 use nudge::synth::replay;
 use nudge_train::{data, fit};
-use std::collections::HashMap;
 
 #[test]
 fn written_model_loads_and_reproduces_fitted_probabilities() {
@@ -60,7 +59,7 @@ fn written_model_loads_and_reproduces_fitted_probabilities() {
     // data::rows) and score with the service's model.
     let rows = data::rows(&sessions, opts.max_points_per_session, opts.seed);
     assert_eq!(rows.len(), result.rows.len());
-    let empty = HashMap::new();
+    let empty = nudge::model::ClientFeatures::default();
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row.features, result.rows[i].features);
         let score = model.score(&row.features, &empty).unwrap();
@@ -88,7 +87,7 @@ fn shipped_default_model_loads() {
     let p = model
         .score(
             &replay(&s, s.decision_points.last().unwrap()),
-            &HashMap::new(),
+            &nudge::model::ClientFeatures::default(),
         )
         .unwrap()
         .probability;
