@@ -13,6 +13,7 @@
 //! - [`ledger`]: the voucher budget trait and its in-memory implementation.
 //! - [`store`]: the session store trait and its in-memory (moka) implementation.
 //! - [`clock`]: injected time (system and manual clocks).
+//! - [`decision_log`]: the JSON-lines decision/event/outcome log format (written by the service, read by nudge-train).
 //! - [`config`]: the TOML configuration, validated once into settings.
 //! - [`validate`]: request validation, protobuf in, domain values out.
 //! - [`error`]: the service error enum and its mapping to gRPC codes.
@@ -22,6 +23,7 @@
 //! - [`synth`]: the seeded synthetic session generator with a ground-truth behaviour model.
 pub mod clock;
 pub mod config;
+pub mod decision_log;
 pub mod engine;
 pub mod error;
 pub mod features;
