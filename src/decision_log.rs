@@ -52,6 +52,8 @@ pub struct DecisionRecord {
     pub session_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visitor_id: Option<String>,
+    /// Campaign whose budget the decision drew on.
+    pub campaign: String,
     pub model_version: String,
     /// Session features by name, as scored.
     pub features: BTreeMap<String, f64>,

@@ -33,6 +33,7 @@ pub enum Reason {
     NotHesitant,
     IntentTooLow,
     RoiNotPositive,
+    Paced,
     BudgetExhausted,
     AlreadyOffered,
     BudgetUnavailable,
@@ -64,7 +65,7 @@ pub fn assess(
     let score = model.score(&features, client)?;
     let segment = policy::segment(score.probability, model.segments());
     let intent_value_cents = intent_override.unwrap_or_else(|| state.intent_value_cents());
-    let verdict = policy::choose(score.probability, segment, intent_value_cents, policy);
+    let verdict = policy::choose(score.probability, segment, intent_value_cents, policy, 0.0);
     Ok(Assessment {
         features,
         score,
@@ -240,6 +241,12 @@ impl Engine {
                 best_net_value_cents,
             } => {
                 decision.reason = Reason::RoiNotPositive;
+                decision.expected_net_value_cents = best_net_value_cents;
+            }
+            Verdict::Paced {
+                best_net_value_cents,
+            } => {
+                decision.reason = Reason::Paced;
                 decision.expected_net_value_cents = best_net_value_cents;
             }
             Verdict::Offer { ranked } => {

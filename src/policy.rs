@@ -15,6 +15,11 @@
 //! on the purchases that would have happened anyway (`p0`). The voucher is
 //! only paid when redeemed, which happens only with a purchase. We take the
 //! argmax over the tiers and offer it only when it is strictly positive.
+//!
+//! Pacing adds a shadow price `lambda >= 0` on the expected voucher cost
+//! `p_v * v`: tiers are ranked by `ENV(v) - lambda * p_v * v` and offered
+//! only when that is > 0. With `lambda = 0` this is the plain rule; a larger
+//! `lambda` keeps only the offers that earn the most per euro of budget.
 
 use crate::model::{logit, sigmoid, SegmentThresholds};
 
@@ -64,7 +69,11 @@ pub enum Verdict {
     RoiNotPositive {
         best_net_value_cents: i64,
     },
-    /// Offer: tiers with positive ENV, best first (so a budget that cannot
+    /// Some tier has ENV > 0, but none beats the pacing shadow price.
+    Paced {
+        best_net_value_cents: i64,
+    },
+    /// Offer: tiers with positive (paced) value, best first (so a budget that cannot
     /// afford the best may still afford the next).
     Offer {
         ranked: [Option<Candidate>; MAX_TIERS],
@@ -77,8 +86,11 @@ pub const MAX_TIERS: usize = 8;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Candidate {
     pub amount_cents: i64,
+    /// ENV(v), rounded to cents.
     pub net_value_cents: i64,
     pub p_with_voucher: f64,
+    /// ENV(v) - lambda * p_v * v (what the ranking uses).
+    pub paced_value: f64,
 }
 
 /// Expected net value in (fractional) cents of offering `tier` against none.
@@ -88,42 +100,52 @@ pub fn expected_net_value(p0: f64, intent_cents: i64, margin_rate: f64, tier: Ti
     (pv * (margin - tier.amount_cents as f64) - p0 * margin, pv)
 }
 
-/// The voucher rule. `p0` is the model's probability without a voucher.
-pub fn choose(p0: f64, seg: Segment, intent_cents: i64, policy: &Policy) -> Verdict {
+/// The voucher rule. `p0` is the model's probability without a voucher,
+/// `lambda` the pacing shadow price (0 when unpaced).
+pub fn choose(p0: f64, seg: Segment, intent_cents: i64, policy: &Policy, lambda: f64) -> Verdict {
     if seg != Segment::Hesitant {
         return Verdict::NotHesitant;
     }
     if intent_cents < policy.min_intent_cents {
         return Verdict::IntentTooLow;
     }
+    let lambda = if lambda.is_finite() { lambda.max(0.0) } else { 0.0 };
     let mut ranked: [Option<Candidate>; MAX_TIERS] = [None; MAX_TIERS];
     let mut best = f64::NEG_INFINITY;
     let mut n = 0;
     for tier in policy.tiers.iter().take(MAX_TIERS) {
         let (env, pv) = expected_net_value(p0, intent_cents, policy.margin_rate, *tier);
         best = best.max(env);
-        if env > 0.0 {
+        let paced_value = env - lambda * pv * tier.amount_cents as f64;
+        if env > 0.0 && paced_value > 0.0 {
             ranked[n] = Some(Candidate {
                 amount_cents: tier.amount_cents,
                 net_value_cents: env.round() as i64,
                 p_with_voucher: pv,
+                paced_value,
             });
             n += 1;
         }
     }
+    let best_net_value_cents = if best.is_finite() {
+        best.round() as i64
+    } else {
+        0
+    };
     if n == 0 {
+        if best > 0.0 {
+            return Verdict::Paced {
+                best_net_value_cents,
+            };
+        }
         return Verdict::RoiNotPositive {
-            best_net_value_cents: if best.is_finite() {
-                best.round() as i64
-            } else {
-                0
-            },
+            best_net_value_cents,
         };
     }
     ranked[..n].sort_by(|a, b| {
         let (a, b) = (a.expect("filled"), b.expect("filled"));
-        b.net_value_cents
-            .cmp(&a.net_value_cents)
+        b.paced_value
+            .total_cmp(&a.paced_value)
             .then(a.amount_cents.cmp(&b.amount_cents))
     });
     Verdict::Offer { ranked }
@@ -170,15 +192,15 @@ mod tests {
     #[test]
     fn only_hesitant_with_enough_intent_is_eligible() {
         assert_eq!(
-            choose(0.3, Segment::Hot, 50_000, &policy()),
+            choose(0.3, Segment::Hot, 50_000, &policy(), 0.0),
             Verdict::NotHesitant
         );
         assert_eq!(
-            choose(0.3, Segment::Cold, 50_000, &policy()),
+            choose(0.3, Segment::Cold, 50_000, &policy(), 0.0),
             Verdict::NotHesitant
         );
         assert_eq!(
-            choose(0.3, Segment::Hesitant, 9_899, &policy()),
+            choose(0.3, Segment::Hesitant, 9_899, &policy(), 0.0),
             Verdict::IntentTooLow
         );
     }
@@ -203,7 +225,7 @@ mod tests {
 
     #[test]
     fn picks_argmax_and_ranks_positive_tiers() {
-        match choose(0.3, Segment::Hesitant, 15_000, &policy()) {
+        match choose(0.3, Segment::Hesitant, 15_000, &policy(), 0.0) {
             Verdict::Offer { ranked } => {
                 let r: Vec<_> = ranked.iter().flatten().collect();
                 assert!(!r.is_empty());
@@ -230,9 +252,34 @@ mod tests {
             t.lift = 0.01;
         }
         assert!(matches!(
-            choose(0.5, Segment::Hesitant, 20_000, &p),
+            choose(0.5, Segment::Hesitant, 20_000, &p, 0.0),
             Verdict::RoiNotPositive { best_net_value_cents } if best_net_value_cents < 0
         ));
+    }
+
+    #[test]
+    fn pacing_keeps_only_the_offers_worth_their_cost() {
+        let unpaced = choose(0.3, Segment::Hesitant, 15_000, &policy(), 0.0);
+        assert!(matches!(unpaced, Verdict::Offer { .. }));
+        // A high shadow price on budget makes the small margins not worth it.
+        assert!(matches!(
+            choose(0.3, Segment::Hesitant, 15_000, &policy(), 5.0),
+            Verdict::Paced { best_net_value_cents } if best_net_value_cents > 0
+        ));
+        // Ranking by paced value can prefer a cheaper tier.
+        let cheap = Policy {
+            tiers: vec![
+                Tier { amount_cents: 500, lift: 0.30 },
+                Tier { amount_cents: 2_000, lift: 1.00 },
+            ],
+            ..policy()
+        };
+        let first = |v: Verdict| match v {
+            Verdict::Offer { ranked } => ranked[0].unwrap().amount_cents,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(first(choose(0.3, Segment::Hesitant, 30_000, &cheap, 0.0)), 2_000);
+        assert_eq!(first(choose(0.3, Segment::Hesitant, 30_000, &cheap, 1.0)), 500);
     }
 
     proptest! {
@@ -241,7 +288,7 @@ mod tests {
             p0 in 0.0f64..=1.0, intent in 0i64..10_000_000,
         ) {
             let pol = policy();
-            if let Verdict::Offer { ranked } = choose(p0, Segment::Hesitant, intent, &pol) {
+            if let Verdict::Offer { ranked } = choose(p0, Segment::Hesitant, intent, &pol, 0.0) {
                 for c in ranked.iter().flatten() {
                     prop_assert!(c.net_value_cents >= 0);
                     prop_assert!(pol.tiers.iter().any(|t| t.amount_cents == c.amount_cents));

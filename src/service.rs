@@ -32,6 +32,7 @@ pub fn reason_pb(r: Reason) -> pb::Reason {
         Reason::NotHesitant => pb::Reason::NotHesitant,
         Reason::IntentTooLow => pb::Reason::IntentTooLow,
         Reason::RoiNotPositive => pb::Reason::RoiNotPositive,
+        Reason::Paced => pb::Reason::Paced,
         Reason::BudgetExhausted => pb::Reason::BudgetExhausted,
         Reason::AlreadyOffered => pb::Reason::AlreadyOffered,
         Reason::BudgetUnavailable => pb::Reason::BudgetUnavailable,
