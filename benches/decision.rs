@@ -79,7 +79,7 @@ fn benches(c: &mut Criterion) {
     });
 
     c.bench_function("assess (features + score + policy)", |b| {
-        b.iter(|| assess(black_box(&state), &client, NOW, &model, &settings.policy).unwrap())
+        b.iter(|| assess(black_box(&state), &client, None, NOW, &model, &settings.policy).unwrap())
     });
 
     let rt = tokio::runtime::Builder::new_current_thread()
