@@ -11,7 +11,7 @@ use nudge::clock::ManualClock;
 use nudge::config::Settings;
 use nudge::engine::assess;
 use nudge::model::{ClientFeatures, Model};
-use nudge::server::embedded_engine_with_clock;
+use nudge::server::memory_engine;
 use nudge::session::{Context, Event, EventKind, PageKind, ProductKey, SessionState, Signal};
 use nudge::validate::DecideInput;
 use std::hint::black_box;
@@ -79,14 +79,14 @@ fn benches(c: &mut Criterion) {
     });
 
     c.bench_function("assess (features + score + policy)", |b| {
-        b.iter(|| assess(black_box(&state), &client, None, NOW, &model, &settings.policy).unwrap())
+        b.iter(|| assess(black_box(&state), &client, None, NOW, &model, &settings.policy, 0.0).unwrap())
     });
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let engine =
-        embedded_engine_with_clock(&settings, model.clone(), Arc::new(ManualClock::new(NOW)));
+        memory_engine(&settings, model.clone(), Arc::new(ManualClock::new(NOW)));
     let mut i = 0u64;
     c.bench_function(
         "engine_decide (store + assess + ledger, 1 new event)",
@@ -100,6 +100,7 @@ fn benches(c: &mut Criterion) {
                     events: vec![one],
                     client: ClientFeatures::default(),
                 intent_value_cents: None,
+                campaign: String::new(),
                 };
                 rt.block_on(engine.decide(input)).unwrap()
             })

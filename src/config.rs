@@ -5,6 +5,8 @@
 //! The environment is injected: [`RawConfig::from_toml`] parses text and the
 //! binary decides where the text comes from.
 
+use crate::experiment::Experiment;
+use crate::ledger::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN};
 use crate::policy::{Policy, Tier, MAX_TIERS};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -32,6 +34,63 @@ pub struct RawConfig {
     pub budget: RawBudget,
     #[serde(default)]
     pub limits: RawLimits,
+    /// Directory for the ledger, the decision log and the generated voucher
+    /// key. Default `data` (relative to the working directory).
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub ledger: RawLedger,
+    #[serde(default)]
+    pub voucher: RawVoucher,
+    #[serde(default)]
+    pub experiment: RawExperiment,
+    /// Budget pacing (see `pacing::PacingConfig` for every field and default).
+    #[serde(default)]
+    pub pacing: crate::pacing::PacingConfig,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    /// `sqlite` (durable, the default) or `memory` (tests, demos: forgets
+    /// everything on restart).
+    pub backend: Option<String>,
+    /// How often expired offers are voided. Default 60 s.
+    pub sweep_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVoucher {
+    /// Secret for the voucher-code MAC (at least 16 bytes). Default: the
+    /// `NUDGE_VOUCHER_SECRET` environment variable, else a random key
+    /// generated once into `<data_dir>/voucher.key`. Never logged.
+    pub secret: Option<String>,
+    /// Smallest order a voucher can be redeemed on, cents. Default 9900.
+    pub min_order_cents: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExperiment {
+    /// Share of eligible visitors held out (never get a voucher). Default 0.10.
+    pub holdout_share: Option<f64>,
+    /// Share of eligible non-holdout visitors given a random action. Default 0.05.
+    pub explore_share: Option<f64>,
+    /// Salt of the holdout and exploration hashes. Default "nudge-v1".
+    pub salt: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// Write the decision log. Default true.
+    pub enabled: Option<bool>,
+    /// Rotate a log file above this size. Default 64 MiB.
+    pub rotate_bytes: Option<u64>,
+    /// Records queued before dropping under overload. Default 65536.
+    pub queue: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,8 +126,25 @@ pub struct RawTier {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBudget {
-    /// Daily voucher cap in cents (UTC day). Default 100000 (1,000 EUR).
+    /// Daily voucher cap of the `default` campaign, cents. Default 100000
+    /// (1,000 EUR). Ignored when `campaigns` is given.
     pub daily_cap_cents: Option<i64>,
+    /// IANA time zone the budget days (and the pacing curve) follow.
+    /// Default "UTC".
+    pub timezone: Option<String>,
+    /// Campaigns with their own budgets. Default: one `default` campaign.
+    pub campaigns: Option<Vec<RawCampaign>>,
+    /// Campaign used when a Decide names none. Default: the first campaign.
+    pub default_campaign: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCampaign {
+    pub id: String,
+    pub daily_cap_cents: i64,
+    /// Lifetime cap over all days. Default: none.
+    pub total_cap_cents: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,9 +190,46 @@ pub struct Settings {
     pub max_sessions: u64,
     pub policy: Policy,
     pub offer_ttl: Duration,
-    pub daily_cap_cents: i64,
+    pub budgets: Budgets,
+    pub default_campaign: String,
     pub limits: Limits,
+    pub data_dir: PathBuf,
+    pub ledger_backend: LedgerBackend,
+    pub sweep_interval: Duration,
+    /// Configured secret; `None` = environment or generated key file.
+    pub voucher_secret: Option<Secret>,
+    pub min_order_cents: i64,
+    pub experiment: Experiment,
+    pub pacing: crate::pacing::PacingConfig,
+    pub log: Option<LogConfig>,
 }
+
+/// Where offers are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LedgerBackend {
+    Sqlite,
+    Memory,
+}
+
+/// Decision log settings (the directory is `<data_dir>/log`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub rotate_bytes: u64,
+    pub queue: usize,
+}
+
+/// A secret string whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Shortest accepted voucher secret.
+pub const MIN_SECRET_BYTES: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -209,10 +322,136 @@ impl RawConfig {
             }
         }
 
-        let daily_cap_cents = self.budget.daily_cap_cents.unwrap_or(100_000);
-        if daily_cap_cents < 0 {
-            return Err(invalid("budget.daily_cap_cents", "must be >= 0"));
+        for (i, t) in tiers.iter().enumerate() {
+            if t.amount_cents % 100 != 0 || t.amount_cents > crate::voucher::MAX_AMOUNT_CENTS {
+                return Err(invalid(
+                    "policy.tiers",
+                    format!("tier {i}: amount_cents must be whole euros up to 255 EUR (voucher codes carry them)"),
+                ));
+            }
         }
+
+        let tz_name = self.budget.timezone.as_deref().unwrap_or("UTC");
+        let timezone: chrono_tz::Tz = tz_name
+            .parse()
+            .map_err(|_| invalid("budget.timezone", format!("unknown time zone {tz_name:?}")))?;
+        let raw_campaigns = match self.budget.campaigns {
+            Some(c) => {
+                if self.budget.daily_cap_cents.is_some() {
+                    return Err(invalid(
+                        "budget.daily_cap_cents",
+                        "give either daily_cap_cents or campaigns, not both",
+                    ));
+                }
+                c
+            }
+            None => vec![RawCampaign {
+                id: DEFAULT_CAMPAIGN.to_owned(),
+                daily_cap_cents: self.budget.daily_cap_cents.unwrap_or(100_000),
+                total_cap_cents: None,
+            }],
+        };
+        if raw_campaigns.is_empty() {
+            return Err(invalid("budget.campaigns", "need at least one campaign"));
+        }
+        let mut campaigns = std::collections::HashMap::new();
+        for c in &raw_campaigns {
+            if c.id.is_empty() || c.id.len() > 64 || !c.id.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid("budget.campaigns", format!("campaign id {:?} must be 1..=64 printable ASCII", c.id)));
+            }
+            if c.daily_cap_cents < 0 {
+                return Err(invalid(
+                    "budget.daily_cap_cents",
+                    format!("campaign {:?}: must be >= 0", c.id),
+                ));
+            }
+            if c.total_cap_cents.is_some_and(|t| t < 0) {
+                return Err(invalid(
+                    "budget.campaigns",
+                    format!("campaign {:?}: total_cap_cents must be >= 0", c.id),
+                ));
+            }
+            let dup = campaigns.insert(
+                c.id.clone(),
+                CampaignBudget {
+                    daily_cap_cents: c.daily_cap_cents,
+                    total_cap_cents: c.total_cap_cents,
+                },
+            );
+            if dup.is_some() {
+                return Err(invalid("budget.campaigns", format!("duplicate campaign {:?}", c.id)));
+            }
+        }
+        let default_campaign = self
+            .budget
+            .default_campaign
+            .unwrap_or_else(|| raw_campaigns[0].id.clone());
+        if !campaigns.contains_key(&default_campaign) {
+            return Err(invalid(
+                "budget.default_campaign",
+                format!("{default_campaign:?} is not a configured campaign"),
+            ));
+        }
+
+        let ledger_backend = match self.ledger.backend.as_deref().unwrap_or("sqlite") {
+            "sqlite" => LedgerBackend::Sqlite,
+            "memory" => LedgerBackend::Memory,
+            other => {
+                return Err(invalid(
+                    "ledger.backend",
+                    format!("{other:?}: expected \"sqlite\" or \"memory\""),
+                ))
+            }
+        };
+        let sweep = self.ledger.sweep_interval_secs.unwrap_or(60);
+        if sweep == 0 {
+            return Err(invalid("ledger.sweep_interval_secs", "must be > 0"));
+        }
+        let voucher_secret = match self.voucher.secret {
+            Some(s) if s.len() < MIN_SECRET_BYTES => {
+                return Err(invalid(
+                    "voucher.secret",
+                    format!("must be at least {MIN_SECRET_BYTES} bytes"),
+                ))
+            }
+            Some(s) => Some(Secret(s)),
+            None => None,
+        };
+        let min_order_cents = self.voucher.min_order_cents.unwrap_or(9_900);
+        if min_order_cents < 0 {
+            return Err(invalid("voucher.min_order_cents", "must be >= 0"));
+        }
+        let d = Experiment::default();
+        let experiment = Experiment {
+            holdout_share: self.experiment.holdout_share.unwrap_or(d.holdout_share),
+            explore_share: self.experiment.explore_share.unwrap_or(d.explore_share),
+            salt: self.experiment.salt.unwrap_or(d.salt),
+        };
+        if !(0.0..1.0).contains(&experiment.holdout_share) {
+            return Err(invalid("experiment.holdout_share", "must be in [0, 1)"));
+        }
+        if !(0.0..=1.0).contains(&experiment.explore_share) {
+            return Err(invalid("experiment.explore_share", "must be in [0, 1]"));
+        }
+        self.pacing
+            .validate()
+            .map_err(|m| invalid("pacing", m))?;
+        let log = if self.log.enabled.unwrap_or(true) {
+            let rotate_bytes = self.log.rotate_bytes.unwrap_or(64 * 1024 * 1024);
+            let queue = self.log.queue.unwrap_or(65_536);
+            if rotate_bytes < 4_096 {
+                return Err(invalid("log.rotate_bytes", "must be >= 4096"));
+            }
+            if queue == 0 {
+                return Err(invalid("log.queue", "must be > 0"));
+            }
+            Some(LogConfig {
+                rotate_bytes,
+                queue,
+            })
+        } else {
+            None
+        };
 
         let d = Limits::default();
         let limits = Limits {
@@ -250,8 +489,20 @@ impl RawConfig {
                 tiers,
             },
             offer_ttl: Duration::from_secs(offer_ttl),
-            daily_cap_cents,
+            budgets: Budgets {
+                timezone,
+                campaigns,
+            },
+            default_campaign,
             limits,
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),
+            ledger_backend,
+            sweep_interval: Duration::from_secs(sweep),
+            voucher_secret,
+            min_order_cents,
+            experiment,
+            pacing: self.pacing,
+            log,
         })
     }
 }
@@ -284,6 +535,21 @@ mod tests {
             vec![500, 1_000, 2_000]
         );
         assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.default_campaign, "default");
+        assert_eq!(s.budgets.campaigns["default"].daily_cap_cents, 100_000);
+        assert_eq!(s.ledger_backend, LedgerBackend::Sqlite);
+        assert_eq!(s.data_dir, PathBuf::from("data"));
+        assert_eq!(s.experiment.holdout_share, 0.10);
+        assert!(s.pacing.enabled);
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let s = RawConfig::from_toml("[voucher]\nsecret = \"correct horse battery staple\"")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(!format!("{s:?}").contains("horse"));
     }
 
     #[test]
@@ -298,13 +564,26 @@ mod tests {
             ("[policy]\nmargin_rate = 1.5", "policy.margin_rate"),
             ("[budget]\ndaily_cap_cents = -1", "budget.daily_cap_cents"),
             ("listen = \"nope\"", "listen"),
+            ("[budget]\ntimezone = \"Mars/Olympus\"", "budget.timezone"),
+            ("[voucher]\nsecret = \"short\"", "voucher.secret"),
+            ("[experiment]\nholdout_share = 1.0", "experiment.holdout_share"),
+            ("[ledger]\nbackend = \"postgres\"", "ledger.backend"),
+            ("[pacing]\nhourly_weights = [1.0, 2.0]", "pacing"),
+            ("[pacing]\nkp = -1.0", "pacing"),
+            (
+                "[[policy.tiers]]\namount_cents = 550\nlift = 0.1",
+                "policy.tiers",
+            ),
             (
                 "[[policy.tiers]]\namount_cents = 0\nlift = 0.1",
                 "policy.tiers",
             ),
         ] {
-            let e = RawConfig::from_toml(text).unwrap().validate().unwrap_err();
-            assert!(e.to_string().contains(field), "{text}: {e}");
+            let e = match RawConfig::from_toml(text) {
+                Ok(raw) => raw.validate().unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(field), "{text}: {e}");
         }
     }
 }

@@ -1,12 +1,17 @@
 //! The decision engine: validated inputs in, decisions out. The gRPC
-//! handlers are thin wrappers over [`Engine::track`] and [`Engine::decide`].
+//! handlers are thin wrappers over the methods here.
 //!
 //! Decide is split in two:
 //! - [`assess`], pure and allocation-light: features -> score -> segment ->
-//!   voucher verdict. This is the in-process decision path the benchmarks
-//!   measure.
-//! - the money step: the ledger atomically returns the session's existing
-//!   offer or reserves the best affordable tier.
+//!   voucher verdict (with the pacing shadow price). This is the in-process
+//!   decision path the benchmarks measure.
+//! - the money step: holdout, exploration, then the ledger atomically
+//!   returns the session's existing offer or reserves the chosen tier. The
+//!   offer is durable before Decide returns it.
+//!
+//! Every Decide is logged (features, model version, probability, segment,
+//! eligibility, the greedy tier, the action and its propensity, holdout and
+//! exploration flags, lambda) for retraining and the ROI report.
 //!
 //! Failure policy: open on scoring, closed on money. If the session store is
 //! down, the request's own events are scored on a fresh session and no
@@ -15,15 +20,25 @@
 
 use crate::clock::Clock;
 use crate::config::{Limits, Settings};
+use crate::decision_log::{
+    DecisionRecord, EventsRecord, LogRecord, OutcomeRecord, LOG_FORMAT_VERSION,
+};
 use crate::error::ServiceError;
-use crate::features::{self, Features};
-use crate::ledger::{Ledger, Offer, ReserveOutcome, ReserveRequest};
+use crate::experiment::Experiment;
+use crate::features::{self, Features, FEATURES};
+use crate::ledger::{
+    BudgetSnapshot, Budgets, Ledger, Offer, Outcome, RedeemOutcome, RedeemRequest, ReserveOutcome,
+    ReserveRequest,
+};
+use crate::log_writer::DecisionLog;
 use crate::model::{ClientFeatures, Model, Score, ScoreError};
+use crate::pacing::{self, Pacer};
 use crate::policy::{self, Policy, Segment, Verdict, MAX_TIERS};
 use crate::session::SessionState;
 use crate::store::{SessionStore, SessionUpdate};
-use crate::validate::{DecideInput, TrackInput};
-use rand::Rng;
+use crate::validate::{DecideInput, OutcomeInput, RedeemInput, TrackInput};
+use crate::voucher::{self, VoucherKey};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Why the decision came out as it did.
@@ -38,6 +53,34 @@ pub enum Reason {
     AlreadyOffered,
     BudgetUnavailable,
     SessionStoreUnavailable,
+    Holdout,
+    ExplorationNoVoucher,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Offered => "offered",
+            Reason::NotHesitant => "not_hesitant",
+            Reason::IntentTooLow => "intent_too_low",
+            Reason::RoiNotPositive => "roi_not_positive",
+            Reason::Paced => "paced",
+            Reason::BudgetExhausted => "budget_exhausted",
+            Reason::AlreadyOffered => "already_offered",
+            Reason::BudgetUnavailable => "budget_unavailable",
+            Reason::SessionStoreUnavailable => "session_store_unavailable",
+            Reason::Holdout => "holdout",
+            Reason::ExplorationNoVoucher => "exploration_no_voucher",
+        }
+    }
+}
+
+pub fn segment_name(s: Segment) -> &'static str {
+    match s {
+        Segment::Hot => "hot",
+        Segment::Hesitant => "hesitant",
+        Segment::Cold => "cold",
+    }
 }
 
 /// The pure part of a decision.
@@ -50,9 +93,24 @@ pub struct Assessment {
     pub verdict: Verdict,
 }
 
+impl Assessment {
+    /// Hesitant with enough intent: the policy considered a voucher.
+    pub fn eligible(&self) -> bool {
+        !matches!(self.verdict, Verdict::NotHesitant | Verdict::IntentTooLow)
+    }
+
+    /// The tier the greedy policy picks (0 = none), before budget.
+    pub fn greedy_tier(&self) -> i64 {
+        match self.verdict {
+            Verdict::Offer { ranked } => ranked[0].map_or(0, |c| c.amount_cents),
+            _ => 0,
+        }
+    }
+}
+
 /// Features, score, segment and voucher verdict of a session at `now_ms`.
 /// `intent_override` replaces the session's intent value when the caller
-/// knows it better.
+/// knows it better; `lambda` is the pacing shadow price.
 pub fn assess(
     state: &SessionState,
     client: &ClientFeatures,
@@ -60,12 +118,19 @@ pub fn assess(
     now_ms: i64,
     model: &Model,
     policy: &Policy,
+    lambda: f64,
 ) -> Result<Assessment, ScoreError> {
     let features = features::compute(state, now_ms);
     let score = model.score(&features, client)?;
     let segment = policy::segment(score.probability, model.segments());
     let intent_value_cents = intent_override.unwrap_or_else(|| state.intent_value_cents());
-    let verdict = policy::choose(score.probability, segment, intent_value_cents, policy, 0.0);
+    let verdict = policy::choose(
+        score.probability,
+        segment,
+        intent_value_cents,
+        policy,
+        lambda,
+    );
     Ok(Assessment {
         features,
         score,
@@ -79,6 +144,7 @@ pub fn assess(
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
     pub session_id: String,
+    pub campaign: String,
     pub purchase_probability: f64,
     pub segment: Segment,
     pub intent_value_cents: i64,
@@ -88,6 +154,8 @@ pub struct Decision {
     pub best_tier_cents: i64,
     pub model_version: String,
     pub top_signals: Vec<(String, f64)>,
+    pub holdout: bool,
+    pub explored: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +164,22 @@ pub struct Tracked {
     pub session_events: u32,
 }
 
-/// Shared, immutable-after-start service state.
+/// Result of a redemption, with the voucher's minimum order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Redeemed {
+    pub outcome: RedeemOutcome,
+    pub min_order_cents: i64,
+}
+
+/// Budget plus pacing state, for ops.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetView {
+    pub snapshot: BudgetSnapshot,
+    pub lambda: f64,
+    pub target_fraction: f64,
+}
+
+/// Shared service state.
 pub struct Engine {
     pub sessions: Arc<dyn SessionStore>,
     pub ledger: Arc<dyn Ledger>,
@@ -105,26 +188,14 @@ pub struct Engine {
     pub limits: Limits,
     pub offer_ttl_ms: i64,
     pub clock: Arc<dyn Clock>,
-}
-
-/// Alphabet of voucher codes: Crockford base32 (no I, L, O, U), so codes
-/// survive being read out and typed.
-const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-/// 12 symbols = 60 random bits: unguessable by enumeration.
-const CODE_SYMBOLS: usize = 12;
-
-/// A fresh random voucher code like `7K3M-QX9D-2HWA`. (Self-verifying HMAC
-/// codes come with the durable ledger.)
-pub fn new_voucher_code() -> String {
-    let mut rng = rand::rng();
-    let mut s = String::with_capacity(CODE_SYMBOLS + 2);
-    for i in 0..CODE_SYMBOLS {
-        if i > 0 && i % 4 == 0 {
-            s.push('-');
-        }
-        s.push(CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char);
-    }
-    s
+    pub key: VoucherKey,
+    pub min_order_cents: i64,
+    pub experiment: Experiment,
+    pub budgets: Budgets,
+    pub default_campaign: String,
+    /// One pacer per campaign.
+    pub pacers: HashMap<String, Pacer>,
+    pub log: DecisionLog,
 }
 
 fn score_error(e: ScoreError) -> ServiceError {
@@ -145,7 +216,15 @@ impl Engine {
         sessions: Arc<dyn SessionStore>,
         ledger: Arc<dyn Ledger>,
         clock: Arc<dyn Clock>,
+        key: VoucherKey,
+        log: DecisionLog,
     ) -> Self {
+        let pacers = settings
+            .budgets
+            .campaigns
+            .keys()
+            .map(|c| (c.clone(), Pacer::new(settings.pacing.clone())))
+            .collect();
         Engine {
             sessions,
             ledger,
@@ -154,11 +233,58 @@ impl Engine {
             limits: settings.limits,
             offer_ttl_ms: i64::try_from(settings.offer_ttl.as_millis()).unwrap_or(i64::MAX),
             clock,
+            key,
+            min_order_cents: settings.min_order_cents,
+            experiment: settings.experiment.clone(),
+            budgets: settings.budgets.clone(),
+            default_campaign: settings.default_campaign.clone(),
+            pacers,
+            log,
         }
     }
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    fn campaign<'a>(&'a self, requested: &'a str) -> Result<&'a str, ServiceError> {
+        if requested.is_empty() {
+            return Ok(&self.default_campaign);
+        }
+        if self.budgets.campaigns.contains_key(requested) {
+            return Ok(requested);
+        }
+        let mut known: Vec<&str> = self.budgets.campaigns.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        Err(ServiceError::invalid(
+            "campaign",
+            format!("unknown campaign {requested:?} (configured: {})", known.join(", ")),
+        ))
+    }
+
+    fn lambda(&self, campaign: &str) -> f64 {
+        self.pacers.get(campaign).map_or(0.0, Pacer::lambda)
+    }
+
+    fn log_events(
+        &self,
+        now_ms: i64,
+        session_id: &str,
+        visitor_id: &Option<String>,
+        context: Option<crate::session::Context>,
+        events: &[crate::session::Event],
+    ) {
+        if events.is_empty() && context.is_none() {
+            return;
+        }
+        self.log.log(LogRecord::Events(EventsRecord {
+            v: LOG_FORMAT_VERSION,
+            at_ms: now_ms,
+            session_id: session_id.to_owned(),
+            visitor_id: visitor_id.clone(),
+            context,
+            events: events.to_vec(),
+        }));
     }
 
     pub async fn track(&self, input: TrackInput) -> Result<Tracked, ServiceError> {
@@ -175,6 +301,13 @@ impl Engine {
             )
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        self.log_events(
+            now_ms,
+            &input.session_id,
+            &input.visitor_id,
+            input.context,
+            &input.events,
+        );
         Ok(Tracked {
             accepted: u32::try_from(input.events.len()).unwrap_or(u32::MAX),
             session_events: state.events,
@@ -183,9 +316,12 @@ impl Engine {
 
     pub async fn decide(&self, input: DecideInput) -> Result<Decision, ServiceError> {
         let now_ms = self.clock.now_ms();
+        let campaign = self.campaign(&input.campaign)?.to_owned();
         // Client-feature mismatches are caller mistakes: refuse before any
         // state changes.
-        self.model.check_client(&input.client).map_err(score_error)?;
+        self.model
+            .check_client(&input.client)
+            .map_err(score_error)?;
         let update = SessionUpdate {
             context: input.context,
             events: &input.events,
@@ -200,6 +336,16 @@ impl Engine {
                 (s, true)
             }
         };
+        if !store_down {
+            self.log_events(
+                now_ms,
+                &input.session_id,
+                &input.visitor_id,
+                input.context,
+                &input.events,
+            );
+        }
+        let lambda = self.lambda(&campaign);
         let a = assess(
             &state,
             &input.client,
@@ -207,18 +353,20 @@ impl Engine {
             now_ms,
             &self.model,
             &self.policy,
+            lambda,
         )
         .map_err(score_error)?;
 
-        let mut decision = Decision {
+        let mut d = Decision {
             session_id: input.session_id.clone(),
+            campaign: campaign.clone(),
             purchase_probability: a.score.probability,
             segment: a.segment,
             intent_value_cents: a.intent_value_cents,
             offer: None,
             reason: Reason::NotHesitant,
             expected_net_value_cents: 0,
-            best_tier_cents: 0,
+            best_tier_cents: a.greedy_tier(),
             model_version: self.model.version().to_owned(),
             top_signals: a
                 .score
@@ -226,28 +374,43 @@ impl Engine {
                 .iter()
                 .filter_map(|(i, c)| self.model.term_name(*i).map(|n| (n.to_owned(), *c)))
                 .collect(),
+            holdout: false,
+            explored: false,
         };
+        let tiers = self.policy.tiers.len();
+        // Action index: 0 = none, i = tier i - 1.
+        let action_of = |amount: i64| {
+            self.policy
+                .tiers
+                .iter()
+                .position(|t| t.amount_cents == amount)
+                .map_or(0, |i| i + 1)
+        };
+        let mut propensity = 1.0;
+
         if store_down {
-            decision.reason = Reason::SessionStoreUnavailable;
-            return Ok(decision);
+            d.reason = Reason::SessionStoreUnavailable;
+            self.log_decision(now_ms, &input, &a, &d, 1.0, lambda);
+            return Ok(d);
         }
 
+        // What the rule says, before holdout, exploration and budget.
         let mut candidates = [0i64; MAX_TIERS];
         let mut n = 0;
         match a.verdict {
-            Verdict::NotHesitant => decision.reason = Reason::NotHesitant,
-            Verdict::IntentTooLow => decision.reason = Reason::IntentTooLow,
+            Verdict::NotHesitant => d.reason = Reason::NotHesitant,
+            Verdict::IntentTooLow => d.reason = Reason::IntentTooLow,
             Verdict::RoiNotPositive {
                 best_net_value_cents,
             } => {
-                decision.reason = Reason::RoiNotPositive;
-                decision.expected_net_value_cents = best_net_value_cents;
+                d.reason = Reason::RoiNotPositive;
+                d.expected_net_value_cents = best_net_value_cents;
             }
             Verdict::Paced {
                 best_net_value_cents,
             } => {
-                decision.reason = Reason::Paced;
-                decision.expected_net_value_cents = best_net_value_cents;
+                d.reason = Reason::Paced;
+                d.expected_net_value_cents = best_net_value_cents;
             }
             Verdict::Offer { ranked } => {
                 for c in ranked.iter().flatten() {
@@ -255,65 +418,307 @@ impl Engine {
                     n += 1;
                 }
                 if let Some(best) = ranked[0] {
-                    decision.best_tier_cents = best.amount_cents;
-                    decision.expected_net_value_cents = best.net_value_cents;
+                    d.expected_net_value_cents = best.net_value_cents;
                 }
+            }
+        }
+
+        // A session that already holds an offer keeps seeing it (one offer
+        // per session and campaign, stable answers), whatever it scores now.
+        match self.ledger.offer_for(&campaign, &input.session_id).await {
+            Ok(Some(offer)) => {
+                d.offer = Some(offer);
+                d.reason = Reason::AlreadyOffered;
+                d.expected_net_value_cents = 0;
+                self.log_decision(now_ms, &input, &a, &d, 1.0, lambda);
+                return Ok(d);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(session_id = %input.session_id, error = %e, "ledger down, no voucher");
+                if a.eligible() {
+                    d.reason = Reason::BudgetUnavailable;
+                }
+                self.log_decision(now_ms, &input, &a, &d, 1.0, lambda);
+                return Ok(d);
+            }
+        }
+
+        if a.eligible() {
+            let key = input.visitor_id.as_deref().unwrap_or(&input.session_id);
+            let greedy = action_of(a.greedy_tier());
+            if self.experiment.in_holdout(key) {
+                d.holdout = true;
+                d.reason = Reason::Holdout;
+                n = 0;
+            } else if let Some(action) = self.experiment.explore(&input.session_id, tiers) {
+                d.explored = true;
+                propensity = self.experiment.propensity(action, greedy, tiers);
+                if action == 0 {
+                    d.reason = Reason::ExplorationNoVoucher;
+                    n = 0;
+                } else {
+                    let tier = self.policy.tiers[action - 1];
+                    candidates[0] = tier.amount_cents;
+                    n = 1;
+                    d.expected_net_value_cents = policy::expected_net_value(
+                        a.score.probability,
+                        a.intent_value_cents,
+                        self.policy.margin_rate,
+                        tier,
+                    )
+                    .0
+                    .round() as i64;
+                }
+            } else {
+                propensity = self.experiment.propensity(greedy, greedy, tiers);
             }
         }
 
         if n == 0 {
-            // Not eligible now; but a session that already holds an offer
-            // keeps seeing it (one offer per session, stable answers).
-            match self.ledger.offer_for(&input.session_id).await {
-                Ok(Some(offer)) => {
-                    decision.offer = Some(offer);
-                    decision.reason = Reason::AlreadyOffered;
-                    decision.expected_net_value_cents = 0;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(session_id = %input.session_id, error = %e, "ledger down while looking up an offer");
-                }
-            }
-            return Ok(decision);
+            self.log_decision(now_ms, &input, &a, &d, propensity, lambda);
+            return Ok(d);
         }
 
         let req = ReserveRequest {
+            campaign: &campaign,
             session_id: &input.session_id,
             candidates: &candidates[..n],
-            voucher_code: new_voucher_code(),
             now_ms,
             expires_at_ms: now_ms.saturating_add(self.offer_ttl_ms),
         };
         match self.ledger.reserve(req).await {
             Ok(ReserveOutcome::Reserved(offer)) => {
-                if let Some(c) = match a.verdict {
-                    Verdict::Offer { ranked } => ranked
+                if let Verdict::Offer { ranked } = a.verdict {
+                    if let Some(c) = ranked
                         .into_iter()
                         .flatten()
-                        .find(|c| c.amount_cents == offer.amount_cents),
-                    _ => None,
-                } {
-                    decision.expected_net_value_cents = c.net_value_cents;
+                        .find(|c| c.amount_cents == offer.amount_cents)
+                    {
+                        d.expected_net_value_cents = c.net_value_cents;
+                    }
                 }
-                tracing::info!(session_id = %input.session_id, amount_cents = offer.amount_cents, p = a.score.probability, "voucher offered");
-                decision.offer = Some(offer);
-                decision.reason = Reason::Offered;
+                if !d.explored && offer.amount_cents != a.greedy_tier() {
+                    // Budget fallback to a cheaper tier: deterministic given
+                    // the budget, so the greedy share of the mixture.
+                    let g = action_of(offer.amount_cents);
+                    propensity = self.experiment.propensity(g, g, tiers);
+                }
+                tracing::info!(session_id = %input.session_id, campaign = %campaign, amount_cents = offer.amount_cents, p = a.score.probability, explored = d.explored, "voucher offered");
+                d.offer = Some(offer);
+                d.reason = Reason::Offered;
             }
             Ok(ReserveOutcome::AlreadyOffered(offer)) => {
-                decision.offer = Some(offer);
-                decision.reason = Reason::AlreadyOffered;
-                decision.expected_net_value_cents = 0;
+                d.offer = Some(offer);
+                d.reason = Reason::AlreadyOffered;
+                d.expected_net_value_cents = 0;
             }
             Ok(ReserveOutcome::Exhausted { remaining_cents }) => {
                 tracing::debug!(session_id = %input.session_id, remaining_cents, "budget exhausted");
-                decision.reason = Reason::BudgetExhausted;
+                d.reason = Reason::BudgetExhausted;
             }
             Err(e) => {
                 tracing::warn!(session_id = %input.session_id, error = %e, "ledger down, no voucher");
-                decision.reason = Reason::BudgetUnavailable;
+                d.reason = Reason::BudgetUnavailable;
             }
         }
-        Ok(decision)
+        self.log_decision(now_ms, &input, &a, &d, propensity, lambda);
+        Ok(d)
+    }
+
+    fn log_decision(
+        &self,
+        now_ms: i64,
+        input: &DecideInput,
+        a: &Assessment,
+        d: &Decision,
+        propensity: f64,
+        lambda: f64,
+    ) {
+        let features = FEATURES
+            .iter()
+            .zip(a.features.0.iter())
+            .map(|(f, v)| (f.name.to_owned(), *v))
+            .collect();
+        let mut categorical: Vec<(String, String)> = input
+            .client
+            .categorical
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        categorical.sort();
+        self.log.log(LogRecord::Decision(DecisionRecord {
+            v: LOG_FORMAT_VERSION,
+            at_ms: now_ms,
+            session_id: d.session_id.clone(),
+            visitor_id: input.visitor_id.clone(),
+            campaign: d.campaign.clone(),
+            model_version: d.model_version.clone(),
+            features,
+            client_features: input
+                .client
+                .numeric
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            client_categorical: categorical.into_iter().collect(),
+            probability: d.purchase_probability,
+            segment: segment_name(d.segment).to_owned(),
+            intent_value_cents: d.intent_value_cents,
+            eligible: a.eligible(),
+            policy_tier_cents: a.greedy_tier(),
+            action_cents: match d.reason {
+                Reason::Offered => d.offer.as_ref().map_or(0, |o| o.amount_cents),
+                _ => 0,
+            },
+            propensity,
+            holdout: d.holdout,
+            explored: d.explored,
+            lambda,
+            reason: d.reason.as_str().to_owned(),
+            voucher_code: d.offer.as_ref().map(|o| o.voucher_code.clone()),
+        }));
+    }
+
+    /// Checks a code and captures it, exactly once.
+    pub async fn redeem(&self, input: RedeemInput) -> Result<Redeemed, ServiceError> {
+        let now_ms = self.clock.now_ms();
+        let done = |outcome| {
+            Ok(Redeemed {
+                outcome,
+                min_order_cents: self.min_order_cents,
+            })
+        };
+        let claims = match voucher::verify(&self.key, &input.voucher_code, &input.session_id) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(session_id = %input.session_id, error = %e, "voucher rejected");
+                return done(RedeemOutcome::Invalid);
+            }
+        };
+        if claims.expires_by_ms <= now_ms {
+            return done(RedeemOutcome::Expired);
+        }
+        let code = voucher::normalise(&input.voucher_code).map_err(|e| {
+            ServiceError::Internal(format!("verified code did not normalise: {e}"))
+        })?;
+        let outcome = self
+            .ledger
+            .redeem(RedeemRequest {
+                code: &code,
+                session_id: &input.session_id,
+                order_value_cents: input.order_value_cents,
+                min_order_cents: self.min_order_cents,
+                now_ms,
+            })
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        if let RedeemOutcome::Accepted { discount_cents } = outcome {
+            tracing::info!(session_id = %input.session_id, discount_cents, "voucher redeemed");
+        }
+        done(outcome)
+    }
+
+    /// Records a session's label; idempotent. Logged once when new/changed.
+    pub async fn record_outcome(&self, input: OutcomeInput) -> Result<bool, ServiceError> {
+        let now_ms = self.clock.now_ms();
+        let outcome = Outcome {
+            session_id: input.session_id.clone(),
+            converted: input.converted,
+            order_value_cents: input.order_value_cents,
+            at_ms: now_ms,
+        };
+        let recorded = self
+            .ledger
+            .record_outcome(outcome)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        if recorded {
+            self.log.log(LogRecord::Outcome(OutcomeRecord {
+                v: LOG_FORMAT_VERSION,
+                at_ms: now_ms,
+                session_id: input.session_id,
+                converted: input.converted,
+                order_value_cents: input.order_value_cents,
+            }));
+        }
+        Ok(recorded)
+    }
+
+    /// Today's budget of a campaign and its pacing state.
+    pub async fn budget(&self, campaign: &str) -> Result<BudgetView, ServiceError> {
+        let campaign = self.campaign(campaign)?.to_owned();
+        let now_ms = self.clock.now_ms();
+        let snapshot = self
+            .ledger
+            .snapshot(&campaign, now_ms)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let (lambda, target_fraction) = match self.pacers.get(&campaign) {
+            Some(p) => (
+                p.lambda(),
+                pacing::target_fraction(p.config(), self.budgets.day_fraction(now_ms)),
+            ),
+            None => (0.0, 0.0),
+        };
+        Ok(BudgetView {
+            snapshot,
+            lambda,
+            target_fraction,
+        })
+    }
+
+    /// Feeds every campaign's pacer with today's spend (called periodically
+    /// by the server's pacing task).
+    pub async fn update_pacing(&self) {
+        let now_ms = self.clock.now_ms();
+        let day_fraction = self.budgets.day_fraction(now_ms);
+        for (campaign, pacer) in &self.pacers {
+            match self.ledger.snapshot(campaign, now_ms).await {
+                Ok(s) => {
+                    pacer.update(day_fraction, s.reserved_cents + s.captured_cents, s.cap_cents);
+                }
+                Err(e) => tracing::warn!(campaign = %campaign, error = %e, "pacing cannot read the budget"),
+            }
+        }
+    }
+
+    /// The ROI report over the decision log (flushed first) and the
+    /// ledger's outcomes and captures. Returns (JSON, table).
+    pub async fn report(&self, since_ms: i64) -> Result<(String, String), ServiceError> {
+        let Some(dir) = self.log.dir().map(std::path::Path::to_owned) else {
+            return Err(ServiceError::FailedPrecondition(
+                "the decision log is disabled ([log] enabled = false): no report".into(),
+            ));
+        };
+        self.log.flush().await;
+        let records = tokio::task::spawn_blocking(move || crate::log_writer::read_dir(&dir))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .map_err(ServiceError::Internal)?;
+        let decisions: Vec<DecisionRecord> = records
+            .into_iter()
+            .filter_map(|r| match r {
+                LogRecord::Decision(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        let outcomes: Vec<OutcomeRecord> = self
+            .ledger
+            .outcomes(0)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+            .into_iter()
+            .map(|o| OutcomeRecord {
+                v: LOG_FORMAT_VERSION,
+                at_ms: o.at_ms,
+                session_id: o.session_id,
+                converted: o.converted,
+                order_value_cents: o.order_value_cents,
+            })
+            .collect();
+        // REPORT_WIRING (until src/report.rs lands)
+        let _ = (decisions, outcomes);
+        Err(ServiceError::FailedPrecondition("report not available yet".into()))
     }
 }

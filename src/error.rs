@@ -13,6 +13,9 @@ pub enum ServiceError {
     /// The request is malformed; `field` is a path into the request.
     #[error("{field}: {message}")]
     InvalidArgument { field: String, message: String },
+    /// The service is configured so that the call cannot be answered.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
     /// The session store is down and the call cannot be answered without it
     /// (Track only: Decide degrades instead).
     #[error("unavailable: {0}")]
@@ -33,6 +36,7 @@ impl ServiceError {
     pub fn code(&self) -> Code {
         match self {
             ServiceError::InvalidArgument { .. } => Code::InvalidArgument,
+            ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
             ServiceError::Unavailable(_) => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
         }

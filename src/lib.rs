@@ -10,6 +10,8 @@
 //! - [`features`]: the feature table computed from a session (serving and training).
 //! - [`model`]: the model file format, validated at load; scoring.
 //! - [`policy`]: segments and the voucher rule (expected net value), pure.
+//! - [`pacing`]: the budget pacing controller (shadow price on voucher cost).
+//! - [`report`]: the incremental ROI report (treatment versus holdout).
 //! - [`ledger`]: the voucher budget trait and its in-memory implementation.
 //! - [`store`]: the session store trait and its in-memory (moka) implementation.
 //! - [`clock`]: injected time (system and manual clocks).
@@ -26,16 +28,22 @@ pub mod config;
 pub mod decision_log;
 pub mod engine;
 pub mod error;
+pub mod experiment;
 pub mod features;
 pub mod ledger;
+pub mod ledger_sqlite;
+pub mod log_writer;
 pub mod model;
+pub mod pacing;
 pub mod policy;
+pub mod report;
 pub mod server;
 pub mod service;
 pub mod session;
 pub mod store;
 pub mod synth;
 pub mod validate;
+pub mod voucher;
 
 /// Generated protobuf and gRPC code for `nudge.v1`.
 #[allow(clippy::all, missing_docs)]

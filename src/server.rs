@@ -1,10 +1,13 @@
 //! Wiring: builds the engine from settings and serves gRPC (Offers, health,
 //! reflection) on a listener until the shutdown future resolves.
 
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Settings, DEFAULT_MODEL};
+use crate::clock::Clock;
+use crate::config::{LedgerBackend, Settings, DEFAULT_MODEL};
 use crate::engine::Engine;
-use crate::ledger::MemoryLedger;
+use crate::ledger::{Ledger, MemoryLedger};
+use crate::ledger_sqlite::{spawn_sweeper, SqliteLedger};
+use crate::log_writer::{DecisionLog, LogSettings};
+use crate::voucher::VoucherKey;
 use crate::model::{Model, ModelError, ModelFile};
 use crate::pb;
 use crate::service::OffersService;
@@ -34,6 +37,8 @@ pub enum ServerError {
     Reflection(String),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Loads the configured model; with no model configured, `models/default.json`
@@ -54,16 +59,123 @@ pub fn load_model(settings: &Settings) -> Result<(Model, String), ModelError> {
     Ok((file.compile()?, "<embedded default>".to_owned()))
 }
 
-/// The embedded engine: in-memory sessions and budget, real clock.
-pub fn embedded_engine(settings: &Settings, model: Model) -> Engine {
-    embedded_engine_with_clock(settings, model, Arc::new(SystemClock))
+/// File (under the data directory) holding the generated voucher key.
+pub const VOUCHER_KEY_FILE: &str = "voucher.key";
+/// File (under the data directory) of the SQLite ledger.
+pub const LEDGER_FILE: &str = "ledger.sqlite3";
+/// How often the pacing controllers read the spend.
+pub const PACING_TICK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The voucher secret: the configured one, else `env_secret` (the
+/// `NUDGE_VOUCHER_SECRET` environment variable, read by the binary), else a
+/// random key generated once into `<data_dir>/voucher.key` (mode 0600) so
+/// that codes survive restarts with zero set-up.
+pub fn voucher_key(settings: &Settings, env_secret: Option<&str>) -> Result<VoucherKey, ServerError> {
+    if let Some(s) = &settings.voucher_secret {
+        return Ok(VoucherKey::from_secret(&s.0));
+    }
+    if let Some(s) = env_secret.filter(|s| !s.is_empty()) {
+        if s.len() < crate::config::MIN_SECRET_BYTES {
+            return Err(ServerError::Setup(format!(
+                "NUDGE_VOUCHER_SECRET must be at least {} bytes",
+                crate::config::MIN_SECRET_BYTES
+            )));
+        }
+        return Ok(VoucherKey::from_secret(s));
+    }
+    let path = settings.data_dir.join(VOUCHER_KEY_FILE);
+    let io = |e: std::io::Error| ServerError::Setup(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = decode_hex(text.trim()).ok_or_else(|| {
+                ServerError::Setup(format!("{} is not 64 hex digits", path.display()))
+            })?;
+            Ok(VoucherKey::from_bytes(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&settings.data_dir).map_err(io)?;
+            let key = VoucherKey::random();
+            let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            let tmp = path.with_extension("key.tmp");
+            {
+                use std::io::Write;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                let mut f = opts.open(&tmp).map_err(io)?;
+                f.write_all(hex.as_bytes()).map_err(io)?;
+                f.sync_all().map_err(io)?;
+            }
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            tracing::info!(path = %path.display(), "generated a voucher key");
+            Ok(key)
+        }
+        Err(e) => Err(io(e)),
+    }
 }
 
-pub fn embedded_engine_with_clock(
+fn decode_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Builds the engine with the configured backends: the SQLite ledger (or
+/// memory), the decision log, in-memory sessions.
+pub fn build_engine(
     settings: &Settings,
     model: Model,
     clock: Arc<dyn Clock>,
-) -> Engine {
+    key: VoucherKey,
+) -> Result<Engine, ServerError> {
+    let ledger: Arc<dyn Ledger> = match settings.ledger_backend {
+        LedgerBackend::Sqlite => Arc::new(
+            SqliteLedger::open(
+                &settings.data_dir.join(LEDGER_FILE),
+                settings.budgets.clone(),
+                key.clone(),
+            )
+            .map_err(|e| ServerError::Setup(e.to_string()))?,
+        ),
+        LedgerBackend::Memory => Arc::new(MemoryLedger::new(settings.budgets.clone(), key.clone())),
+    };
+    let log = match settings.log {
+        Some(cfg) => DecisionLog::start(
+            &LogSettings {
+                dir: settings.data_dir.join("log"),
+                rotate_bytes: cfg.rotate_bytes,
+                queue: cfg.queue,
+            },
+            clock.clone(),
+        )
+        .map_err(|e| ServerError::Setup(format!("decision log: {e}")))?,
+        None => DecisionLog::disabled(),
+    };
+    Ok(Engine::new(
+        settings,
+        Arc::new(model),
+        Arc::new(MemorySessionStore::new(
+            settings.idle_ttl,
+            settings.max_sessions,
+        )),
+        ledger,
+        clock,
+        key,
+        log,
+    ))
+}
+
+/// An engine with in-memory state only (no files): tests, benches, demos.
+pub fn memory_engine(settings: &Settings, model: Model, clock: Arc<dyn Clock>) -> Engine {
     Engine::new(
         settings,
         Arc::new(model),
@@ -71,9 +183,59 @@ pub fn embedded_engine_with_clock(
             settings.idle_ttl,
             settings.max_sessions,
         )),
-        Arc::new(MemoryLedger::new(settings.daily_cap_cents)),
+        Arc::new(MemoryLedger::new(settings.budgets.clone(), VoucherKey::random())),
         clock,
+        VoucherKey::random(),
+        DecisionLog::disabled(),
     )
+}
+
+/// Background work of a running service: the expiry sweeper and the pacing
+/// loop. Dropping it does not stop them; call [`Background::stop`].
+pub struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn spawn(engine: Arc<Engine>, sweep_interval: std::time::Duration) -> Background {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let sweeper = spawn_sweeper(
+            engine.ledger.clone(),
+            engine.clock.clone(),
+            sweep_interval,
+            rx.clone(),
+        );
+        let mut rx_pacing = rx;
+        let e = engine.clone();
+        let pacing = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PACING_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => e.update_pacing().await,
+                    changed = rx_pacing.changed() => {
+                        if changed.is_err() || *rx_pacing.borrow() {
+                            break;
+                        }
+                    }
+                }
+            }
+            tracing::debug!("pacing loop stopped");
+        });
+        Background {
+            stop,
+            tasks: vec![sweeper, pacing],
+        }
+    }
+
+    /// Stops the tasks and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight calls.

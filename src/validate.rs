@@ -45,6 +45,68 @@ pub struct DecideInput {
     pub client: ClientFeatures,
     /// Overrides the session's intent value when set.
     pub intent_value_cents: Option<i64>,
+    /// Empty = the default campaign.
+    pub campaign: String,
+}
+
+/// A validated Redeem.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedeemInput {
+    pub voucher_code: String,
+    pub session_id: String,
+    pub order_value_cents: i64,
+}
+
+/// A validated RecordOutcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutcomeInput {
+    pub session_id: String,
+    pub converted: bool,
+    pub order_value_cents: i64,
+}
+
+/// Longest accepted voucher code as typed (spaces and dashes included).
+pub const MAX_CODE_BYTES: usize = 64;
+
+pub fn redeem(req: &pb::RedeemRequest) -> R<RedeemInput> {
+    id("session_id", &req.session_id, true)?;
+    if req.voucher_code.is_empty() {
+        return Err(ServiceError::invalid("voucher_code", "required"));
+    }
+    if req.voucher_code.len() > MAX_CODE_BYTES {
+        return Err(ServiceError::invalid(
+            "voucher_code",
+            format!("{} bytes, at most {MAX_CODE_BYTES}", req.voucher_code.len()),
+        ));
+    }
+    let order_value_cents = price(|| "order_value_cents".to_owned(), req.order_value_cents)?;
+    Ok(RedeemInput {
+        voucher_code: req.voucher_code.clone(),
+        session_id: req.session_id.clone(),
+        order_value_cents,
+    })
+}
+
+pub fn outcome(req: &pb::RecordOutcomeRequest) -> R<OutcomeInput> {
+    id("session_id", &req.session_id, true)?;
+    let order_value_cents = price(|| "order_value_cents".to_owned(), req.order_value_cents)?;
+    if req.converted && order_value_cents == 0 {
+        return Err(ServiceError::invalid(
+            "order_value_cents",
+            "a converted session needs its order value",
+        ));
+    }
+    if !req.converted && order_value_cents != 0 {
+        return Err(ServiceError::invalid(
+            "order_value_cents",
+            "must be 0 when converted is false",
+        ));
+    }
+    Ok(OutcomeInput {
+        session_id: req.session_id.clone(),
+        converted: req.converted,
+        order_value_cents,
+    })
 }
 
 type R<T> = Result<T, ServiceError>;
@@ -336,6 +398,9 @@ pub fn decide(req: &pb::DecideRequest, limits: &Limits, now_ms: i64) -> R<Decide
             ));
         }
     }
+    if !req.campaign.is_empty() {
+        id("campaign", &req.campaign, false)?;
+    }
     let intent_value_cents = match req.intent_value_cents {
         0 => None,
         v => Some(price(|| "intent_value_cents".to_owned(), v)?),
@@ -350,6 +415,7 @@ pub fn decide(req: &pb::DecideRequest, limits: &Limits, now_ms: i64) -> R<Decide
             categorical: req.categorical_features.clone(),
         },
         intent_value_cents,
+        campaign: req.campaign.clone(),
     })
 }
 

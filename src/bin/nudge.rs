@@ -2,6 +2,7 @@
 //! hands a listener and a shutdown signal to `nudge::server::run`.
 
 use clap::{Parser, Subcommand};
+use nudge::clock::SystemClock;
 use nudge::config::RawConfig;
 use nudge::server;
 use std::path::PathBuf;
@@ -24,6 +25,25 @@ enum Command {
     Serve(ServeArgs),
     /// Validate a config file and the model it names, print the settings, exit.
     CheckConfig(ServeArgs),
+    /// Print the incremental ROI report from the data directory.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// TOML config file (for the data directory, campaigns and margin).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory, overriding the config (default `data`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Only decisions at or after this time: RFC 3339 (2026-11-22T00:00:00Z)
+    /// or milliseconds since the epoch.
+    #[arg(long)]
+    since: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Default)]
@@ -37,22 +57,32 @@ struct ServeArgs {
     /// Model file, overriding the config (default models/default.json).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Data directory, overriding the config (default `data`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
-fn settings(args: &ServeArgs) -> Result<nudge::config::Settings, Box<dyn std::error::Error>> {
-    let mut raw = match &args.config {
+fn raw_config(path: Option<&PathBuf>) -> Result<RawConfig, Box<dyn std::error::Error>> {
+    Ok(match path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
             RawConfig::from_toml(&text)?
         }
         None => RawConfig::default(),
-    };
+    })
+}
+
+fn settings(args: &ServeArgs) -> Result<nudge::config::Settings, Box<dyn std::error::Error>> {
+    let mut raw = raw_config(args.config.as_ref())?;
     if let Some(l) = &args.listen {
         raw.listen = Some(l.clone());
     }
     if let Some(m) = &args.model {
         raw.model = Some(m.clone());
+    }
+    if let Some(d) = &args.data_dir {
+        raw.data_dir = Some(d.clone());
     }
     Ok(raw.validate()?)
 }
@@ -96,12 +126,13 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let (check_only, args) = match cli.command {
-        None => (false, ServeArgs::default()),
-        Some(Command::Serve(a)) => (false, a),
-        Some(Command::CheckConfig(a)) => (true, a),
+    let result = match cli.command {
+        None => serve(false, ServeArgs::default()).await,
+        Some(Command::Serve(a)) => serve(false, a).await,
+        Some(Command::CheckConfig(a)) => serve(true, a).await,
+        Some(Command::Report(a)) => report(a).await,
     };
-    match serve(check_only, args).await {
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nudge: {e}");
@@ -121,10 +152,68 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         );
         return Ok(());
     }
+    // The environment is read here, once, and passed in.
+    let env_secret = std::env::var("NUDGE_VOUCHER_SECRET").ok();
+    let key = server::voucher_key(&settings, env_secret.as_deref())?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let engine = Arc::new(server::embedded_engine(&settings, model));
-    server::run(listener, engine, shutdown_signal()).await?;
+    let engine = Arc::new(server::build_engine(
+        &settings,
+        model,
+        Arc::new(SystemClock),
+        key,
+    )?);
+    let background = server::Background::spawn(engine.clone(), settings.sweep_interval);
+    let served = server::run(listener, engine.clone(), shutdown_signal()).await;
+    background.stop().await;
+    engine.log.flush().await;
+    tracing::info!(
+        written = engine.log.written(),
+        dropped = engine.log.dropped(),
+        "decision log flushed"
+    );
+    served?;
+    Ok(())
+}
+
+fn parse_since(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("--since {s:?}: not RFC 3339 nor epoch milliseconds: {e}"))
+}
+
+async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut raw = raw_config(args.config.as_ref())?;
+    if let Some(d) = &args.data_dir {
+        raw.data_dir = Some(d.clone());
+    }
+    let settings = raw.validate()?;
+    let since = args.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
+    let log_dir = settings.data_dir.join("log");
+    if !log_dir.is_dir() {
+        return Err(format!("no decision log under {} (has the service run with this data directory?)", log_dir.display()).into());
+    }
+    // Read-only use of the service's files: a separate engine with the same
+    // ledger file and log directory, no server.
+    let env_secret = std::env::var("NUDGE_VOUCHER_SECRET").ok();
+    let key = server::voucher_key(&settings, env_secret.as_deref())?;
+    let model = server::load_model(&settings)?.0;
+    let mut settings = settings;
+    // Never append to the service's log from a report.
+    let log_cfg = settings.log.take();
+    let mut engine = server::build_engine(&settings, model, Arc::new(SystemClock), key)?;
+    if log_cfg.is_some() {
+        engine.log = nudge::log_writer::DecisionLog::reader(log_dir);
+    }
+    let (json, table) = engine.report(since).await?;
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{table}");
+    }
     Ok(())
 }

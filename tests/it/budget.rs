@@ -30,7 +30,7 @@ fn run_concurrent(cap_cents: i64, intents: Vec<i64>) -> (i64, Vec<(R, i64)>, i64
         for t in tasks {
             out.push(t.await.unwrap());
         }
-        let snap = engine.ledger.snapshot(NOW_MS).await.unwrap();
+        let snap = engine.ledger.snapshot("default", NOW_MS).await.unwrap();
         (snap.reserved_cents, out, snap.remaining_cents)
     })
 }
@@ -97,7 +97,7 @@ async fn grpc_concurrent_decides_stop_at_the_cap_with_budget_exhausted() {
         exhausted > 0,
         "64 eligible visitors cannot all fit in {cap} cents"
     );
-    let snap = s.engine.ledger.snapshot(NOW_MS).await.unwrap();
+    let snap = s.engine.ledger.snapshot("default", NOW_MS).await.unwrap();
     assert_eq!(snap.reserved_cents, total);
     // After the cap is reached, a new eligible session is refused.
     let r = s

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use nudge::clock::ManualClock;
 use nudge::engine::{Engine, Reason};
 use nudge::ledger::{
-    BudgetSnapshot, Ledger, LedgerError, MemoryLedger, Offer, ReserveOutcome, ReserveRequest,
+    BudgetSnapshot, Captured, Ledger, LedgerError, MemoryLedger, Offer, Outcome, RedeemOutcome,
+    RedeemRequest, ReserveOutcome, ReserveRequest,
 };
 use nudge::session::SessionState;
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate, StoreError};
@@ -29,10 +30,25 @@ impl Ledger for DownLedger {
     async fn reserve(&self, _: ReserveRequest<'_>) -> Result<ReserveOutcome, LedgerError> {
         Err(LedgerError::Unavailable("connection refused".into()))
     }
-    async fn offer_for(&self, _: &str) -> Result<Option<Offer>, LedgerError> {
+    async fn offer_for(&self, _: &str, _: &str) -> Result<Option<Offer>, LedgerError> {
         Err(LedgerError::Unavailable("connection refused".into()))
     }
-    async fn snapshot(&self, _: i64) -> Result<BudgetSnapshot, LedgerError> {
+    async fn redeem(&self, _: RedeemRequest<'_>) -> Result<RedeemOutcome, LedgerError> {
+        Err(LedgerError::Unavailable("connection refused".into()))
+    }
+    async fn void_expired(&self, _: i64) -> Result<u64, LedgerError> {
+        Err(LedgerError::Unavailable("connection refused".into()))
+    }
+    async fn snapshot(&self, _: &str, _: i64) -> Result<BudgetSnapshot, LedgerError> {
+        Err(LedgerError::Unavailable("connection refused".into()))
+    }
+    async fn record_outcome(&self, _: Outcome) -> Result<bool, LedgerError> {
+        Err(LedgerError::Unavailable("connection refused".into()))
+    }
+    async fn captured(&self, _: i64) -> Result<Vec<Captured>, LedgerError> {
+        Err(LedgerError::Unavailable("connection refused".into()))
+    }
+    async fn outcomes(&self, _: i64) -> Result<Vec<Outcome>, LedgerError> {
         Err(LedgerError::Unavailable("connection refused".into()))
     }
 }
@@ -44,6 +60,8 @@ fn engine_with(store: Arc<dyn SessionStore>, ledger: Arc<dyn Ledger>) -> Engine 
         store,
         ledger,
         Arc::new(ManualClock::new(NOW_MS)),
+        nudge::voucher::VoucherKey::random(),
+        nudge::log_writer::DecisionLog::disabled(),
     )
 }
 
@@ -68,7 +86,7 @@ async fn ledger_down_scores_but_gives_no_voucher() {
 
 #[tokio::test]
 async fn session_store_down_scores_the_request_alone_and_gives_no_voucher() {
-    let e = engine_with(Arc::new(DownStore), Arc::new(MemoryLedger::new(100_000)));
+    let e = engine_with(Arc::new(DownStore), Arc::new(MemoryLedger::with_daily_cap(100_000)));
     let d = decide_hesitant(&e).await;
     assert_eq!(d.reason, Reason::SessionStoreUnavailable);
     assert!(d.offer.is_none());

@@ -120,7 +120,7 @@ proptest! {
         }
         prop_assert!(state.cart_value_cents >= 0);
         prop_assert!(state.intent_value_cents() >= 0);
-        let a = assess(&state, &Default::default(), None, now, &model, &settings.policy).unwrap();
+        let a = assess(&state, &Default::default(), None, now, &model, &settings.policy, 0.0).unwrap();
         prop_assert!(a.features.0.iter().all(|v| v.is_finite()));
         prop_assert!((0.0..=1.0).contains(&a.score.probability));
         if let nudge::policy::Verdict::Offer { ranked } = a.verdict {

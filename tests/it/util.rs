@@ -20,6 +20,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub engine: Arc<Engine>,
     pub clock: Arc<ManualClock>,
+    /// The data directory (ledger, decision log); removed on drop.
+    pub data: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -40,17 +42,28 @@ impl TestServer {
     }
 
     pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    /// Stops serving and flushes the log; keeps the data directory.
+    pub async fn shutdown(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.expect("server task");
         }
+        self.engine.log.flush().await;
     }
 }
 
+/// Settings from TOML; tests default to no holdout and no exploration so
+/// that decisions are deterministic (tests of those set them explicitly).
 pub fn settings(toml: &str) -> Settings {
-    RawConfig::from_toml(toml).unwrap().validate().unwrap()
+    let mut raw = RawConfig::from_toml(toml).unwrap();
+    raw.experiment.holdout_share.get_or_insert(0.0);
+    raw.experiment.explore_share.get_or_insert(0.0);
+    raw.validate().unwrap()
 }
 
 pub fn default_model() -> Model {
@@ -66,18 +79,29 @@ pub fn fixture_model(name: &str) -> Model {
     .unwrap()
 }
 
+/// An in-memory engine (no files) for engine-level tests.
 pub fn engine(settings: &Settings, model: Model, clock: Arc<ManualClock>) -> Arc<Engine> {
-    Arc::new(server::embedded_engine_with_clock(
-        settings,
-        model,
-        clock as Arc<dyn Clock>,
-    ))
+    Arc::new(server::memory_engine(settings, model, clock as Arc<dyn Clock>))
 }
 
-/// Starts a real gRPC server on an ephemeral loopback port.
+/// The voucher secret of every test server.
+pub const TEST_SECRET: &str = "integration-test secret, not for production";
+
+/// Starts a real gRPC server on an ephemeral loopback port, with the
+/// embedded default backends (SQLite ledger, decision log) in a fresh
+/// temporary data directory.
 pub async fn start(settings: Settings, model: Model) -> TestServer {
+    let data = tempfile::tempdir().unwrap();
+    start_in(settings, model, data).await
+}
+
+pub async fn start_in(mut settings: Settings, model: Model, data: tempfile::TempDir) -> TestServer {
+    settings.data_dir = data.path().to_owned();
     let clock = Arc::new(ManualClock::new(NOW_MS));
-    let engine = engine(&settings, model, clock.clone());
+    let key = server::voucher_key(&settings, Some(TEST_SECRET)).unwrap();
+    let engine = Arc::new(
+        server::build_engine(&settings, model, clock.clone() as Arc<dyn Clock>, key).unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -93,6 +117,7 @@ pub async fn start(settings: Settings, model: Model) -> TestServer {
         addr,
         engine,
         clock,
+        data,
         stop: Some(tx),
         handle: Some(handle),
     }
