@@ -79,14 +79,24 @@ fn benches(c: &mut Criterion) {
     });
 
     c.bench_function("assess (features + score + policy)", |b| {
-        b.iter(|| assess(black_box(&state), &client, None, NOW, &model, &settings.policy, 0.0).unwrap())
+        b.iter(|| {
+            assess(
+                black_box(&state),
+                &client,
+                None,
+                NOW,
+                &model,
+                &settings.policy,
+                0.0,
+            )
+            .unwrap()
+        })
     });
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let engine =
-        memory_engine(&settings, model.clone(), Arc::new(ManualClock::new(NOW)));
+    let engine = memory_engine(&settings, model.clone(), Arc::new(ManualClock::new(NOW)));
     let mut i = 0u64;
     c.bench_function(
         "engine_decide (store + assess + ledger, 1 new event)",
@@ -99,8 +109,8 @@ fn benches(c: &mut Criterion) {
                     context: None,
                     events: vec![one],
                     client: ClientFeatures::default(),
-                intent_value_cents: None,
-                campaign: String::new(),
+                    intent_value_cents: None,
+                    campaign: String::new(),
                 };
                 rt.block_on(engine.decide(input)).unwrap()
             })

@@ -357,7 +357,10 @@ impl RawConfig {
         let mut campaigns = std::collections::HashMap::new();
         for c in &raw_campaigns {
             if c.id.is_empty() || c.id.len() > 64 || !c.id.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(invalid("budget.campaigns", format!("campaign id {:?} must be 1..=64 printable ASCII", c.id)));
+                return Err(invalid(
+                    "budget.campaigns",
+                    format!("campaign id {:?} must be 1..=64 printable ASCII", c.id),
+                ));
             }
             if c.daily_cap_cents < 0 {
                 return Err(invalid(
@@ -379,7 +382,10 @@ impl RawConfig {
                 },
             );
             if dup.is_some() {
-                return Err(invalid("budget.campaigns", format!("duplicate campaign {:?}", c.id)));
+                return Err(invalid(
+                    "budget.campaigns",
+                    format!("duplicate campaign {:?}", c.id),
+                ));
             }
         }
         let default_campaign = self
@@ -433,9 +439,7 @@ impl RawConfig {
         if !(0.0..=1.0).contains(&experiment.explore_share) {
             return Err(invalid("experiment.explore_share", "must be in [0, 1]"));
         }
-        self.pacing
-            .validate()
-            .map_err(|m| invalid("pacing", m))?;
+        self.pacing.validate().map_err(|m| invalid("pacing", m))?;
         let log = if self.log.enabled.unwrap_or(true) {
             let rotate_bytes = self.log.rotate_bytes.unwrap_or(64 * 1024 * 1024);
             let queue = self.log.queue.unwrap_or(65_536);
@@ -566,7 +570,10 @@ mod tests {
             ("listen = \"nope\"", "listen"),
             ("[budget]\ntimezone = \"Mars/Olympus\"", "budget.timezone"),
             ("[voucher]\nsecret = \"short\"", "voucher.secret"),
-            ("[experiment]\nholdout_share = 1.0", "experiment.holdout_share"),
+            (
+                "[experiment]\nholdout_share = 1.0",
+                "experiment.holdout_share",
+            ),
             ("[ledger]\nbackend = \"postgres\"", "ledger.backend"),
             ("[pacing]\nhourly_weights = [1.0, 2.0]", "pacing"),
             ("[pacing]\nkp = -1.0", "pacing"),

@@ -258,7 +258,10 @@ impl Engine {
         known.sort_unstable();
         Err(ServiceError::invalid(
             "campaign",
-            format!("unknown campaign {requested:?} (configured: {})", known.join(", ")),
+            format!(
+                "unknown campaign {requested:?} (configured: {})",
+                known.join(", ")
+            ),
         ))
     }
 
@@ -596,12 +599,8 @@ impl Engine {
                 return done(RedeemOutcome::Invalid);
             }
         };
-        if claims.expires_by_ms <= now_ms {
-            return done(RedeemOutcome::Expired);
-        }
-        let code = voucher::normalise(&input.voucher_code).map_err(|e| {
-            ServiceError::Internal(format!("verified code did not normalise: {e}"))
-        })?;
+        let code = voucher::normalise(&input.voucher_code)
+            .map_err(|e| ServiceError::Internal(format!("verified code did not normalise: {e}")))?;
         let outcome = self
             .ledger
             .redeem(RedeemRequest {
@@ -615,6 +614,11 @@ impl Engine {
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         if let RedeemOutcome::Accepted { discount_cents } = outcome {
             tracing::info!(session_id = %input.session_id, discount_cents, "voucher redeemed");
+        }
+        // A genuine but expired code the ledger no longer knows is still
+        // "expired", which tells the shopper more than "invalid".
+        if outcome == RedeemOutcome::Invalid && claims.expires_by_ms <= now_ms {
+            return done(RedeemOutcome::Expired);
         }
         done(outcome)
     }
@@ -676,9 +680,15 @@ impl Engine {
         for (campaign, pacer) in &self.pacers {
             match self.ledger.snapshot(campaign, now_ms).await {
                 Ok(s) => {
-                    pacer.update(day_fraction, s.reserved_cents + s.captured_cents, s.cap_cents);
+                    pacer.update(
+                        day_fraction,
+                        s.reserved_cents + s.captured_cents,
+                        s.cap_cents,
+                    );
                 }
-                Err(e) => tracing::warn!(campaign = %campaign, error = %e, "pacing cannot read the budget"),
+                Err(e) => {
+                    tracing::warn!(campaign = %campaign, error = %e, "pacing cannot read the budget")
+                }
             }
         }
     }
@@ -719,6 +729,8 @@ impl Engine {
             .collect();
         // REPORT_WIRING (until src/report.rs lands)
         let _ = (decisions, outcomes);
-        Err(ServiceError::FailedPrecondition("report not available yet".into()))
+        Err(ServiceError::FailedPrecondition(
+            "report not available yet".into(),
+        ))
     }
 }

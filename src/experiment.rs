@@ -89,7 +89,9 @@ mod tests {
         let share = held as f64 / n as f64;
         assert!((share - 0.10).abs() < 0.01, "{share}");
         assert_eq!(x.in_holdout("v42"), x.in_holdout("v42"));
-        let explored: Vec<usize> = (0..n).filter_map(|i| x.explore(&format!("s{i}"), 3)).collect();
+        let explored: Vec<usize> = (0..n)
+            .filter_map(|i| x.explore(&format!("s{i}"), 3))
+            .collect();
         let share = explored.len() as f64 / n as f64;
         assert!((share - 0.05).abs() < 0.01, "{share}");
         for a in 0..=3 {

@@ -52,7 +52,9 @@ pub enum ReserveOutcome {
     /// The session already holds this offer; nothing new was reserved.
     AlreadyOffered(Offer),
     /// No candidate fits under the remaining budget.
-    Exhausted { remaining_cents: i64 },
+    Exhausted {
+        remaining_cents: i64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -67,12 +69,16 @@ pub struct RedeemRequest<'a> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum RedeemOutcome {
-    Accepted { discount_cents: i64 },
+    Accepted {
+        discount_cents: i64,
+    },
     /// Unknown code, or a code of another session.
     Invalid,
     Expired,
     AlreadyRedeemed,
-    OrderBelowMinimum { min_order_cents: i64 },
+    OrderBelowMinimum {
+        min_order_cents: i64,
+    },
 }
 
 /// A campaign's budget, validated by the config.
@@ -193,8 +199,11 @@ pub trait Ledger: Send + Sync + 'static {
     /// Authorise: see the module docs. Never reserves beyond a cap.
     async fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, LedgerError>;
     /// The session's offer in a campaign, if any.
-    async fn offer_for(&self, campaign: &str, session_id: &str)
-        -> Result<Option<Offer>, LedgerError>;
+    async fn offer_for(
+        &self,
+        campaign: &str,
+        session_id: &str,
+    ) -> Result<Option<Offer>, LedgerError>;
     /// Capture, exactly once.
     async fn redeem(&self, req: RedeemRequest<'_>) -> Result<RedeemOutcome, LedgerError>;
     /// Void every reserved offer whose expiry is at or before `now_ms`;
@@ -378,11 +387,7 @@ impl LedgerCore {
         }
         let day = self.budgets.day_of(req.now_ms);
         let remaining = self.remaining(req.campaign, &day)?;
-        let Some(&amount) = req
-            .candidates
-            .iter()
-            .find(|a| **a > 0 && **a <= remaining)
-        else {
+        let Some(&amount) = req.candidates.iter().find(|a| **a > 0 && **a <= remaining) else {
             return Ok((
                 ReserveOutcome::Exhausted {
                     remaining_cents: remaining,
@@ -415,16 +420,23 @@ impl LedgerCore {
             order_value_cents: None,
         };
         self.book(&row, 1);
-        self.by_session.insert(
-            (row.campaign.clone(), row.session_id.clone()),
-            code.clone(),
-        );
+        self.by_session
+            .insert((row.campaign.clone(), row.session_id.clone()), code.clone());
         self.offers.insert(code, row.clone());
         debug_assert!(self.invariant_holds());
-        Ok((ReserveOutcome::Reserved(row.offer()), Some(Effect::Insert(row))))
+        Ok((
+            ReserveOutcome::Reserved(row.offer()),
+            Some(Effect::Insert(row)),
+        ))
     }
 
-    fn transition(&mut self, code: &str, state: OfferState, now_ms: i64, order: Option<i64>) -> Effect {
+    fn transition(
+        &mut self,
+        code: &str,
+        state: OfferState,
+        now_ms: i64,
+        order: Option<i64>,
+    ) -> Effect {
         let mut row = self.offers.get(code).cloned().expect("known code");
         // Move the amount from the old state's counter to the new one's (the
         // offer count is unchanged).
@@ -578,7 +590,11 @@ impl LedgerCore {
             }
         }
         for (campaign, t) in &self.total {
-            if let Some(total) = self.budgets.campaigns.get(campaign).and_then(|b| b.total_cap_cents)
+            if let Some(total) = self
+                .budgets
+                .campaigns
+                .get(campaign)
+                .and_then(|b| b.total_cap_cents)
             {
                 if t.reserved + t.captured > total {
                     return false;
@@ -623,7 +639,9 @@ impl MemoryLedger {
 /// Applies an outcome to a map; true when new or changed.
 pub fn upsert_outcome(map: &mut HashMap<String, Outcome>, o: Outcome) -> bool {
     match map.get(&o.session_id) {
-        Some(old) if old.converted == o.converted && old.order_value_cents == o.order_value_cents => {
+        Some(old)
+            if old.converted == o.converted && old.order_value_cents == o.order_value_cents =>
+        {
             false
         }
         _ => {
@@ -676,7 +694,11 @@ impl Ledger for MemoryLedger {
             .outcomes
             .lock()
             .map_err(|_| LedgerError::Unavailable("outcome lock poisoned".into()))?;
-        let mut v: Vec<Outcome> = map.values().filter(|o| o.at_ms >= since_ms).cloned().collect();
+        let mut v: Vec<Outcome> = map
+            .values()
+            .filter(|o| o.at_ms >= since_ms)
+            .cloned()
+            .collect();
         v.sort_by(|a, b| (a.at_ms, &a.session_id).cmp(&(b.at_ms, &b.session_id)));
         Ok(v)
     }

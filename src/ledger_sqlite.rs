@@ -106,15 +106,36 @@ enum Cmd {
 
 /// A reply to send once the batch is committed.
 enum Pending {
-    Reserve(oneshot::Sender<Result<ReserveOutcome, LedgerError>>, Result<ReserveOutcome, LedgerError>),
-    OfferFor(oneshot::Sender<Result<Option<Offer>, LedgerError>>, Option<Offer>),
-    Redeem(oneshot::Sender<Result<RedeemOutcome, LedgerError>>, RedeemOutcome),
+    Reserve(
+        oneshot::Sender<Result<ReserveOutcome, LedgerError>>,
+        Result<ReserveOutcome, LedgerError>,
+    ),
+    OfferFor(
+        oneshot::Sender<Result<Option<Offer>, LedgerError>>,
+        Option<Offer>,
+    ),
+    Redeem(
+        oneshot::Sender<Result<RedeemOutcome, LedgerError>>,
+        RedeemOutcome,
+    ),
     Void(oneshot::Sender<Result<u64, LedgerError>>, u64),
-    Snapshot(oneshot::Sender<Result<BudgetSnapshot, LedgerError>>, Result<BudgetSnapshot, LedgerError>),
+    Snapshot(
+        oneshot::Sender<Result<BudgetSnapshot, LedgerError>>,
+        Result<BudgetSnapshot, LedgerError>,
+    ),
     Outcome(oneshot::Sender<Result<bool, LedgerError>>, bool),
-    Captured(oneshot::Sender<Result<Vec<Captured>, LedgerError>>, Vec<Captured>),
-    Outcomes(oneshot::Sender<Result<Vec<Outcome>, LedgerError>>, Result<Vec<Outcome>, LedgerError>),
-    Rows(oneshot::Sender<Result<Vec<OfferRow>, LedgerError>>, Vec<OfferRow>),
+    Captured(
+        oneshot::Sender<Result<Vec<Captured>, LedgerError>>,
+        Vec<Captured>,
+    ),
+    Outcomes(
+        oneshot::Sender<Result<Vec<Outcome>, LedgerError>>,
+        Result<Vec<Outcome>, LedgerError>,
+    ),
+    Rows(
+        oneshot::Sender<Result<Vec<OfferRow>, LedgerError>>,
+        Vec<OfferRow>,
+    ),
 }
 
 impl Pending {
@@ -164,9 +185,11 @@ fn sql_err(e: rusqlite::Error) -> LedgerError {
 
 fn open_connection(path: &Path) -> Result<Connection, LedgerError> {
     let conn = Connection::open(path).map_err(sql_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql_err)?;
     // FULL: a committed offer survives power loss, not only a process crash.
-    conn.pragma_update(None, "synchronous", "FULL").map_err(sql_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql_err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
     conn.execute_batch(SCHEMA).map_err(sql_err)?;
     Ok(conn)
@@ -310,7 +333,10 @@ impl Writer {
                     campaign,
                     now_ms,
                     reply,
-                } => pending.push(Pending::Snapshot(reply, self.core.snapshot(&campaign, now_ms))),
+                } => pending.push(Pending::Snapshot(
+                    reply,
+                    self.core.snapshot(&campaign, now_ms),
+                )),
                 Cmd::Outcome { outcome, reply } => {
                     let existing = match outcome_cache.get(&outcome.session_id) {
                         Some(o) => Some(o.clone()),
@@ -355,7 +381,9 @@ impl Writer {
     }
 
     fn commit(&mut self, effects: &[Effect], outcomes: &[Outcome]) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for e in effects {
             persist(&tx, e)?;
         }

@@ -80,7 +80,9 @@ impl Writer {
             }
             let path = loop {
                 self.seq += 1;
-                let p = self.dir.join(format!("decisions-{tag}-{:04}.jsonl", self.seq));
+                let p = self
+                    .dir
+                    .join(format!("decisions-{tag}-{:04}.jsonl", self.seq));
                 if !p.exists() {
                     break p;
                 }

@@ -7,11 +7,11 @@ use crate::engine::Engine;
 use crate::ledger::{Ledger, MemoryLedger};
 use crate::ledger_sqlite::{spawn_sweeper, SqliteLedger};
 use crate::log_writer::{DecisionLog, LogSettings};
-use crate::voucher::VoucherKey;
 use crate::model::{Model, ModelError, ModelFile};
 use crate::pb;
 use crate::service::OffersService;
 use crate::store::MemorySessionStore;
+use crate::voucher::VoucherKey;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -70,7 +70,10 @@ pub const PACING_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 /// `NUDGE_VOUCHER_SECRET` environment variable, read by the binary), else a
 /// random key generated once into `<data_dir>/voucher.key` (mode 0600) so
 /// that codes survive restarts with zero set-up.
-pub fn voucher_key(settings: &Settings, env_secret: Option<&str>) -> Result<VoucherKey, ServerError> {
+pub fn voucher_key(
+    settings: &Settings,
+    env_secret: Option<&str>,
+) -> Result<VoucherKey, ServerError> {
     if let Some(s) = &settings.voucher_secret {
         return Ok(VoucherKey::from_secret(&s.0));
     }
@@ -183,7 +186,10 @@ pub fn memory_engine(settings: &Settings, model: Model, clock: Arc<dyn Clock>) -
             settings.idle_ttl,
             settings.max_sessions,
         )),
-        Arc::new(MemoryLedger::new(settings.budgets.clone(), VoucherKey::random())),
+        Arc::new(MemoryLedger::new(
+            settings.budgets.clone(),
+            VoucherKey::random(),
+        )),
         clock,
         VoucherKey::random(),
         DecisionLog::disabled(),

@@ -150,7 +150,9 @@ impl pb::offers_server::Offers for OffersService {
     ) -> Result<Response<pb::ReportResponse>, Status> {
         let since = request.get_ref().since_ms;
         if since < 0 {
-            return Err(crate::error::ServiceError::invalid("since_ms", "must not be negative").into());
+            return Err(
+                crate::error::ServiceError::invalid("since_ms", "must not be negative").into(),
+            );
         }
         let (json, table) = self.engine.report(since).await?;
         Ok(Response::new(pb::ReportResponse { json, table }))

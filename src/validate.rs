@@ -6,12 +6,12 @@
 
 use crate::config::Limits;
 use crate::error::ServiceError;
+use crate::model::ClientFeatures;
 use crate::pb;
 use crate::session::{
     Context, Device, Event, EventKind, PageKind, ProductKey, Signal, TrafficSource,
 };
 use prost::Message;
-use crate::model::ClientFeatures;
 
 /// Longest accepted id (session, visitor, product, feature name), bytes.
 pub const MAX_ID_BYTES: usize = 128;

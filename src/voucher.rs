@@ -148,7 +148,10 @@ fn symbol(c: char) -> Option<u8> {
         'I' | 'L' => '1',
         other => other,
     };
-    ALPHABET.iter().position(|a| *a as char == c).map(|p| p as u8)
+    ALPHABET
+        .iter()
+        .position(|a| *a as char == c)
+        .map(|p| p as u8)
 }
 
 /// Normalises a typed code to its canonical `XXXX-XXXX-XXXX-XXXX` form.

@@ -192,10 +192,19 @@ async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
         raw.data_dir = Some(d.clone());
     }
     let settings = raw.validate()?;
-    let since = args.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
+    let since = args
+        .since
+        .as_deref()
+        .map(parse_since)
+        .transpose()?
+        .unwrap_or(0);
     let log_dir = settings.data_dir.join("log");
     if !log_dir.is_dir() {
-        return Err(format!("no decision log under {} (has the service run with this data directory?)", log_dir.display()).into());
+        return Err(format!(
+            "no decision log under {} (has the service run with this data directory?)",
+            log_dir.display()
+        )
+        .into());
     }
     // Read-only use of the service's files: a separate engine with the same
     // ledger file and log directory, no server.

@@ -86,7 +86,10 @@ async fn ledger_down_scores_but_gives_no_voucher() {
 
 #[tokio::test]
 async fn session_store_down_scores_the_request_alone_and_gives_no_voucher() {
-    let e = engine_with(Arc::new(DownStore), Arc::new(MemoryLedger::with_daily_cap(100_000)));
+    let e = engine_with(
+        Arc::new(DownStore),
+        Arc::new(MemoryLedger::with_daily_cap(100_000)),
+    );
     let d = decide_hesitant(&e).await;
     assert_eq!(d.reason, Reason::SessionStoreUnavailable);
     assert!(d.offer.is_none());

@@ -20,3 +20,9 @@ mod store;
 mod properties;
 // Store outages: open on scoring, closed on money.
 mod failures;
+// Vouchers: redeem once, reject forgeries, outcomes, holdout, exploration, budget.
+mod money;
+// Ledger invariants over random interleavings (with restarts).
+mod ledger_props;
+// SIGKILL mid-load and restart: no offer lost or duplicated.
+mod crash;

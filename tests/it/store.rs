@@ -7,9 +7,9 @@ use nudge::ledger::{
     ReserveOutcome, ReserveRequest, DEFAULT_CAMPAIGN, MS_PER_DAY,
 };
 use nudge::ledger_sqlite::SqliteLedger;
-use nudge::voucher::{self, VoucherKey};
 use nudge::session::{Context, Device, Event, EventKind, Signal};
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate};
+use nudge::voucher::{self, VoucherKey};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,7 +95,10 @@ async fn session_store_suite(store: Arc<dyn SessionStore>) {
 
 fn budgets(daily: i64, total: Option<i64>) -> Budgets {
     let mut b = Budgets::single(daily);
-    b.campaigns.get_mut(DEFAULT_CAMPAIGN).unwrap().total_cap_cents = total;
+    b.campaigns
+        .get_mut(DEFAULT_CAMPAIGN)
+        .unwrap()
+        .total_cap_cents = total;
     b.campaigns.insert(
         "spring".into(),
         CampaignBudget {
@@ -110,7 +113,12 @@ fn key() -> VoucherKey {
     VoucherKey::from_secret("conformance-suite secret")
 }
 
-fn req<'a>(campaign: &'a str, session: &'a str, candidates: &'a [i64], now_ms: i64) -> ReserveRequest<'a> {
+fn req<'a>(
+    campaign: &'a str,
+    session: &'a str,
+    candidates: &'a [i64],
+    now_ms: i64,
+) -> ReserveRequest<'a> {
     ReserveRequest {
         campaign,
         session_id: session,
@@ -136,71 +144,190 @@ async fn ledger_suite(make: impl Fn(Budgets) -> Arc<dyn Ledger>) {
     let l = make(budgets(1_000, None));
     let d = "default";
     // Authorise: the first candidate that fits; one offer per session.
-    let ReserveOutcome::Reserved(a) = l.reserve(req(d, "a", &[2_000, 1_000], NOW_MS)).await.unwrap() else {
+    let ReserveOutcome::Reserved(a) = l
+        .reserve(req(d, "a", &[2_000, 1_000], NOW_MS))
+        .await
+        .unwrap()
+    else {
         panic!("reserved")
     };
     assert_eq!(a.amount_cents, 1_000);
-    assert!(voucher::verify(&key(), &a.voucher_code, "a").is_ok(), "codes verify");
-    assert!(matches!(l.reserve(req(d, "a", &[500], NOW_MS)).await.unwrap(),
-        ReserveOutcome::AlreadyOffered(ref o) if *o == a));
+    assert!(
+        voucher::verify(&key(), &a.voucher_code, "a").is_ok(),
+        "codes verify"
+    );
+    assert!(
+        matches!(l.reserve(req(d, "a", &[500], NOW_MS)).await.unwrap(),
+        ReserveOutcome::AlreadyOffered(ref o) if *o == a)
+    );
     assert_eq!(
         l.reserve(req(d, "b", &[500], NOW_MS)).await.unwrap(),
         ReserveOutcome::Exhausted { remaining_cents: 0 }
     );
     assert_eq!(l.offer_for(d, "a").await.unwrap(), Some(a.clone()));
     assert!(l.offer_for(d, "b").await.unwrap().is_none());
-    assert!(l.offer_for("spring", "a").await.unwrap().is_none(), "per campaign");
+    assert!(
+        l.offer_for("spring", "a").await.unwrap().is_none(),
+        "per campaign"
+    );
     let snap = l.snapshot(d, NOW_MS).await.unwrap();
-    assert_eq!((snap.cap_cents, snap.reserved_cents, snap.captured_cents, snap.remaining_cents, snap.offers), (1_000, 1_000, 0, 0, 1));
+    assert_eq!(
+        (
+            snap.cap_cents,
+            snap.reserved_cents,
+            snap.captured_cents,
+            snap.remaining_cents,
+            snap.offers
+        ),
+        (1_000, 1_000, 0, 0, 1)
+    );
     // Unknown campaign.
     assert!(l.reserve(req("nope", "x", &[500], NOW_MS)).await.is_err());
 
     // Capture: below minimum, wrong session, then exactly once.
-    assert_eq!(l.redeem(redeem(&a.voucher_code, "a", 5_000, NOW_MS + 1)).await.unwrap(),
-        RedeemOutcome::OrderBelowMinimum { min_order_cents: 9_900 });
-    assert_eq!(l.redeem(redeem(&a.voucher_code, "b", 20_000, NOW_MS + 1)).await.unwrap(), RedeemOutcome::Invalid);
-    assert_eq!(l.redeem(redeem("0000-0000-0000-0000", "a", 20_000, NOW_MS + 1)).await.unwrap(), RedeemOutcome::Invalid);
-    assert_eq!(l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS + 2)).await.unwrap(),
-        RedeemOutcome::Accepted { discount_cents: 1_000 });
-    assert_eq!(l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS + 3)).await.unwrap(), RedeemOutcome::AlreadyRedeemed);
+    assert_eq!(
+        l.redeem(redeem(&a.voucher_code, "a", 5_000, NOW_MS + 1))
+            .await
+            .unwrap(),
+        RedeemOutcome::OrderBelowMinimum {
+            min_order_cents: 9_900
+        }
+    );
+    assert_eq!(
+        l.redeem(redeem(&a.voucher_code, "b", 20_000, NOW_MS + 1))
+            .await
+            .unwrap(),
+        RedeemOutcome::Invalid
+    );
+    assert_eq!(
+        l.redeem(redeem("0000-0000-0000-0000", "a", 20_000, NOW_MS + 1))
+            .await
+            .unwrap(),
+        RedeemOutcome::Invalid
+    );
+    assert_eq!(
+        l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS + 2))
+            .await
+            .unwrap(),
+        RedeemOutcome::Accepted {
+            discount_cents: 1_000
+        }
+    );
+    assert_eq!(
+        l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS + 3))
+            .await
+            .unwrap(),
+        RedeemOutcome::AlreadyRedeemed
+    );
     let snap = l.snapshot(d, NOW_MS + 3).await.unwrap();
-    assert_eq!((snap.reserved_cents, snap.captured_cents, snap.remaining_cents), (0, 1_000, 0));
+    assert_eq!(
+        (
+            snap.reserved_cents,
+            snap.captured_cents,
+            snap.remaining_cents
+        ),
+        (0, 1_000, 0)
+    );
     let cap = l.captured(0).await.unwrap();
     assert_eq!(cap.len(), 1);
-    assert_eq!((cap[0].session_id.as_str(), cap[0].amount_cents), ("a", 1_000));
+    assert_eq!(
+        (cap[0].session_id.as_str(), cap[0].amount_cents),
+        ("a", 1_000)
+    );
 
     // Void: an expired reserve is released; a late redemption is EXPIRED.
-    let ReserveOutcome::Reserved(s) = l.reserve(req("spring", "s", &[500], NOW_MS)).await.unwrap() else {
+    let ReserveOutcome::Reserved(s) = l.reserve(req("spring", "s", &[500], NOW_MS)).await.unwrap()
+    else {
         panic!("reserved")
     };
-    assert_eq!(l.snapshot("spring", NOW_MS).await.unwrap().remaining_cents, 0);
+    assert_eq!(
+        l.snapshot("spring", NOW_MS).await.unwrap().remaining_cents,
+        0
+    );
     assert_eq!(l.void_expired(NOW_MS + 3_599_999).await.unwrap(), 0);
     assert_eq!(l.void_expired(NOW_MS + 3_600_000).await.unwrap(), 1);
-    assert_eq!(l.snapshot("spring", NOW_MS + 3_600_000).await.unwrap().remaining_cents, 500);
-    assert_eq!(l.redeem(redeem(&s.voucher_code, "s", 20_000, NOW_MS + 3_600_001)).await.unwrap(), RedeemOutcome::Expired);
+    assert_eq!(
+        l.snapshot("spring", NOW_MS + 3_600_000)
+            .await
+            .unwrap()
+            .remaining_cents,
+        500
+    );
+    assert_eq!(
+        l.redeem(redeem(&s.voucher_code, "s", 20_000, NOW_MS + 3_600_001))
+            .await
+            .unwrap(),
+        RedeemOutcome::Expired
+    );
     // Expired but not yet swept: redemption voids it on the spot.
-    let ReserveOutcome::Reserved(t) = l.reserve(req("spring", "t", &[500], NOW_MS + 3_600_000)).await.unwrap() else {
+    let ReserveOutcome::Reserved(t) = l
+        .reserve(req("spring", "t", &[500], NOW_MS + 3_600_000))
+        .await
+        .unwrap()
+    else {
         panic!("reserved")
     };
-    assert_eq!(l.redeem(redeem(&t.voucher_code, "t", 20_000, NOW_MS + 7_200_000)).await.unwrap(), RedeemOutcome::Expired);
-    assert_eq!(l.snapshot("spring", NOW_MS + 7_200_000).await.unwrap().reserved_cents, 0);
+    assert_eq!(
+        l.redeem(redeem(&t.voucher_code, "t", 20_000, NOW_MS + 7_200_000))
+            .await
+            .unwrap(),
+        RedeemOutcome::Expired
+    );
+    assert_eq!(
+        l.snapshot("spring", NOW_MS + 7_200_000)
+            .await
+            .unwrap()
+            .reserved_cents,
+        0
+    );
 
     // A new day has a fresh daily cap; a lifetime cap still binds.
     let l2 = make(budgets(1_000, Some(1_500)));
     let next_day = NOW_MS + MS_PER_DAY;
-    assert!(matches!(l2.reserve(req(d, "x", &[1_000], NOW_MS)).await.unwrap(), ReserveOutcome::Reserved(_)));
+    assert!(matches!(
+        l2.reserve(req(d, "x", &[1_000], NOW_MS)).await.unwrap(),
+        ReserveOutcome::Reserved(_)
+    ));
     assert_eq!(
-        l2.reserve(req(d, "y", &[1_000, 500], next_day)).await.unwrap(),
+        l2.reserve(req(d, "y", &[1_000, 500], next_day))
+            .await
+            .unwrap(),
         ReserveOutcome::Reserved(l2.offer_for(d, "y").await.unwrap().unwrap())
     );
-    assert_eq!(l2.offer_for(d, "y").await.unwrap().unwrap().amount_cents, 500, "lifetime cap leaves 500");
-    assert!(matches!(l2.reserve(req(d, "z", &[500], next_day)).await.unwrap(), ReserveOutcome::Exhausted { .. }));
+    assert_eq!(
+        l2.offer_for(d, "y").await.unwrap().unwrap().amount_cents,
+        500,
+        "lifetime cap leaves 500"
+    );
+    assert!(matches!(
+        l2.reserve(req(d, "z", &[500], next_day)).await.unwrap(),
+        ReserveOutcome::Exhausted { .. }
+    ));
 
     // Outcomes are idempotent.
-    let o = Outcome { session_id: "a".into(), converted: true, order_value_cents: 20_000, at_ms: NOW_MS };
+    let o = Outcome {
+        session_id: "a".into(),
+        converted: true,
+        order_value_cents: 20_000,
+        at_ms: NOW_MS,
+    };
     assert!(l.record_outcome(o.clone()).await.unwrap());
-    assert!(!l.record_outcome(Outcome { at_ms: NOW_MS + 5, ..o.clone() }).await.unwrap());
-    assert!(l.record_outcome(Outcome { order_value_cents: 25_000, ..o.clone() }).await.unwrap(), "a correction is recorded");
+    assert!(!l
+        .record_outcome(Outcome {
+            at_ms: NOW_MS + 5,
+            ..o.clone()
+        })
+        .await
+        .unwrap());
+    assert!(
+        l.record_outcome(Outcome {
+            order_value_cents: 25_000,
+            ..o.clone()
+        })
+        .await
+        .unwrap(),
+        "a correction is recorded"
+    );
     let all = l.outcomes(0).await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].order_value_cents, 25_000);
@@ -236,20 +363,39 @@ async fn sqlite_ledger_restores_budget_and_offers_after_restart() {
     let path = dir.path().join("ledger.sqlite3");
     let (a, before) = {
         let l = SqliteLedger::open(&path, budgets(2_000, None), key()).unwrap();
-        let ReserveOutcome::Reserved(a) = l.reserve(req("default", "a", &[1_000], NOW_MS)).await.unwrap() else { panic!() };
-        l.reserve(req("default", "b", &[500], NOW_MS)).await.unwrap();
-        l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS)).await.unwrap();
+        let ReserveOutcome::Reserved(a) = l
+            .reserve(req("default", "a", &[1_000], NOW_MS))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        l.reserve(req("default", "b", &[500], NOW_MS))
+            .await
+            .unwrap();
+        l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS))
+            .await
+            .unwrap();
         (a, l.snapshot("default", NOW_MS).await.unwrap())
     };
     let l = SqliteLedger::open(&path, budgets(2_000, None), key()).unwrap();
     assert_eq!(l.snapshot("default", NOW_MS).await.unwrap(), before);
     assert_eq!(l.offer_for("default", "a").await.unwrap(), Some(a.clone()));
-    assert_eq!(l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS)).await.unwrap(), RedeemOutcome::AlreadyRedeemed);
-    assert!(matches!(l.reserve(req("default", "b", &[500], NOW_MS)).await.unwrap(), ReserveOutcome::AlreadyOffered(_)));
+    assert_eq!(
+        l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS))
+            .await
+            .unwrap(),
+        RedeemOutcome::AlreadyRedeemed
+    );
+    assert!(matches!(
+        l.reserve(req("default", "b", &[500], NOW_MS))
+            .await
+            .unwrap(),
+        ReserveOutcome::AlreadyOffered(_)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_session_store_conforms() {
     session_store_suite(Arc::new(MemorySessionStore::new(TTL, 10_000))).await;
 }
-

@@ -81,7 +81,11 @@ pub fn fixture_model(name: &str) -> Model {
 
 /// An in-memory engine (no files) for engine-level tests.
 pub fn engine(settings: &Settings, model: Model, clock: Arc<ManualClock>) -> Arc<Engine> {
-    Arc::new(server::memory_engine(settings, model, clock as Arc<dyn Clock>))
+    Arc::new(server::memory_engine(
+        settings,
+        model,
+        clock as Arc<dyn Clock>,
+    ))
 }
 
 /// The voucher secret of every test server.

@@ -1,0 +1,181 @@
+use crate::util::NOW_MS;
+use nudge::ledger::{
+    Budgets, Ledger, MemoryLedger, OfferRow, OfferState, RedeemOutcome, RedeemRequest,
+    ReserveOutcome, ReserveRequest,
+};
+use nudge::ledger_sqlite::SqliteLedger;
+use nudge::voucher::VoucherKey;
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Issue { session: u8, big_first: bool },
+    Redeem { session: u8, order_cents: i64 },
+    Advance { ms: i64 },
+    Expire,
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..24, any::<bool>()).prop_map(|(session, big_first)| Op::Issue { session, big_first }),
+        3 => (0u8..24, 0i64..30_000).prop_map(|(session, order_cents)| Op::Redeem { session, order_cents }),
+        2 => (0i64..8 * 3_600_000).prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::Expire),
+        1 => Just(Op::Restart),
+    ]
+}
+
+const CAP: i64 = 4_000;
+const TTL_MS: i64 = 6 * 3_600_000;
+
+fn key() -> VoucherKey {
+    VoucherKey::from_secret("ledger property test secret")
+}
+
+/// captured + reserved <= cap for every budget day, from the rows.
+fn check_rows(rows: &[OfferRow]) -> Result<(), TestCaseError> {
+    let mut per_day: HashMap<&str, i64> = HashMap::new();
+    let mut sessions = std::collections::HashSet::new();
+    for r in rows {
+        prop_assert!(
+            sessions.insert(&r.session_id),
+            "two offers for {}",
+            r.session_id
+        );
+        if r.state != OfferState::Voided {
+            *per_day.entry(&r.day).or_default() += r.amount_cents;
+        }
+    }
+    for (day, spent) in per_day {
+        prop_assert!(spent <= CAP, "day {day}: {spent} > {CAP}");
+    }
+    Ok(())
+}
+
+/// Runs `ops` against a ledger; `reopen` builds it (again, for Restart).
+async fn run(
+    ops: Vec<Op>,
+    mut reopen: impl FnMut() -> (Arc<dyn Ledger>, Option<SqliteLedger>),
+) -> Result<(), TestCaseError> {
+    let (mut ledger, mut sqlite) = reopen();
+    let mut now = NOW_MS;
+    let mut codes: HashMap<u8, String> = HashMap::new();
+    let mut redeemed: HashMap<u8, bool> = HashMap::new();
+    for op in ops {
+        match op {
+            Op::Issue { session, big_first } => {
+                let c: &[i64] = if big_first {
+                    &[2_000, 1_000, 500]
+                } else {
+                    &[500]
+                };
+                let r = ledger
+                    .reserve(ReserveRequest {
+                        campaign: "default",
+                        session_id: &format!("s{session}"),
+                        candidates: c,
+                        now_ms: now,
+                        expires_at_ms: now + TTL_MS,
+                    })
+                    .await
+                    .unwrap();
+                match r {
+                    ReserveOutcome::Reserved(o) => {
+                        prop_assert!(!codes.contains_key(&session), "second offer for s{session}");
+                        codes.insert(session, o.voucher_code);
+                    }
+                    ReserveOutcome::AlreadyOffered(o) => {
+                        prop_assert_eq!(codes.get(&session), Some(&o.voucher_code));
+                    }
+                    ReserveOutcome::Exhausted { remaining_cents } => {
+                        prop_assert!(
+                            remaining_cents < c[c.len() - 1],
+                            "a candidate fitted but none was reserved"
+                        );
+                    }
+                }
+            }
+            Op::Redeem {
+                session,
+                order_cents,
+            } => {
+                let Some(code) = codes.get(&session) else {
+                    continue;
+                };
+                let r = ledger
+                    .redeem(RedeemRequest {
+                        code,
+                        session_id: &format!("s{session}"),
+                        order_value_cents: order_cents,
+                        min_order_cents: 9_900,
+                        now_ms: now,
+                    })
+                    .await
+                    .unwrap();
+                if let RedeemOutcome::Accepted { .. } = r {
+                    prop_assert!(
+                        !redeemed.get(&session).copied().unwrap_or(false),
+                        "redeemed twice"
+                    );
+                    redeemed.insert(session, true);
+                }
+                if r == RedeemOutcome::AlreadyRedeemed {
+                    prop_assert!(redeemed.get(&session).copied().unwrap_or(false));
+                }
+            }
+            Op::Advance { ms } => now += ms,
+            Op::Expire => {
+                ledger.void_expired(now).await.unwrap();
+            }
+            Op::Restart => {
+                drop(ledger);
+                drop(sqlite.take());
+                (ledger, sqlite) = reopen();
+            }
+        }
+        let snap = ledger.snapshot("default", now).await.unwrap();
+        prop_assert!(snap.reserved_cents + snap.captured_cents <= CAP);
+        prop_assert!(snap.remaining_cents >= 0);
+        prop_assert_eq!(
+            snap.remaining_cents,
+            CAP - snap.reserved_cents - snap.captured_cents
+        );
+        if let Some(s) = &sqlite {
+            check_rows(&s.rows().await.unwrap())?;
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random interleavings of issue, redeem, expire, time and restart:
+    /// captured + reserved <= budget at every step, one offer per session,
+    /// one redemption per code, and a restart restores the exact state.
+    #[test]
+    fn sqlite_ledger_never_overspends_across_interleavings_and_restarts(
+        ops in prop::collection::vec(op(), 1..60)
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite3");
+        rt.block_on(run(ops, || {
+            let l = SqliteLedger::open(&path, Budgets::single(CAP), key()).unwrap();
+            (Arc::new(l.clone()) as Arc<dyn Ledger>, Some(l))
+        }))?;
+    }
+
+    #[test]
+    fn memory_ledger_never_overspends_across_interleavings(
+        ops in prop::collection::vec(op(), 1..80)
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let shared = Arc::new(MemoryLedger::new(Budgets::single(CAP), key()));
+        // A memory ledger has no restart: "restart" keeps the same state.
+        rt.block_on(run(ops, || (shared.clone() as Arc<dyn Ledger>, None)))?;
+    }
+}
