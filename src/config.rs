@@ -575,7 +575,7 @@ mod tests {
                 "experiment.holdout_share",
             ),
             ("[ledger]\nbackend = \"postgres\"", "ledger.backend"),
-            ("[pacing]\nhourly_weights = [1.0, 2.0]", "pacing"),
+            ("[pacing]\nhourly_weights = [1.0, 2.0]", "hourly_weights"),
             ("[pacing]\nkp = -1.0", "pacing"),
             (
                 "[[policy.tiers]]\namount_cents = 550\nlift = 0.1",

@@ -22,6 +22,9 @@ use std::collections::BTreeMap;
 /// Format tag written in every record's `v` field.
 pub const LOG_FORMAT_VERSION: u32 = 1;
 
+// Records are built once and moved into the (boxed) writer queue; boxing
+// the large variant would only add an allocation per decision.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LogRecord {
@@ -130,6 +133,9 @@ mod tests {
             assert_eq!(serde_json::from_str::<LogRecord>(&line).unwrap(), r);
         }
         let line = r#"{"type":"events","v":1,"at_ms":1,"session_id":"a","events":[{"at_ms":1,"type":"interaction","signal":"exit_intent"}]}"#;
-        assert!(matches!(serde_json::from_str::<LogRecord>(line).unwrap(), LogRecord::Events(_)));
+        assert!(matches!(
+            serde_json::from_str::<LogRecord>(line).unwrap(),
+            LogRecord::Events(_)
+        ));
     }
 }

@@ -727,10 +727,27 @@ impl Engine {
                 order_value_cents: o.order_value_cents,
             })
             .collect();
-        // REPORT_WIRING (until src/report.rs lands)
-        let _ = (decisions, outcomes);
-        Err(ServiceError::FailedPrecondition(
-            "report not available yet".into(),
-        ))
+        let captured: Vec<crate::report::Captured> = self
+            .ledger
+            .captured(0)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+            .into_iter()
+            .map(|c| crate::report::Captured {
+                campaign: c.campaign,
+                session_id: c.session_id,
+                amount_cents: c.amount_cents,
+            })
+            .collect();
+        let report = crate::report::roi_report(&crate::report::ReportInput {
+            decisions: &decisions,
+            outcomes: &outcomes,
+            captured: &captured,
+            margin_rate: self.policy.margin_rate,
+            since_ms: (since_ms > 0).then_some(since_ms),
+        });
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok((json, crate::report::render_table(&report)))
     }
 }

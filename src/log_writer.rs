@@ -248,7 +248,7 @@ mod tests {
             v: LOG_FORMAT_VERSION,
             at_ms: i as i64,
             session_id: format!("s{i}"),
-            converted: i % 2 == 0,
+            converted: i.is_multiple_of(2),
             order_value_cents: 100,
         })
     }

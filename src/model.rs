@@ -392,7 +392,11 @@ impl Model {
         }
         let expected = || {
             let mut v: Vec<String> = self.numeric_keys.iter().cloned().collect();
-            v.extend(self.categorical_keys.iter().map(|k| format!("{k} (categorical)")));
+            v.extend(
+                self.categorical_keys
+                    .iter()
+                    .map(|k| format!("{k} (categorical)")),
+            );
             v.join(", ")
         };
         let mut sent: Vec<&String> = client.numeric.keys().collect();
@@ -593,7 +597,10 @@ mod tests {
         let missing = m.check_client(&c).unwrap_err();
         assert_eq!(missing.field(), "features[PageValues]");
         c.numeric.insert("PageValues".into(), 3.0);
-        assert_eq!(m.check_client(&c).unwrap_err().field(), "categorical_features[Month]");
+        assert_eq!(
+            m.check_client(&c).unwrap_err().field(),
+            "categorical_features[Month]"
+        );
         c.categorical.insert("Month".into(), "Nov".into());
         m.check_client(&c).unwrap();
         let nov = m.score(&feats, &c).unwrap();

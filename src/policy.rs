@@ -109,7 +109,11 @@ pub fn choose(p0: f64, seg: Segment, intent_cents: i64, policy: &Policy, lambda:
     if intent_cents < policy.min_intent_cents {
         return Verdict::IntentTooLow;
     }
-    let lambda = if lambda.is_finite() { lambda.max(0.0) } else { 0.0 };
+    let lambda = if lambda.is_finite() {
+        lambda.max(0.0)
+    } else {
+        0.0
+    };
     let mut ranked: [Option<Candidate>; MAX_TIERS] = [None; MAX_TIERS];
     let mut best = f64::NEG_INFINITY;
     let mut n = 0;
@@ -269,8 +273,14 @@ mod tests {
         // Ranking by paced value can prefer a cheaper tier.
         let cheap = Policy {
             tiers: vec![
-                Tier { amount_cents: 500, lift: 0.30 },
-                Tier { amount_cents: 2_000, lift: 1.00 },
+                Tier {
+                    amount_cents: 500,
+                    lift: 0.30,
+                },
+                Tier {
+                    amount_cents: 2_000,
+                    lift: 1.00,
+                },
             ],
             ..policy()
         };
@@ -278,8 +288,14 @@ mod tests {
             Verdict::Offer { ranked } => ranked[0].unwrap().amount_cents,
             other => panic!("{other:?}"),
         };
-        assert_eq!(first(choose(0.3, Segment::Hesitant, 30_000, &cheap, 0.0)), 2_000);
-        assert_eq!(first(choose(0.3, Segment::Hesitant, 30_000, &cheap, 1.0)), 500);
+        assert_eq!(
+            first(choose(0.3, Segment::Hesitant, 30_000, &cheap, 0.0)),
+            2_000
+        );
+        assert_eq!(
+            first(choose(0.3, Segment::Hesitant, 30_000, &cheap, 1.0)),
+            500
+        );
     }
 
     proptest! {

@@ -396,8 +396,8 @@ fn eur_f(cents: Option<f64>) -> String {
 
 fn ci(i: Option<Interval>) -> String {
     match i {
-        Some(i) => format!("[{}, {}]", eur_f(Some(i.lo)), eur_f(Some(i.hi))),
-        None => "[n/a]".into(),
+        Some(i) => format!("[95% {}, {}]", eur_f(Some(i.lo)), eur_f(Some(i.hi))),
+        None => "[95% n/a]".into(),
     }
 }
 
@@ -406,18 +406,26 @@ fn pct(r: Option<f64>) -> String {
 }
 
 fn write_cell(out: &mut String, c: &CellReport) {
-    let tier = c
-        .policy_tier_cents
-        .map_or("all".to_owned(), |t| if t == 0 { "none".into() } else { eur(t) });
+    let tier = c.policy_tier_cents.map_or("all".to_owned(), |t| {
+        if t == 0 {
+            "none".into()
+        } else {
+            eur(t)
+        }
+    });
     let seg = c.segment.as_deref().unwrap_or("all");
     for (i, (arm, s)) in [("treatment", &c.treatment), ("holdout", &c.holdout)]
         .into_iter()
         .enumerate()
     {
-        let (tier, seg) = if i == 0 { (tier.as_str(), seg) } else { ("", "") };
+        let (tier, seg) = if i == 0 {
+            (tier.as_str(), seg)
+        } else {
+            ("", "")
+        };
         let _ = writeln!(
             out,
-            "  {tier:<8} {seg:<9} {arm:<9} {:>9} {:>8} {:>6} {:>7} {:>13} {:>11} {:>11}",
+            "  {tier:<8} {seg:<9} {arm:<9} {:>9} {:>8} {:>6} {:>7} {:>12} {:>12} {:>12}",
             s.sessions,
             s.offered,
             s.conversions,
@@ -449,7 +457,7 @@ pub fn render_table(r: &RoiReport) -> String {
         .map_or("all decisions".to_owned(), |s| format!("since {s} ms"));
     let _ = writeln!(
         out,
-        "ROI report ({since}; margin rate {}): incremental = treatment vs holdout, intention-to-treat; ROI = incremental margin / voucher cost",
+        "ROI report ({since}; margin rate {}; amounts in EUR): incremental = treatment vs holdout, intention-to-treat; ROI = incremental margin / voucher cost",
         r.margin_rate
     );
     if r.campaigns.is_empty() {
@@ -464,7 +472,7 @@ pub fn render_table(r: &RoiReport) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:<8} {:<9} {:<9} {:>9} {:>8} {:>6} {:>7} {:>13} {:>11} {:>11}",
+            "  {:<8} {:<9} {:<9} {:>9} {:>8} {:>6} {:>7} {:>12} {:>12} {:>12}",
             "tier",
             "segment",
             "arm",

@@ -219,7 +219,7 @@ mod tests {
         let c = verify(&key, &code, "s1").unwrap();
         assert_eq!(c.amount_cents, 1_000);
         assert_eq!(c.nonce, 77);
-        assert!(c.expires_by_ms >= NOW + 3_600_000 * 48 + 1);
+        assert!(c.expires_by_ms > NOW + 3_600_000 * 48);
         assert!(c.expires_by_ms < NOW + 3_600_000 * 49 + 1);
         // Other session, other key: rejected.
         assert_eq!(verify(&key, &code, "s2"), Err(CodeError::BadMac));

@@ -12,6 +12,9 @@ const SECRET: &str = "crash-test secret, not for production";
 const CAP: i64 = 150_000;
 
 /// Starts `nudge serve` on an ephemeral port; returns the child and address.
+// The caller kills and waits for the child; if starting fails the test
+// process panics and the child dies with its stdin/stderr pipes.
+#[allow(clippy::zombie_processes)]
 fn spawn(data: &Path, config: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
