@@ -207,9 +207,9 @@ async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
         .into());
     }
     // Read-only use of the service's files: a separate engine with the same
-    // ledger file and log directory, no server.
-    let env_secret = std::env::var("NUDGE_VOUCHER_SECRET").ok();
-    let key = server::voucher_key(&settings, env_secret.as_deref())?;
+    // ledger file and log directory, no server. It mints no voucher, so it
+    // needs no secret (and must not create a key file).
+    let key = nudge::voucher::VoucherKey::random();
     let model = server::load_model(&settings)?.0;
     let mut settings = settings;
     // Never append to the service's log from a report.

@@ -26,3 +26,5 @@ mod money;
 mod ledger_props;
 // SIGKILL mid-load and restart: no offer lost or duplicated.
 mod crash;
+// The ROI report over gRPC and from the CLI.
+mod report;
