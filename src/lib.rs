@@ -13,6 +13,7 @@
 //! - [`pacing`]: the budget pacing controller (shadow price on voucher cost).
 //! - [`report`]: the incremental ROI report (treatment versus holdout).
 //! - [`ledger`]: the voucher budget trait and its in-memory implementation.
+//! - [`simulate`]: the policy simulator (none, blanket, heat-tier, nudge, oracle) on generated traffic.
 //! - [`store`]: the session store trait and its in-memory (moka) implementation.
 //! - [`clock`]: injected time (system and manual clocks).
 //! - [`decision_log`]: the JSON-lines decision/event/outcome log format (written by the service, read by nudge-train).
@@ -40,6 +41,7 @@ pub mod report;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod simulate;
 pub mod store;
 pub mod synth;
 pub mod validate;

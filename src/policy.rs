@@ -100,9 +100,23 @@ pub fn expected_net_value(p0: f64, intent_cents: i64, margin_rate: f64, tier: Ti
     (pv * (margin - tier.amount_cents as f64) - p0 * margin, pv)
 }
 
-/// The voucher rule. `p0` is the model's probability without a voucher,
-/// `lambda` the pacing shadow price (0 when unpaced).
+/// The voucher rule with the configured (prior) lifts. `p0` is the model's
+/// probability without a voucher, `lambda` the pacing shadow price (0 when
+/// unpaced).
 pub fn choose(p0: f64, seg: Segment, intent_cents: i64, policy: &Policy, lambda: f64) -> Verdict {
+    choose_with_lifts(p0, seg, intent_cents, policy, lambda, None)
+}
+
+/// The voucher rule with per-session lifts: `lifts[i]`, when given, replaces
+/// the prior lift of `policy.tiers[i]` (learned voucher response).
+pub fn choose_with_lifts(
+    p0: f64,
+    seg: Segment,
+    intent_cents: i64,
+    policy: &Policy,
+    lambda: f64,
+    lifts: Option<&[f64; MAX_TIERS]>,
+) -> Verdict {
     if seg != Segment::Hesitant {
         return Verdict::NotHesitant;
     }
@@ -117,8 +131,15 @@ pub fn choose(p0: f64, seg: Segment, intent_cents: i64, policy: &Policy, lambda:
     let mut ranked: [Option<Candidate>; MAX_TIERS] = [None; MAX_TIERS];
     let mut best = f64::NEG_INFINITY;
     let mut n = 0;
-    for tier in policy.tiers.iter().take(MAX_TIERS) {
-        let (env, pv) = expected_net_value(p0, intent_cents, policy.margin_rate, *tier);
+    for (i, tier) in policy.tiers.iter().take(MAX_TIERS).enumerate() {
+        let tier = match lifts {
+            Some(l) if l[i].is_finite() => Tier {
+                lift: l[i],
+                ..*tier
+            },
+            _ => *tier,
+        };
+        let (env, pv) = expected_net_value(p0, intent_cents, policy.margin_rate, tier);
         best = best.max(env);
         let paced_value = env - lambda * pv * tier.amount_cents as f64;
         if env > 0.0 && paced_value > 0.0 {

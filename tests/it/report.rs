@@ -17,7 +17,11 @@ async fn report_over_grpc_and_cli_matches_what_happened() {
     let (mut n_t, mut n_h, mut cost, mut conv_t, mut conv_h) = (0u64, 0u64, 0i64, 0u64, 0u64);
     for i in 0..60 {
         let session = format!("r{i}");
-        let r = c.decide(decide(&session, hesitant_session(20_000))).await.unwrap().into_inner();
+        let r = c
+            .decide(decide(&session, hesitant_session(20_000)))
+            .await
+            .unwrap()
+            .into_inner();
         let buys = i % 3 != 0;
         if r.holdout {
             n_h += 1;
@@ -53,14 +57,24 @@ async fn report_over_grpc_and_cli_matches_what_happened() {
         .await
         .unwrap();
     }
-    let rpc = c.report(pb::ReportRequest { since_ms: 0 }).await.unwrap().into_inner();
+    let rpc = c
+        .report(pb::ReportRequest { since_ms: 0 })
+        .await
+        .unwrap()
+        .into_inner();
     let report: RoiReport = serde_json::from_str(&rpc.json).unwrap();
     assert!(rpc.table.contains("default"), "{}", rpc.table);
     let camp = &report.campaigns[0];
     assert_eq!(camp.campaign, "default");
     let total = &camp.total;
-    assert_eq!((total.treatment.sessions, total.holdout.sessions), (n_t, n_h));
-    assert_eq!((total.treatment.conversions, total.holdout.conversions), (conv_t, conv_h));
+    assert_eq!(
+        (total.treatment.sessions, total.holdout.sessions),
+        (n_t, n_h)
+    );
+    assert_eq!(
+        (total.treatment.conversions, total.holdout.conversions),
+        (conv_t, conv_h)
+    );
     assert_eq!(total.treatment.voucher_cost_cents, cost);
     assert_eq!(total.treatment.revenue_cents, conv_t as i64 * 20_000);
     assert_eq!(total.incremental.voucher_cost_cents, cost);
@@ -78,8 +92,15 @@ async fn report_over_grpc_and_cli_matches_what_happened() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cli: RoiReport = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cli, report);
-    assert!(!s.data.path().join("voucher.key").exists(), "a report creates no key");
+    assert!(
+        !s.data.path().join("voucher.key").exists(),
+        "a report creates no key"
+    );
 }
