@@ -27,6 +27,47 @@ enum Command {
     CheckConfig(ServeArgs),
     /// Print the incremental ROI report from the data directory.
     Report(ReportArgs),
+    /// Compare policies (none, blanket, heat-tier, nudge, oracle) on the same
+    /// generated visitors through the real decision code, on a virtual clock.
+    Simulate(SimulateCli),
+}
+
+#[derive(clap::Args)]
+struct SimulateCli {
+    /// Generator seed (same seed, same visitors, same report).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Arrival rate of generated sessions.
+    #[arg(long, default_value_t = 2000.0)]
+    sessions_per_hour: f64,
+    /// Simulated hours (from local midnight), at most one week.
+    #[arg(long, default_value_t = 24.0)]
+    hours: f64,
+    /// Daily budgets to sweep, EUR.
+    #[arg(long, value_delimiter = ',', default_values_t = [500, 1000, 5000])]
+    budgets: Vec<i64>,
+    /// TOML config (policy, experiment, pacing, time zone, model); its caps
+    /// are replaced by the sweep.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Model file, overriding the config.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Directory for simulate.{json,txt,svg,html}.
+    #[arg(long, default_value = "simulation")]
+    out: PathBuf,
+    /// Write no files.
+    #[arg(long)]
+    no_out: bool,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Do not also run nudge without its holdout.
+    #[arg(long)]
+    no_holdout_variant: bool,
+    /// Face value of the blanket policy's voucher, cents.
+    #[arg(long, default_value_t = 1000)]
+    blanket_voucher_cents: i64,
 }
 
 #[derive(clap::Args)]
@@ -131,6 +172,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Serve(a)) => serve(false, a).await,
         Some(Command::CheckConfig(a)) => serve(true, a).await,
         Some(Command::Report(a)) => report(a).await,
+        Some(Command::Simulate(a)) => simulate(a).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -174,6 +216,26 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         "decision log flushed"
     );
     served?;
+    Ok(())
+}
+
+async fn simulate(a: SimulateCli) -> Result<(), Box<dyn std::error::Error>> {
+    let args = nudge::simulate::SimulateArgs {
+        seed: a.seed,
+        sessions_per_hour: a.sessions_per_hour,
+        hours: a.hours,
+        budgets_eur: a.budgets,
+        config: a.config,
+        model: a.model,
+        out_dir: (!a.no_out).then_some(a.out),
+        json: a.json,
+        nudge_without_holdout: !a.no_holdout_variant,
+        blanket_voucher_cents: a.blanket_voucher_cents,
+    };
+    let text = nudge::simulate::run_cli(args)
+        .await
+        .map_err(|e| e.to_string())?;
+    print!("{text}");
     Ok(())
 }
 
