@@ -91,6 +91,8 @@ pub struct Assessment {
     pub segment: Segment,
     pub intent_value_cents: i64,
     pub verdict: Verdict,
+    /// Learned per-tier lifts (aligned with the policy's tiers; NaN = prior).
+    pub lifts: Option<[f64; MAX_TIERS]>,
 }
 
 impl Assessment {
@@ -124,12 +126,19 @@ pub fn assess(
     let score = model.score(&features, client)?;
     let segment = policy::segment(score.probability, model.segments());
     let intent_value_cents = intent_override.unwrap_or_else(|| state.intent_value_cents());
-    let verdict = policy::choose(
+    // A learned voucher response replaces the config priors, per visitor.
+    let lifts = if model.has_uplift() {
+        Some(model.lifts(&features, client, &policy.tiers)?)
+    } else {
+        None
+    };
+    let verdict = policy::choose_with_lifts(
         score.probability,
         segment,
         intent_value_cents,
         policy,
         lambda,
+        lifts.as_ref(),
     );
     Ok(Assessment {
         features,
@@ -137,6 +146,7 @@ pub fn assess(
         segment,
         intent_value_cents,
         verdict,
+        lifts,
     })
 }
 
@@ -461,7 +471,10 @@ impl Engine {
                     d.reason = Reason::ExplorationNoVoucher;
                     n = 0;
                 } else {
-                    let tier = self.policy.tiers[action - 1];
+                    let mut tier = self.policy.tiers[action - 1];
+                    if let Some(l) = a.lifts.filter(|l| l[action - 1].is_finite()) {
+                        tier.lift = l[action - 1];
+                    }
                     candidates[0] = tier.amount_cents;
                     n = 1;
                     d.expected_net_value_cents = policy::expected_net_value(

@@ -87,6 +87,72 @@ pub struct SegmentThresholds {
     pub cold_below: f64,
 }
 
+/// Learned voucher response: one logistic outcome model per arm, fitted on
+/// randomised decisions (holdout and exploration). Arm `amount_cents = 0` is
+/// "no voucher" and is required. At serving, the log-odds lift of tier `v`
+/// for a session is `z_v(x) - z_0(x)` (each `z` is `intercept + sum coef *
+/// transformed feature`), added to the intent model's logit — so the lift
+/// varies with the visitor, and tiers without an arm keep the config prior.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpliftFile {
+    pub arms: Vec<UpliftArm>,
+    /// How it was learned (method, data, metrics); not interpreted.
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpliftArm {
+    /// 0 = no voucher (the control arm).
+    pub amount_cents: i64,
+    pub intercept: f64,
+    #[serde(default)]
+    pub terms: Vec<Term>,
+}
+
+impl UpliftFile {
+    fn compile(&self, input: Input) -> Result<Vec<CompiledArm>, ModelError> {
+        let mut arms = Vec::with_capacity(self.arms.len());
+        for (i, a) in self.arms.iter().enumerate() {
+            finite(|| format!("uplift.arms[{i}].intercept"), a.intercept)?;
+            if a.amount_cents < 0 {
+                return Err(ModelError::Invalid(format!(
+                    "uplift.arms[{i}].amount_cents must be >= 0"
+                )));
+            }
+            if self.arms[..i]
+                .iter()
+                .any(|b| b.amount_cents == a.amount_cents)
+            {
+                return Err(ModelError::Invalid(format!(
+                    "uplift.arms[{i}]: duplicate amount {}",
+                    a.amount_cents
+                )));
+            }
+            arms.push(CompiledArm {
+                amount_cents: a.amount_cents,
+                intercept: a.intercept,
+                terms: compile_terms(input, &a.terms, &format!("uplift.arms[{i}].terms"))?,
+            });
+        }
+        if !arms.iter().any(|a| a.amount_cents == 0) {
+            return Err(ModelError::Invalid(
+                "uplift needs a control arm (amount_cents = 0)".into(),
+            ));
+        }
+        Ok(arms)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct CompiledArm {
+    amount_cents: i64,
+    intercept: f64,
+    terms: Vec<CompiledTerm>,
+}
+
 /// The on-disk model file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +166,10 @@ pub struct ModelFile {
     /// Lineage and metrics; not interpreted by the service.
     #[serde(default)]
     pub training: serde_json::Value,
+    /// Learned voucher response (optional; without it the config priors
+    /// are used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplift: Option<UpliftFile>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +230,7 @@ pub struct Model {
     /// Client models: the numeric and categorical keys the model reads.
     numeric_keys: std::collections::BTreeSet<String>,
     categorical_keys: std::collections::BTreeSet<String>,
+    uplift: Vec<CompiledArm>,
 }
 
 /// Why a request could not be scored (caller mistakes only). `field` is the
@@ -242,75 +313,17 @@ impl ModelFile {
                 "segments need 0 <= cold_below ({cold_below}) <= hot_at_or_above ({hot_at_or_above}) <= 1"
             )));
         }
-        let mut terms = Vec::with_capacity(self.terms.len());
-        for (i, t) in self.terms.iter().enumerate() {
-            finite(|| format!("terms[{i}].coef"), t.coef)?;
-            for (j, tr) in t.transforms.iter().enumerate() {
-                let what = || format!("terms[{i}].transforms[{j}]");
-                match *tr {
-                    Transform::Clip { lo, hi } => {
-                        finite(what, lo)?;
-                        finite(what, hi)?;
-                        if lo > hi {
-                            return Err(ModelError::Invalid(format!(
-                                "terms[{i}].transforms[{j}]: clip lo > hi"
-                            )));
-                        }
-                    }
-                    Transform::Standardise { mean, std } => {
-                        finite(what, mean)?;
-                        finite(what, std)?;
-                        if std <= 0.0 {
-                            return Err(ModelError::Invalid(format!(
-                                "terms[{i}].transforms[{j}]: std must be > 0"
-                            )));
-                        }
-                    }
-                    Transform::OneHot { value } => finite(what, value)?,
-                    Transform::Log1p => {}
-                }
-            }
-            if t.category.is_some() && self.input != Input::Client {
-                return Err(ModelError::Invalid(format!(
-                    "terms[{i}]: `category` needs input = \"client\""
-                )));
-            }
-            let source = match self.input {
-                Input::Session => match features::index_of(&t.feature) {
-                    Some(idx) => Source::Session(idx),
-                    None => {
-                        return Err(ModelError::UnknownFeature {
-                            index: i,
-                            name: t.feature.clone(),
-                        })
-                    }
-                },
-                Input::Client => {
-                    if t.feature.is_empty() {
-                        return Err(ModelError::Invalid(format!("terms[{i}].feature is empty")));
-                    }
-                    match &t.category {
-                        Some(value) => Source::Category {
-                            key: t.feature.clone(),
-                            value: value.clone(),
-                        },
-                        None => Source::Client(t.feature.clone()),
-                    }
-                }
-            };
-            terms.push(CompiledTerm {
-                name: match &t.category {
-                    Some(c) => format!("{}={c}", t.feature),
-                    None => t.feature.clone(),
-                },
-                source,
-                transforms: t.transforms.clone(),
-                coef: t.coef,
-            });
-        }
+        let terms = compile_terms(self.input, &self.terms, "terms")?;
+        let uplift = match &self.uplift {
+            None => Vec::new(),
+            Some(u) => u.compile(self.input)?,
+        };
         let mut numeric_keys = std::collections::BTreeSet::new();
         let mut categorical_keys = std::collections::BTreeSet::new();
-        for t in &terms {
+        for t in terms
+            .iter()
+            .chain(uplift.iter().flat_map(|a| a.terms.iter()))
+        {
             match &t.source {
                 Source::Client(k) => {
                     numeric_keys.insert(k.clone());
@@ -334,7 +347,145 @@ impl ModelFile {
             segments: self.segments,
             numeric_keys,
             categorical_keys,
+            uplift,
         })
+    }
+}
+
+/// Validates and resolves a list of terms (`prefix` names them in errors).
+fn compile_terms(
+    input: Input,
+    list: &[Term],
+    prefix: &str,
+) -> Result<Vec<CompiledTerm>, ModelError> {
+    let mut terms = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        finite(|| format!("{prefix}[{i}].coef"), t.coef)?;
+        for (j, tr) in t.transforms.iter().enumerate() {
+            let what = || format!("{prefix}[{i}].transforms[{j}]");
+            match *tr {
+                Transform::Clip { lo, hi } => {
+                    finite(what, lo)?;
+                    finite(what, hi)?;
+                    if lo > hi {
+                        return Err(ModelError::Invalid(format!(
+                            "{prefix}[{i}].transforms[{j}]: clip lo > hi"
+                        )));
+                    }
+                }
+                Transform::Standardise { mean, std } => {
+                    finite(what, mean)?;
+                    finite(what, std)?;
+                    if std <= 0.0 {
+                        return Err(ModelError::Invalid(format!(
+                            "{prefix}[{i}].transforms[{j}]: std must be > 0"
+                        )));
+                    }
+                }
+                Transform::OneHot { value } => finite(what, value)?,
+                Transform::Log1p => {}
+            }
+        }
+        if t.category.is_some() && input != Input::Client {
+            return Err(ModelError::Invalid(format!(
+                "{prefix}[{i}]: `category` needs input = \"client\""
+            )));
+        }
+        let source = match input {
+            Input::Session => match features::index_of(&t.feature) {
+                Some(idx) => Source::Session(idx),
+                None => {
+                    return Err(ModelError::UnknownFeature {
+                        index: i,
+                        name: t.feature.clone(),
+                    })
+                }
+            },
+            Input::Client => {
+                if t.feature.is_empty() {
+                    return Err(ModelError::Invalid(format!(
+                        "{prefix}[{i}].feature is empty"
+                    )));
+                }
+                match &t.category {
+                    Some(value) => Source::Category {
+                        key: t.feature.clone(),
+                        value: value.clone(),
+                    },
+                    None => Source::Client(t.feature.clone()),
+                }
+            }
+        };
+        terms.push(CompiledTerm {
+            name: match &t.category {
+                Some(c) => format!("{}={c}", t.feature),
+                None => t.feature.clone(),
+            },
+            source,
+            transforms: t.transforms.clone(),
+            coef: t.coef,
+        });
+    }
+    Ok(terms)
+}
+
+/// `sum coef * transformed value` over `terms`.
+fn dot(
+    terms: &[CompiledTerm],
+    session: &Features,
+    client: &ClientFeatures,
+    model: &str,
+) -> Result<f64, ScoreError> {
+    let mut z = 0.0;
+    for t in terms {
+        let raw = raw_value(t, session, client, model)?;
+        let c = t.coef * t.transforms.iter().fold(raw, |x, tr| tr.apply(x));
+        if !c.is_finite() {
+            return Err(ScoreError::NotFinite { field: t.field() });
+        }
+        z += c;
+    }
+    Ok(z)
+}
+
+fn raw_value(
+    t: &CompiledTerm,
+    session: &Features,
+    client: &ClientFeatures,
+    model: &str,
+) -> Result<f64, ScoreError> {
+    Ok(match &t.source {
+        Source::Session(idx) => session.0[*idx],
+        Source::Client(key) => match client.numeric.get(key) {
+            Some(v) => *v,
+            None => {
+                return Err(ScoreError::Missing {
+                    field: format!("features[{key}]"),
+                    model: model.to_owned(),
+                })
+            }
+        },
+        Source::Category { key, value } => match client.categorical.get(key) {
+            Some(v) if v == value => 1.0,
+            Some(_) => 0.0,
+            None => {
+                return Err(ScoreError::Missing {
+                    field: format!("categorical_features[{key}]"),
+                    model: model.to_owned(),
+                })
+            }
+        },
+    })
+}
+
+impl CompiledTerm {
+    /// The request field this term reads (for errors).
+    fn field(&self) -> String {
+        match &self.source {
+            Source::Session(_) => self.name.clone(),
+            Source::Client(k) => format!("features[{k}]"),
+            Source::Category { key, .. } => format!("categorical_features[{key}]"),
+        }
     }
 }
 
@@ -440,6 +591,37 @@ impl Model {
         Ok(())
     }
 
+    /// Whether the model carries a learned voucher response.
+    pub fn has_uplift(&self) -> bool {
+        !self.uplift.is_empty()
+    }
+
+    /// Learned log-odds lift of each tier (aligned with `tiers`), NaN where
+    /// the model has no arm for the tier (the caller keeps its prior).
+    pub fn lifts(
+        &self,
+        session: &Features,
+        client: &ClientFeatures,
+        tiers: &[crate::policy::Tier],
+    ) -> Result<[f64; crate::policy::MAX_TIERS], ScoreError> {
+        let mut out = [f64::NAN; crate::policy::MAX_TIERS];
+        let Some(control) = self.uplift.iter().find(|a| a.amount_cents == 0) else {
+            return Ok(out);
+        };
+        let z0 = control.intercept + dot(&control.terms, session, client, &self.version)?;
+        for (i, t) in tiers.iter().take(crate::policy::MAX_TIERS).enumerate() {
+            if let Some(arm) = self
+                .uplift
+                .iter()
+                .find(|a| a.amount_cents == t.amount_cents)
+            {
+                let z = arm.intercept + dot(&arm.terms, session, client, &self.version)?;
+                out[i] = z - z0;
+            }
+        }
+        Ok(out)
+    }
+
     /// Scores one decision moment: a dot product over the terms and a
     /// sigmoid. Allocation-free.
     pub fn score(&self, session: &Features, client: &ClientFeatures) -> Result<Score, ScoreError> {
@@ -516,6 +698,7 @@ mod tests {
                 cold_below: 0.1,
             },
             training: serde_json::Value::Null,
+            uplift: None,
         }
     }
 
@@ -624,6 +807,57 @@ mod tests {
             transforms: vec![],
             coef: 1.0,
         }]);
+        assert!(f.compile().is_err());
+    }
+
+    #[test]
+    fn uplift_arms_give_per_visitor_lifts_and_need_a_control() {
+        use crate::policy::Tier;
+        let arm = |amount_cents: i64, intercept: f64, coef: f64| UpliftArm {
+            amount_cents,
+            intercept,
+            terms: vec![Term {
+                feature: "coupon_field_focus".into(),
+                category: None,
+                transforms: vec![],
+                coef,
+            }],
+        };
+        let mut f = file(vec![term("page_views", 0.1)]);
+        f.uplift = Some(UpliftFile {
+            arms: vec![arm(0, -2.0, 0.0), arm(1_000, -1.8, 0.5)],
+            training: serde_json::Value::Null,
+        });
+        let m = f.compile().unwrap();
+        assert!(m.has_uplift());
+        let tiers = [
+            Tier {
+                amount_cents: 500,
+                lift: 0.25,
+            },
+            Tier {
+                amount_cents: 1_000,
+                lift: 0.45,
+            },
+        ];
+        let mut s = SessionState::default();
+        let none = m
+            .lifts(&compute(&s, 0), &ClientFeatures::default(), &tiers)
+            .unwrap();
+        assert!(none[0].is_nan(), "no arm for 500: the prior stays");
+        assert!((none[1] - 0.2).abs() < 1e-12);
+        s.signals[crate::session::Signal::CouponFieldFocus.index()] = 2;
+        let sensitive = m
+            .lifts(&compute(&s, 0), &ClientFeatures::default(), &tiers)
+            .unwrap();
+        assert!(
+            (sensitive[1] - 1.2).abs() < 1e-12,
+            "lift grows with coupon focus"
+        );
+        // Round trip through JSON, and a control arm is required.
+        let back: ModelFile = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+        assert_eq!(back, f);
+        f.uplift.as_mut().unwrap().arms.remove(0);
         assert!(f.compile().is_err());
     }
 }
