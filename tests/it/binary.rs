@@ -8,8 +8,12 @@ use tonic_health::pb::HealthCheckRequest;
 /// The binary as a user runs it: no config, an ephemeral port, SIGTERM.
 #[tokio::test]
 async fn binary_serves_with_no_config_and_stops_on_sigterm() {
+    // Only the data directory is redirected (to keep the checkout clean);
+    // everything else is the zero-config default.
+    let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -76,4 +80,12 @@ async fn binary_serves_with_no_config_and_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "did not stop on SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The decision was flushed to the log on the way out, and the ledger,
+    // the generated voucher key and the log live in the data directory.
+    let log = nudge::log_writer::read_dir(&data.path().join("log")).unwrap();
+    assert!(log.iter().any(
+        |r| matches!(r, nudge::decision_log::LogRecord::Decision(d) if d.session_id == "bin")
+    ));
+    assert!(data.path().join("ledger.sqlite3").exists());
+    assert!(data.path().join("voucher.key").exists());
 }
