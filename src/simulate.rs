@@ -149,6 +149,11 @@ pub struct SimulateArgs {
     pub nudge_without_holdout: bool,
     /// Blanket's voucher, cents. Default 1000.
     pub blanket_voucher_cents: i64,
+    /// When set, the nudge run at the first budget writes the service's
+    /// decision log (events, decisions, and each session's outcome under
+    /// the voucher it got) into this directory: nudge-train's input, for
+    /// retraining and off-policy evaluation. Default none.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Default for SimulateArgs {
@@ -164,6 +169,7 @@ impl Default for SimulateArgs {
             json: false,
             nudge_without_holdout: true,
             blanket_voucher_cents: 1_000,
+            log_dir: None,
         }
     }
 }
@@ -582,6 +588,7 @@ async fn run_nudge(
     model: &Model,
     cap_cents: i64,
     smallest_tier: i64,
+    log_dir: Option<&std::path::Path>,
 ) -> Result<Offers, SimError> {
     use tracing::instrument::WithSubscriber;
     let mut settings = settings.clone();
@@ -594,7 +601,19 @@ async fn run_nudge(
         },
     )]);
     let clock = Arc::new(ManualClock::new(w.start_ms));
-    let engine: Engine = crate::server::memory_engine(&settings, model.clone(), clock.clone());
+    let mut engine: Engine = crate::server::memory_engine(&settings, model.clone(), clock.clone());
+    if let Some(dir) = log_dir {
+        engine.log = crate::log_writer::DecisionLog::start(
+            &crate::log_writer::LogSettings {
+                dir: dir.to_owned(),
+                rotate_bytes: 64 * 1024 * 1024,
+                // Never drop: the simulation waits for nobody.
+                queue: 1 << 20,
+            },
+            clock.clone(),
+        )
+        .map_err(|e| format!("decision log {}: {e}", dir.display()))?;
+    }
     let mut o = Offers::new(w.visits.len());
     let mut sent = vec![0usize; w.visits.len()];
     let mut spent = vec![0i64; w.days];
@@ -640,6 +659,35 @@ async fn run_nudge(
             }
             engine::Reason::BudgetExhausted => o.refused_for_budget += 1,
             _ => {}
+        }
+    }
+    if log_dir.is_some() {
+        // Each session's label, under the voucher it was offered (common
+        // random numbers), logged at the end of the run.
+        for (visit, &offered) in w.visits.iter().zip(&o.amount) {
+            let effective = if offered > 0 && visit.redeemable {
+                offered
+            } else {
+                0
+            };
+            let converted = visit.s.truth.converts_with(effective);
+            engine.log.log(crate::decision_log::LogRecord::Outcome(
+                crate::decision_log::OutcomeRecord {
+                    v: crate::decision_log::LOG_FORMAT_VERSION,
+                    at_ms: clock_now(&clock),
+                    session_id: visit.s.session_id.clone(),
+                    converted,
+                    order_value_cents: if converted {
+                        visit.order_value_cents
+                    } else {
+                        0
+                    },
+                },
+            ));
+        }
+        engine.log.flush().await;
+        if engine.log.dropped() > 0 {
+            return Err(format!("decision log dropped {} records", engine.log.dropped()).into());
         }
     }
     // Cross-check with the ledger: what it authorised today.
@@ -954,12 +1002,17 @@ pub async fn simulate(
                 .filter(|v| *v > 0)
         });
         policies.push(evaluate(&w, HEAT_TIER, &heat, m, &tiers, Some(&none)));
-        let nudge = run_nudge(&w, settings, &model, cap, smallest).await?;
+        let log_dir = if runs.is_empty() {
+            args.log_dir.as_deref()
+        } else {
+            None
+        };
+        let nudge = run_nudge(&w, settings, &model, cap, smallest, log_dir).await?;
         policies.push(evaluate(&w, NUDGE, &nudge, m, &tiers, Some(&none)));
         if args.nudge_without_holdout {
             let mut s = settings.clone();
             s.experiment.holdout_share = 0.0;
-            let o = run_nudge(&w, &s, &model, cap, smallest).await?;
+            let o = run_nudge(&w, &s, &model, cap, smallest, None).await?;
             policies.push(evaluate(&w, NUDGE_NO_HOLDOUT, &o, m, &tiers, Some(&none)));
         }
         let (oracle, mus) = run_oracle(&w, &tiers, m, cap);

@@ -334,3 +334,44 @@ async fn cli_defaults() {
     .unwrap();
     println!("{text}");
 }
+
+/// The nudge run can write the service's decision log: every decision with
+/// its propensity, every session's outcome — nudge-train's input.
+#[tokio::test]
+async fn writes_the_decision_log_for_retraining() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = SimulateArgs {
+        hours: 2.0,
+        budgets_eur: vec![100],
+        nudge_without_holdout: false,
+        log_dir: Some(dir.path().to_owned()),
+        ..args()
+    };
+    let settings = nudge::config::RawConfig::default().validate().unwrap();
+    let r = nudge::simulate::simulate(&a, &settings, model())
+        .await
+        .unwrap();
+    let log = nudge::log_writer::read_dir(dir.path()).unwrap();
+    use nudge::decision_log::LogRecord;
+    let decisions: Vec<_> = log
+        .iter()
+        .filter_map(|x| match x {
+            LogRecord::Decision(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    let outcomes = log
+        .iter()
+        .filter(|x| matches!(x, LogRecord::Outcome(_)))
+        .count();
+    assert_eq!(decisions.len() as u64, r.traffic.decision_moments);
+    assert_eq!(outcomes as u64, r.traffic.sessions);
+    assert!(decisions
+        .iter()
+        .all(|d| d.propensity > 0.0 && d.propensity <= 1.0));
+    assert!(
+        decisions.iter().any(|d| d.explored),
+        "exploration is logged"
+    );
+    assert!(decisions.iter().any(|d| d.holdout), "the holdout is logged");
+}

@@ -68,6 +68,10 @@ struct SimulateCli {
     /// Face value of the blanket policy's voucher, cents.
     #[arg(long, default_value_t = 1000)]
     blanket_voucher_cents: i64,
+    /// Also write the nudge run's decision log (first budget) here, in the
+    /// service's format, for nudge-train.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -231,6 +235,7 @@ async fn simulate(a: SimulateCli) -> Result<(), Box<dyn std::error::Error>> {
         json: a.json,
         nudge_without_holdout: !a.no_holdout_variant,
         blanket_voucher_cents: a.blanket_voucher_cents,
+        log_dir: a.log_dir,
     };
     let text = nudge::simulate::run_cli(args)
         .await
