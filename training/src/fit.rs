@@ -347,6 +347,7 @@ fn split_metrics(
             "cold": rate(conv[0], count[0]),
         },
         "hesitant_high_value_share": rate(hesitant_high, count[1]),
+        "evaluation": crate::eval::evaluate(p, &y, *thresholds),
     })
 }
 
@@ -359,11 +360,24 @@ pub fn fit(
     command: &str,
     created_at: &str,
 ) -> Result<FitResult> {
+    let rows = data::rows(sessions, opts.max_points_per_session, opts.seed);
+    fit_rows(rows, sessions.len(), data, opts, command, created_at)
+}
+
+/// Fits a session model on decision-moment rows (`row.session` indexes
+/// `0..n_sessions`), e.g. replayed from logs ([`crate::logs`]).
+pub fn fit_rows(
+    rows: Vec<Row>,
+    n_sessions: usize,
+    data: &DataInfo,
+    opts: &FitOptions,
+    command: &str,
+    created_at: &str,
+) -> Result<FitResult> {
     if !(0.0..1.0).contains(&opts.holdout) {
         bail!("--holdout must be in [0, 1)");
     }
-    let rows = data::rows(sessions, opts.max_points_per_session, opts.seed);
-    let session_held = data::holdout_sessions(sessions.len(), opts.holdout, opts.seed);
+    let session_held = data::holdout_sessions(n_sessions, opts.holdout, opts.seed);
     let held_out: Vec<bool> = rows.iter().map(|r| session_held[r.session]).collect();
     let train: Vec<&Row> = rows
         .iter()
@@ -436,12 +450,7 @@ pub fn fit(
         .map(|(v, _)| *v)
         .collect();
     let n_held_sessions = session_held.iter().filter(|v| **v).count();
-    let train_metrics = split_metrics(
-        &train,
-        &p_train,
-        &thresholds,
-        sessions.len() - n_held_sessions,
-    );
+    let train_metrics = split_metrics(&train, &p_train, &thresholds, n_sessions - n_held_sessions);
     let held_metrics = split_metrics(&held, &p_held, &thresholds, n_held_sessions);
 
     let terms: Vec<Term> = kept
@@ -462,7 +471,7 @@ pub fn fit(
         "command": command,
         "data_sha256": data.sha256,
         "data_source": data.source,
-        "sessions": sessions.len(),
+        "sessions": n_sessions,
         "rows": rows.len(),
         "positives": positives,
         "label": "session converted without a voucher",
@@ -507,6 +516,7 @@ pub fn fit(
         intercept: model.intercept,
         segments: thresholds,
         training: summary.clone(),
+        uplift: None,
     };
     Ok(FitResult {
         model: model_file,

@@ -4,7 +4,14 @@
 //!   rank, so a tie between a positive and a negative counts one half;
 //! - [`log_loss`]: mean negative log-likelihood, probabilities clamped to
 //!   `[1e-15, 1 - 1e-15]`;
-//! - [`brier`]: mean squared error of the probability.
+//! - [`brier`]: mean squared error of the probability;
+//! - [`average_precision`]: PR-AUC as average precision (scikit-learn's
+//!   `average_precision_score`: `sum_n (R_n - R_{n-1}) P_n` over the
+//!   distinct scores, highest first; tied scores form one step);
+//! - [`calibration`]: equal-count bins (deciles) of the predictions with the
+//!   mean prediction and the observed rate in each;
+//! - [`Confusion`]: the 2x2 table of a "p >= t" rule;
+//! - [`roc_curve`]: the ROC points for plotting.
 
 /// Probability clamp for the log-loss.
 pub const LOG_LOSS_EPS: f64 = 1e-15;
@@ -76,6 +83,151 @@ pub fn brier(p: &[f64], y: &[bool]) -> f64 {
     sum / p.len() as f64
 }
 
+/// Average precision (area under the precision-recall curve, step-wise, as
+/// scikit-learn's `average_precision_score`). `None` without positives.
+pub fn average_precision(p: &[f64], y: &[bool]) -> Option<f64> {
+    assert_eq!(p.len(), y.len());
+    let n_pos = y.iter().filter(|v| **v).count();
+    if n_pos == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut prev_recall = 0.0;
+    let mut ap = 0.0;
+    let mut i = 0;
+    while i < order.len() {
+        let t = p[order[i]];
+        while i < order.len() && p[order[i]] == t {
+            if y[order[i]] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            i += 1;
+        }
+        let recall = tp as f64 / n_pos as f64;
+        let precision = tp as f64 / (tp + fp) as f64;
+        ap += (recall - prev_recall) * precision;
+        prev_recall = recall;
+    }
+    Some(ap)
+}
+
+/// One calibration bin.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CalibrationBin {
+    pub rows: usize,
+    pub p_min: f64,
+    pub p_max: f64,
+    pub mean_predicted: f64,
+    pub observed_rate: f64,
+}
+
+/// Calibration table: rows sorted by prediction and cut into `bins`
+/// equal-count bins (bin `b` holds sorted positions
+/// `[b*n/bins, (b+1)*n/bins)`); empty bins are left out.
+pub fn calibration(p: &[f64], y: &[bool], bins: usize) -> Vec<CalibrationBin> {
+    assert_eq!(p.len(), y.len());
+    let n = p.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    (0..bins)
+        .filter_map(|b| {
+            let (lo, hi) = (b * n / bins, (b + 1) * n / bins);
+            if lo == hi {
+                return None;
+            }
+            let idx = &order[lo..hi];
+            let k = idx.len() as f64;
+            Some(CalibrationBin {
+                rows: idx.len(),
+                p_min: p[idx[0]],
+                p_max: p[idx[idx.len() - 1]],
+                mean_predicted: idx.iter().map(|&i| p[i]).sum::<f64>() / k,
+                observed_rate: idx.iter().filter(|&&i| y[i]).count() as f64 / k,
+            })
+        })
+        .collect()
+}
+
+/// The 2x2 confusion table of the rule "predicted positive when p >= t".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Confusion {
+    pub tp: usize,
+    pub fp: usize,
+    pub tn: usize,
+    #[serde(rename = "fn")]
+    pub fn_: usize,
+}
+
+impl Confusion {
+    pub fn at(p: &[f64], y: &[bool], t: f64) -> Confusion {
+        assert_eq!(p.len(), y.len());
+        let mut c = Confusion {
+            tp: 0,
+            fp: 0,
+            tn: 0,
+            fn_: 0,
+        };
+        for (&pi, &yi) in p.iter().zip(y) {
+            match (pi >= t, yi) {
+                (true, true) => c.tp += 1,
+                (true, false) => c.fp += 1,
+                (false, false) => c.tn += 1,
+                (false, true) => c.fn_ += 1,
+            }
+        }
+        c
+    }
+
+    /// tp / (tp + fp); `None` when nothing is predicted positive.
+    pub fn precision(&self) -> Option<f64> {
+        ratio(self.tp, self.tp + self.fp)
+    }
+
+    /// tp / (tp + fn).
+    pub fn recall(&self) -> Option<f64> {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+
+    /// Negative predictive value tn / (tn + fn).
+    pub fn npv(&self) -> Option<f64> {
+        ratio(self.tn, self.tn + self.fn_)
+    }
+}
+
+fn ratio(a: usize, b: usize) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// ROC curve points `(false positive rate, true positive rate)` from
+/// `(0, 0)` to `(1, 1)`, one point per distinct score (highest first).
+pub fn roc_curve(p: &[f64], y: &[bool]) -> Vec<(f64, f64)> {
+    assert_eq!(p.len(), y.len());
+    let n_pos = y.iter().filter(|v| **v).count().max(1) as f64;
+    let n_neg = y.iter().filter(|v| !**v).count().max(1) as f64;
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    let mut pts = vec![(0.0, 0.0)];
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut i = 0;
+    while i < order.len() {
+        let t = p[order[i]];
+        while i < order.len() && p[order[i]] == t {
+            if y[order[i]] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            i += 1;
+        }
+        pts.push((fp as f64 / n_neg, tp as f64 / n_pos));
+    }
+    pts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +276,69 @@ mod tests {
         // ((1 - 0.8)^2 + (0.4 - 0)^2) / 2 = (0.04 + 0.16) / 2
         close(brier(&[0.8, 0.4], &[true, false]), 0.1);
         close(brier(&[1.0, 0.0], &[true, false]), 0.0);
+    }
+    #[test]
+    fn average_precision_by_hand() {
+        // Scores 0.8 (pos) | 0.4 (pos, neg) | 0.2, 0.1 (neg).
+        // Step 0.8: P = 1, R = 1/2. Step 0.4: P = 2/3, R = 1.
+        // AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
+        let p = [0.8, 0.4, 0.4, 0.2, 0.1];
+        let y = [true, true, false, false, false];
+        close(average_precision(&p, &y).unwrap(), 5.0 / 6.0);
+        // Perfect ranking: 1.
+        close(average_precision(&[0.9, 0.1], &[true, false]).unwrap(), 1.0);
+        // Positive ranked last of 4: R jumps at the end, P = 1/4.
+        close(
+            average_precision(&[0.1, 0.2, 0.3, 0.4], &[true, false, false, false]).unwrap(),
+            0.25,
+        );
+        assert_eq!(average_precision(&[0.3], &[false]), None);
+    }
+
+    #[test]
+    fn calibration_bins_by_hand() {
+        // 4 rows, 2 bins: {0.1, 0.2} with 0 positives, {0.6, 0.9} with 1.
+        let p = [0.9, 0.1, 0.6, 0.2];
+        let y = [true, false, false, false];
+        let c = calibration(&p, &y, 2);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].rows, 2);
+        close(c[0].mean_predicted, 0.15);
+        close(c[0].observed_rate, 0.0);
+        close(c[1].mean_predicted, 0.75);
+        close(c[1].observed_rate, 0.5);
+        assert_eq!((c[1].p_min, c[1].p_max), (0.6, 0.9));
+        // Deciles of 25 rows: sizes 2 or 3, all rows counted.
+        let p: Vec<f64> = (0..25).map(|i| i as f64 / 25.0).collect();
+        let y = vec![false; 25];
+        let c = calibration(&p, &y, 10);
+        assert_eq!(c.len(), 10);
+        assert_eq!(c.iter().map(|b| b.rows).sum::<usize>(), 25);
+        // Fewer rows than bins: empty bins left out.
+        assert_eq!(calibration(&[0.5, 0.6], &[true, false], 10).len(), 2);
+    }
+
+    #[test]
+    fn confusion_by_hand() {
+        let p = [0.9, 0.7, 0.7, 0.3, 0.1];
+        let y = [true, false, true, true, false];
+        let c = Confusion::at(&p, &y, 0.7);
+        assert_eq!((c.tp, c.fp, c.tn, c.fn_), (2, 1, 1, 1));
+        close(c.precision().unwrap(), 2.0 / 3.0);
+        close(c.recall().unwrap(), 2.0 / 3.0);
+        close(c.npv().unwrap(), 0.5);
+        let none = Confusion::at(&p, &y, 2.0);
+        assert_eq!(none.precision(), None);
+        assert_eq!(none.recall(), Some(0.0));
+    }
+
+    #[test]
+    fn roc_curve_by_hand() {
+        let p = [0.8, 0.4, 0.4, 0.2];
+        let y = [true, true, false, false];
+        assert_eq!(
+            roc_curve(&p, &y),
+            vec![(0.0, 0.0), (0.0, 0.5), (0.5, 1.0), (1.0, 1.0)]
+        );
     }
 }

@@ -1,0 +1,395 @@
+//! The evaluation report: one self-contained HTML page (inline SVG plots
+//! rendered in Rust with plotters' SVG backend, no scripts, no external
+//! files or fonts) and `metrics.json`, written atomically into a directory.
+//!
+//! Plots (each an `<svg>` inside `<figure id="...">`):
+//! - `roc`: the ROC curve with the chance diagonal;
+//! - `calibration`: mean predicted probability vs observed rate per decile;
+//! - `histogram`: score histograms by class (each normalised to its class
+//!   size, so the minority class stays visible);
+//! - `coefficients`: the model terms' coefficients as horizontal bars;
+//!
+//! followed by the coefficient table, the metrics, the calibration table and
+//! the confusion tables at the segment thresholds.
+
+use crate::eval::Evaluation;
+use crate::fit::write_atomic;
+use crate::metrics;
+use anyhow::{Context as _, Result};
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The figure ids the page always holds.
+pub const PLOTS: [&str; 4] = ["roc", "calibration", "histogram", "coefficients"];
+
+const W: u32 = 520;
+const H: u32 = 400;
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("plot: {e:?}")
+}
+
+fn roc_svg(p: &[f64], y: &[bool], auc: Option<f64>) -> Result<String> {
+    let pts = metrics::roc_curve(p, y);
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let title = match auc {
+            Some(a) => format!("ROC curve (AUC {a:.4})"),
+            None => "ROC curve".into(),
+        };
+        let mut c = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(err)?;
+        c.configure_mesh()
+            .x_desc("false positive rate")
+            .y_desc("true positive rate")
+            .draw()
+            .map_err(err)?;
+        c.draw_series(LineSeries::new(
+            [(0.0, 0.0), (1.0, 1.0)],
+            &RGBColor(170, 170, 170),
+        ))
+        .map_err(err)?;
+        c.draw_series(LineSeries::new(pts, BLUE.stroke_width(2)))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(s)
+}
+
+fn calibration_svg(e: &Evaluation) -> Result<String> {
+    let hi = e
+        .calibration
+        .iter()
+        .map(|b| b.mean_predicted.max(b.observed_rate))
+        .fold(0.05f64, f64::max)
+        .min(1.0)
+        * 1.05;
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut c = ChartBuilder::on(&root)
+            .caption("Calibration (deciles)", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0f64..hi, 0f64..hi)
+            .map_err(err)?;
+        c.configure_mesh()
+            .x_desc("mean predicted probability")
+            .y_desc("observed rate")
+            .draw()
+            .map_err(err)?;
+        c.draw_series(LineSeries::new(
+            [(0.0, 0.0), (hi, hi)],
+            &RGBColor(170, 170, 170),
+        ))
+        .map_err(err)?;
+        let pts: Vec<(f64, f64)> = e
+            .calibration
+            .iter()
+            .map(|b| (b.mean_predicted, b.observed_rate))
+            .collect();
+        c.draw_series(LineSeries::new(pts.clone(), RED.stroke_width(2)))
+            .map_err(err)?;
+        c.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, RED.filled())))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(s)
+}
+
+fn histogram_svg(p: &[f64], y: &[bool]) -> Result<String> {
+    const BINS: usize = 20;
+    let mut h = [[0f64; BINS]; 2];
+    let n = [
+        y.iter().filter(|v| !**v).count().max(1) as f64,
+        y.iter().filter(|v| **v).count().max(1) as f64,
+    ];
+    for (&pi, &yi) in p.iter().zip(y) {
+        let b = ((pi * BINS as f64) as usize).min(BINS - 1);
+        h[usize::from(yi)][b] += 1.0 / n[usize::from(yi)];
+    }
+    let top = h.iter().flatten().fold(0.01f64, |a, &b| a.max(b)) * 1.1;
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut c = ChartBuilder::on(&root)
+            .caption("Scores by class (share of class)", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0f64..1f64, 0f64..top)
+            .map_err(err)?;
+        c.configure_mesh()
+            .x_desc("predicted probability")
+            .y_desc("share of the class")
+            .draw()
+            .map_err(err)?;
+        let w = 1.0 / BINS as f64;
+        for (cls, color, label) in [
+            (0usize, RGBColor(70, 110, 200), "not converted"),
+            (1, RGBColor(220, 90, 40), "converted"),
+        ] {
+            let style = color.mix(0.45).filled();
+            c.draw_series((0..BINS).map(|b| {
+                let x0 = b as f64 * w;
+                Rectangle::new([(x0, 0.0), (x0 + w, h[cls][b])], style)
+            }))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        }
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(s)
+}
+
+fn coefficients_svg(coefs: &[(String, f64)]) -> Result<String> {
+    let n = coefs.len().max(1);
+    let lim = coefs.iter().fold(0.1f64, |a, (_, c)| a.max(c.abs())) * 1.1;
+    let height = (60 + 16 * n as u32).max(200);
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (W + 120, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let names: Vec<String> = coefs.iter().map(|(n, _)| n.clone()).collect();
+        let mut c = ChartBuilder::on(&root)
+            .caption(
+                "Coefficients (log-odds per unit of the transformed term)",
+                ("sans-serif", 16),
+            )
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(200)
+            .build_cartesian_2d(-lim..lim, 0f64..n as f64)
+            .map_err(err)?;
+        c.configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&|v| {
+                let i = (*v - 0.5).round();
+                if (*v - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .draw()
+            .map_err(err)?;
+        c.draw_series(coefs.iter().enumerate().map(|(i, (_, v))| {
+            let color = if *v >= 0.0 {
+                RGBColor(220, 90, 40)
+            } else {
+                RGBColor(70, 110, 200)
+            };
+            Rectangle::new(
+                [(0.0, i as f64 + 0.15), (*v, i as f64 + 0.85)],
+                color.filled(),
+            )
+        }))
+        .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(s)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.4}"))
+}
+
+/// Inputs of a report.
+pub struct ReportInput<'a> {
+    pub title: &'a str,
+    /// One line about the model and data (escaped).
+    pub subtitle: &'a str,
+    pub p: &'a [f64],
+    pub y: &'a [bool],
+    pub evaluation: &'a Evaluation,
+    /// `(term name, coefficient)` in model order; the intercept first.
+    pub coefficients: &'a [(String, f64)],
+    /// Extra sections (already HTML), e.g. cross-validation.
+    pub extra_html: &'a str,
+}
+
+/// Renders the page.
+pub fn render_html(r: &ReportInput) -> Result<String> {
+    let e = r.evaluation;
+    let plots = [
+        ("roc", roc_svg(r.p, r.y, e.roc_auc)?),
+        ("calibration", calibration_svg(e)?),
+        ("histogram", histogram_svg(r.p, r.y)?),
+        ("coefficients", coefficients_svg(r.coefficients)?),
+    ];
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>\
+         body{{font-family:sans-serif;margin:24px;max-width:1200px}}\
+         table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}\
+         th{{background:#f3f3f3}}td.l{{text-align:left}}figure{{display:inline-block;margin:8px;vertical-align:top}}\
+         </style></head><body>\n<h1>{t}</h1>\n<p>{st}</p>\n",
+        t = esc(r.title),
+        st = esc(r.subtitle)
+    );
+    let _ = write!(
+        h,
+        "<h2>Metrics</h2>\n<table><tr><th>rows</th><th>positives</th><th>base rate</th><th>mean p</th>\
+         <th>ROC-AUC</th><th>PR-AUC</th><th>log-loss</th><th>Brier</th></tr>\
+         <tr><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td></tr></table>\n",
+        e.rows,
+        e.positives,
+        e.base_rate,
+        e.mean_predicted,
+        opt(e.roc_auc),
+        opt(e.pr_auc),
+        e.log_loss,
+        e.brier
+    );
+    for (id, svg) in &plots {
+        let _ = writeln!(h, "<figure id=\"{id}\">{}</figure>", svg.trim());
+    }
+    let _ = write!(
+        h,
+        "<h2>Segments and confusion at the thresholds</h2>\n<p>hot: p &gt;= {:.4}; cold: p &lt; {:.4}</p>\n\
+         <table><tr><th class=\"l\">segment</th><th>rows</th><th>share</th><th>converted</th><th>conversion</th></tr>",
+        e.thresholds.hot_at_or_above, e.thresholds.cold_below
+    );
+    for (name, c) in [
+        ("hot", e.segments.hot),
+        ("hesitant", e.segments.hesitant),
+        ("cold", e.segments.cold),
+    ] {
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{name}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
+            c.rows,
+            c.share,
+            c.converted,
+            opt(c.conversion)
+        );
+    }
+    h.push_str("</table>\n");
+    for (title, c, note) in [
+        (
+            "predicted positive = hot",
+            e.confusion_hot,
+            format!("precision {}", opt(e.hot_precision)),
+        ),
+        (
+            "predicted negative = cold",
+            e.confusion_cold,
+            format!("NPV {}", opt(e.cold_npv)),
+        ),
+    ] {
+        let _ = writeln!(
+            h,
+            "<table><tr><th class=\"l\">{title}</th><th>predicted +</th><th>predicted -</th></tr>\
+             <tr><td class=\"l\">converted</td><td>{}</td><td>{}</td></tr>\
+             <tr><td class=\"l\">not converted</td><td>{}</td><td>{}</td></tr>\
+             <tr><td class=\"l\" colspan=\"3\">{note}</td></tr></table>",
+            c.tp, c.fn_, c.fp, c.tn
+        );
+    }
+    h.push_str("<h2>Calibration (deciles)</h2>\n<table><tr><th>rows</th><th>p min</th><th>p max</th><th>mean p</th><th>observed</th></tr>");
+    for b in &e.calibration {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>",
+            b.rows, b.p_min, b.p_max, b.mean_predicted, b.observed_rate
+        );
+    }
+    h.push_str("</table>\n<h2>Coefficients</h2>\n<table id=\"coefficient-table\"><tr><th class=\"l\">term</th><th>coefficient</th></tr>");
+    for (n, c) in r.coefficients {
+        let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{c:.6}</td></tr>", esc(n));
+    }
+    h.push_str("</table>\n");
+    h.push_str(r.extra_html);
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+/// Renders everything first, then writes `index.html` and `metrics.json`
+/// into `dir`, each atomically.
+pub fn write_report(dir: &Path, r: &ReportInput, metrics: &serde_json::Value) -> Result<()> {
+    let html = render_html(r)?;
+    let mut json = serde_json::to_vec_pretty(metrics)?;
+    json.push(b'\n');
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    write_atomic(&dir.join("metrics.json"), &json)?;
+    write_atomic(&dir.join("index.html"), html.as_bytes())?;
+    Ok(())
+}
+
+/// The coefficient list of a model file (intercept first).
+pub fn coefficients(model: &nudge::model::ModelFile) -> Vec<(String, f64)> {
+    let mut v = vec![("(intercept)".to_string(), model.intercept)];
+    v.extend(model.terms.iter().map(|t| {
+        (
+            match &t.category {
+                Some(c) => format!("{}={c}", t.feature),
+                None => t.feature.clone(),
+            },
+            t.coef,
+        )
+    }));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nudge::model::SegmentThresholds;
+
+    #[test]
+    fn page_holds_four_inline_svg_plots_and_the_coefficient_table() {
+        let p: Vec<f64> = (0..200).map(|i| (i as f64 + 0.5) / 200.0).collect();
+        let y: Vec<bool> = (0..200).map(|i| (i * 7919) % 200 < i).collect();
+        let t = SegmentThresholds {
+            hot_at_or_above: 0.8,
+            cold_below: 0.2,
+        };
+        let e = crate::eval::evaluate(&p, &y, t);
+        let coefs = vec![("(intercept)".to_string(), -1.0), ("a<b".to_string(), 0.5)];
+        let html = render_html(&ReportInput {
+            title: "t",
+            subtitle: "s",
+            p: &p,
+            y: &y,
+            evaluation: &e,
+            coefficients: &coefs,
+            extra_html: "",
+        })
+        .unwrap();
+        for id in PLOTS {
+            let at = html
+                .find(&format!("<figure id=\"{id}\"><svg"))
+                .unwrap_or_else(|| panic!("{id}"));
+            assert!(html[at..].contains("</svg></figure>"));
+        }
+        assert_eq!(html.matches("<svg").count(), 4);
+        assert!(html.contains("a&lt;b"));
+        assert!(!html.contains("<script") && !html.contains("src=\""));
+    }
+}
