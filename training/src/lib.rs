@@ -11,10 +11,14 @@
 //! - [`cv`]: seeded stratified folds and held-out splits, cross-validation;
 //! - [`eval`]: the evaluation bundle (metrics, calibration, segments);
 //! - [`logs`]: the service's JSON-lines logs: replay, skew, generated logs;
-//! - [`report`]: the self-contained HTML report (SVG plots) and metrics.json.
+//! - [`report`]: the self-contained HTML report (SVG plots) and metrics.json;
+//! - [`uplift`]: the learned voucher response (two-model logistic regression
+//!   on randomised decisions), Qini and uplift curves, CSV experiments;
+//! - [`replay`]: off-policy evaluation (IPS, SNIPS, doubly robust) of a
+//!   candidate model and policy on the service's logs.
 //!
 //! The shipped default model is reproduced with
-//! `cargo run --release -p nudge-train -- fit --generate 40000 --gen-seed 42 --seed 7 --out models/default.json`
+//! `cargo run --release -p nudge-train -- fit --generate 40000 --gen-seed 42 --seed 7 --alpha 1 --out models/default.json`
 //! (set `SOURCE_DATE_EPOCH` to pin the date in the version and lineage).
 pub mod cv;
 pub mod data;
@@ -22,6 +26,8 @@ pub mod eval;
 pub mod fit;
 pub mod logs;
 pub mod metrics;
+pub mod replay;
 pub mod report;
 pub mod spec;
 pub mod tabular;
+pub mod uplift;

@@ -26,6 +26,12 @@
 //!   logged ones (relative tolerance 1e-9, since a JSON round trip may move
 //!   the last bit); a decision with any difference, or a missing feature
 //!   name, counts as skewed. For logs the service wrote this must be 0.
+//! - Fitting (`nudge-train fit --logs`): the rows go through
+//!   [`crate::fit::fit_rows`] like generated sessions; a row's `session`
+//!   (the index of its `session_id` in first-seen order) is the unit of
+//!   both the held-out split and the cross-validation folds, so the
+//!   decisions of one logged session never straddle train / held-out or two
+//!   CV folds.
 
 use crate::data::Row;
 use anyhow::{bail, Context as _, Result};

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! nudge-train generate --sessions 40000 --seed 42 --out sessions.jsonl [--format log]
-//! nudge-train fit --generate 40000 --gen-seed 42 --seed 7 --out models/default.json
+//! nudge-train fit --generate 40000 --gen-seed 42 --seed 7 --alpha 1 --out models/default.json
 //! nudge-train fit --logs LOG_DIR --out model.json [--report DIR]
 //! nudge-train fit --spec training/specs/uci_online_shoppers.toml \
 //!     --data ../shared/data/online_shoppers_intention.csv --out models/uci_online_shoppers.json --report report/
@@ -48,6 +48,10 @@ enum Format {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Learn the per-tier voucher response (two-model uplift) from
+    /// randomised log decisions into a model file, or evaluate a CSV
+    /// experiment through an uplift spec.
+    Uplift(Box<nudge_train::uplift::UpliftArgs>),
     /// Write generated sessions as JSON lines.
     Generate {
         #[arg(long, default_value_t = 40_000)]
@@ -89,6 +93,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Off-policy evaluation (IPS, SNIPS, doubly robust) of a candidate
+    /// model + policy on logged decisions.
+    Replay(ReplayArgs),
     /// Training speed: UCI fit time per fold, and a fit on 1M generated rows.
     Bench {
         #[arg(long)]
@@ -187,13 +194,16 @@ struct FitArgs {
     /// Seed of the splits (default 7 for sessions, 42 for CSV).
     #[arg(long)]
     seed: Option<u64>,
-    /// L2 penalty for session models (alpha/2 |w|^2 on the summed log-loss).
-    #[arg(long, default_value_t = 1.0)]
-    alpha: f64,
-    /// CSV: comma-separated alpha grid searched by k-fold CV.
+    /// Session models: fixed L2 penalty (alpha/2 |w|^2 on the summed
+    /// log-loss), no cross-validation; thresholds from the training
+    /// predictions. Without it, alpha is chosen by CV over --alphas.
+    #[arg(long, conflicts_with = "alphas")]
+    alpha: Option<f64>,
+    /// Comma-separated alpha grid searched by k-fold CV (CSV: stratified
+    /// rows; sessions and logs: folds grouped by session).
     #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1,10,100")]
     alphas: Vec<f64>,
-    /// CSV: folds of the cross-validation.
+    /// Folds of the cross-validation (fold seed = --seed).
     #[arg(long, default_value_t = 5)]
     k: usize,
     /// Share held out for evaluation (sessions, or stratified CSV rows).
@@ -243,6 +253,7 @@ struct FitArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Uplift(a) => nudge_train::uplift::run(&a),
         Command::Generate {
             sessions,
             seed,
@@ -321,6 +332,7 @@ fn main() -> Result<()> {
             eprintln!("wrote {} predictions to {}", scored.p.len(), out.display());
             Ok(())
         }
+        Command::Replay(a) => run_replay(a),
         Command::Bench {
             spec,
             data,
@@ -564,7 +576,14 @@ fn run_fit(a: FitArgs) -> Result<()> {
     let seed = a.seed.unwrap_or(7);
     let opts = fit::FitOptions {
         seed,
-        alpha: a.alpha,
+        alpha: a.alpha.unwrap_or(1.0),
+        // --alpha A: no CV, fit with A.
+        alphas: if a.alpha.is_some() {
+            Vec::new()
+        } else {
+            a.alphas.clone()
+        },
+        k: a.k,
         holdout: a.holdout,
         max_iterations: a.max_iterations,
         gradient_tolerance: a.gradient_tolerance,
@@ -972,6 +991,80 @@ fn run_bench(
             m.gradient_norm_per_row,
             m.gradient_norm_per_row <= solver.gradient_tolerance
         );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("candidate").required(true).args(["model", "fixed_cents"])))]
+struct ReplayArgs {
+    /// Service logs (a JSON-lines file or a directory of rotated files).
+    #[arg(long)]
+    logs: PathBuf,
+    /// Candidate model file, decided with the config's policy (lambda 0).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Candidate: this fixed amount to every evaluated session (0 = none).
+    #[arg(long)]
+    fixed_cents: Option<i64>,
+    /// Service config: the candidate's policy; its tiers and minimum order
+    /// must be the logging ones. Default: the documented defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = nudge_train::replay::Reward::Net)]
+    reward: nudge_train::replay::Reward,
+    /// Override the explore share read from the logged propensities.
+    #[arg(long)]
+    explore_share: Option<f64>,
+    #[arg(long, value_enum, default_value_t = MissingOutcome::Skip)]
+    missing_outcome: MissingOutcome,
+    /// Days the logs cover, for per-day values (default: their time span).
+    #[arg(long)]
+    days: Option<f64>,
+    /// Cross-fitting folds of the direct model.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_replay(a: ReplayArgs) -> Result<()> {
+    use nudge_train::replay;
+    let settings = replay::load_settings(a.config.as_deref())?;
+    let candidate = match (&a.model, a.fixed_cents) {
+        (Some(p), _) => {
+            let model = ModelFile::load(p)?.compile()?;
+            if model.input() != Input::Session {
+                bail!("replay needs a session model (input \"session\")");
+            }
+            replay::Candidate::Rule {
+                model,
+                policy: settings.policy.clone(),
+            }
+        }
+        (None, Some(c)) => replay::Candidate::Fixed { amount_cents: c },
+        _ => unreachable!("clap requires a candidate"),
+    };
+    if a.folds < 2 {
+        bail!("--folds must be >= 2");
+    }
+    let mut opts = replay::Options::new(&settings.policy, settings.min_order_cents, a.reward);
+    opts.explore_share = a.explore_share;
+    opts.missing = a.missing_outcome;
+    opts.days = a.days;
+    opts.folds = a.folds;
+    let (_, _, records) = logs::read_records(&a.logs)?;
+    let (_, report) = replay::replay(&records, &candidate, &opts)?;
+    if report.coverage.propensity_mismatches > 0 {
+        eprintln!(
+            "warning: {} decisions' logged propensities disagree with the exploration mixture (explore share {}): the estimates are not trustworthy",
+            report.coverage.propensity_mismatches, report.coverage.explore_share
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", replay::render_text(&report));
     }
     Ok(())
 }

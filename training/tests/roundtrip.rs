@@ -13,8 +13,10 @@ fn written_model_loads_and_reproduces_fitted_probabilities() {
         sha256: data::sha256_hex(&bytes),
         source: "test".into(),
     };
+    // A fixed alpha (no CV): this test is about the file round trip.
     let opts = fit::FitOptions {
         seed: 5,
+        alphas: vec![],
         ..fit::FitOptions::default()
     };
     let result = fit::fit(&sessions, &info, &opts, "test", "2024-05-06").unwrap();
