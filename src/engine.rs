@@ -287,7 +287,7 @@ impl Engine {
         context: Option<crate::session::Context>,
         events: &[crate::session::Event],
     ) {
-        if events.is_empty() && context.is_none() {
+        if !self.log.enabled() || (events.is_empty() && context.is_none()) {
             return;
         }
         self.log.log(LogRecord::Events(EventsRecord {
@@ -551,6 +551,9 @@ impl Engine {
         propensity: f64,
         lambda: f64,
     ) {
+        if !self.log.enabled() {
+            return;
+        }
         let features = FEATURES
             .iter()
             .zip(a.features.0.iter())

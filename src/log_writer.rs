@@ -177,6 +177,12 @@ impl DecisionLog {
         })
     }
 
+    /// Whether records are written at all (callers skip building them when
+    /// not).
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Queues a record; never blocks. A full queue drops it (counted).
     pub fn log(&self, rec: LogRecord) {
         let Some(tx) = &self.tx else { return };
