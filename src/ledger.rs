@@ -323,7 +323,7 @@ impl LedgerCore {
         self.day.clear();
         self.total.clear();
         for row in rows {
-            self.book(&row, 1);
+            self.book(&row, 1, true);
             self.by_session.insert(
                 (row.campaign.clone(), row.session_id.clone()),
                 row.code.clone(),
@@ -333,8 +333,8 @@ impl LedgerCore {
     }
 
     /// Adds (`sign = 1`) or removes (`-1`) a row's amount in its state's
-    /// counters.
-    fn book(&mut self, row: &OfferRow, sign: i64) {
+    /// counters; `count` also counts it as an offer (new rows only).
+    fn book(&mut self, row: &OfferRow, sign: i64, count: bool) {
         let d = self
             .day
             .entry((row.campaign.clone(), row.day.clone()))
@@ -346,7 +346,7 @@ impl LedgerCore {
                 OfferState::Captured => x.captured += sign * row.amount_cents,
                 OfferState::Voided => {}
             }
-            if sign > 0 {
+            if count {
                 x.offers += 1;
             }
         }
@@ -419,7 +419,7 @@ impl LedgerCore {
             settled_ms: None,
             order_value_cents: None,
         };
-        self.book(&row, 1);
+        self.book(&row, 1, true);
         self.by_session
             .insert((row.campaign.clone(), row.session_id.clone()), code.clone());
         self.offers.insert(code, row.clone());
@@ -440,28 +440,13 @@ impl LedgerCore {
         let mut row = self.offers.get(code).cloned().expect("known code");
         // Move the amount from the old state's counter to the new one's (the
         // offer count is unchanged).
-        self.book(&row, -1);
+        self.book(&row, -1, false);
         row.state = state;
         row.settled_ms = Some(now_ms);
         row.order_value_cents = order;
-        self.book_state_only(&row);
+        self.book(&row, 1, false);
         self.offers.insert(code.to_owned(), row.clone());
         Effect::Update(row)
-    }
-
-    fn book_state_only(&mut self, row: &OfferRow) {
-        let d = self
-            .day
-            .entry((row.campaign.clone(), row.day.clone()))
-            .or_default();
-        let t = self.total.entry(row.campaign.clone()).or_default();
-        for x in [d, t] {
-            match row.state {
-                OfferState::Reserved => x.reserved += row.amount_cents,
-                OfferState::Captured => x.captured += row.amount_cents,
-                OfferState::Voided => {}
-            }
-        }
     }
 
     pub fn redeem(&mut self, req: &RedeemRequest<'_>) -> (RedeemOutcome, Option<Effect>) {

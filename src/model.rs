@@ -429,6 +429,12 @@ fn compile_terms(
     Ok(terms)
 }
 
+/// Applies a term's transforms in order: the one definition shared by
+/// serving and the trainer.
+pub fn apply_transforms(transforms: &[Transform], x: f64) -> f64 {
+    transforms.iter().fold(x, |x, t| t.apply(x))
+}
+
 /// `sum coef * transformed value` over `terms`.
 fn dot(
     terms: &[CompiledTerm],
@@ -439,7 +445,7 @@ fn dot(
     let mut z = 0.0;
     for t in terms {
         let raw = raw_value(t, session, client, model)?;
-        let c = t.coef * t.transforms.iter().fold(raw, |x, tr| tr.apply(x));
+        let c = t.coef * apply_transforms(&t.transforms, raw);
         if !c.is_finite() {
             return Err(ScoreError::NotFinite { field: t.field() });
         }
@@ -550,44 +556,50 @@ impl Model {
             );
             v.join(", ")
         };
-        let mut sent: Vec<&String> = client.numeric.keys().collect();
-        sent.sort();
-        for k in sent {
-            if !self.numeric_keys.contains(k) {
-                return Err(ScoreError::Unknown {
-                    field: format!("features[{k}]"),
+        let unknown =
+            |sent: Vec<&String>, known: &std::collections::BTreeSet<String>, map: &str| {
+                let mut sent = sent;
+                sent.sort();
+                match sent.into_iter().find(|k| !known.contains(*k)) {
+                    Some(k) => Err(ScoreError::Unknown {
+                        field: format!("{map}[{k}]"),
+                        model: self.version.clone(),
+                        expected: expected(),
+                    }),
+                    None => Ok(()),
+                }
+            };
+        unknown(
+            client.numeric.keys().collect(),
+            &self.numeric_keys,
+            "features",
+        )?;
+        unknown(
+            client.categorical.keys().collect(),
+            &self.categorical_keys,
+            "categorical_features",
+        )?;
+        let missing = |known: &std::collections::BTreeSet<String>,
+                       has: &dyn Fn(&String) -> bool,
+                       map: &str| {
+            match known.iter().find(|k| !has(k)) {
+                Some(k) => Err(ScoreError::Missing {
+                    field: format!("{map}[{k}]"),
                     model: self.version.clone(),
-                    expected: expected(),
-                });
+                }),
+                None => Ok(()),
             }
-        }
-        let mut sent: Vec<&String> = client.categorical.keys().collect();
-        sent.sort();
-        for k in sent {
-            if !self.categorical_keys.contains(k) {
-                return Err(ScoreError::Unknown {
-                    field: format!("categorical_features[{k}]"),
-                    model: self.version.clone(),
-                    expected: expected(),
-                });
-            }
-        }
-        for k in &self.numeric_keys {
-            if !client.numeric.contains_key(k) {
-                return Err(ScoreError::Missing {
-                    field: format!("features[{k}]"),
-                    model: self.version.clone(),
-                });
-            }
-        }
-        for k in &self.categorical_keys {
-            if !client.categorical.contains_key(k) {
-                return Err(ScoreError::Missing {
-                    field: format!("categorical_features[{k}]"),
-                    model: self.version.clone(),
-                });
-            }
-        }
+        };
+        missing(
+            &self.numeric_keys,
+            &|k| client.numeric.contains_key(k),
+            "features",
+        )?;
+        missing(
+            &self.categorical_keys,
+            &|k| client.categorical.contains_key(k),
+            "categorical_features",
+        )?;
         Ok(())
     }
 
@@ -628,38 +640,10 @@ impl Model {
         let mut z = self.intercept;
         let mut top = [(usize::MAX, 0.0f64); TOP_SIGNALS];
         for (i, t) in self.terms.iter().enumerate() {
-            let raw = match &t.source {
-                Source::Session(idx) => session.0[*idx],
-                Source::Client(key) => match client.numeric.get(key) {
-                    Some(v) => *v,
-                    None => {
-                        return Err(ScoreError::Missing {
-                            field: format!("features[{key}]"),
-                            model: self.version.clone(),
-                        })
-                    }
-                },
-                Source::Category { key, value } => match client.categorical.get(key) {
-                    Some(v) if v == value => 1.0,
-                    Some(_) => 0.0,
-                    None => {
-                        return Err(ScoreError::Missing {
-                            field: format!("categorical_features[{key}]"),
-                            model: self.version.clone(),
-                        })
-                    }
-                },
-            };
-            let x = t.transforms.iter().fold(raw, |x, tr| tr.apply(x));
-            let c = t.coef * x;
+            let raw = raw_value(t, session, client, &self.version)?;
+            let c = t.coef * apply_transforms(&t.transforms, raw);
             if !c.is_finite() {
-                return Err(ScoreError::NotFinite {
-                    field: match &t.source {
-                        Source::Session(_) => t.name.clone(),
-                        Source::Client(k) => format!("features[{k}]"),
-                        Source::Category { key, .. } => format!("categorical_features[{key}]"),
-                    },
-                });
+                return Err(ScoreError::NotFinite { field: t.field() });
             }
             z += c;
             // Keep the TOP_SIGNALS largest |c| in a tiny insertion-sorted array.

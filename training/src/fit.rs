@@ -308,20 +308,10 @@ pub fn session_folds(rows: &[Row], train: &[usize], k: usize, seed: u64) -> Resu
     Ok(of_row.iter().map(|&s| session_fold[s]).collect())
 }
 
-/// Applies transforms exactly like `nudge::model` does when scoring.
+/// Applies transforms exactly like `nudge::model` does when scoring (it is
+/// the same function).
 pub fn apply(transforms: &[Transform], x: f64) -> f64 {
-    transforms.iter().fold(x, |x, t| match *t {
-        Transform::Clip { lo, hi } => x.clamp(lo, hi),
-        Transform::Log1p => x.max(0.0).ln_1p(),
-        Transform::Standardise { mean, std } => (x - mean) / std,
-        Transform::OneHot { value } => {
-            if x == value {
-                1.0
-            } else {
-                0.0
-            }
-        }
-    })
+    nudge::model::apply_transforms(transforms, x)
 }
 
 fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
