@@ -2,9 +2,8 @@ use nudge::ledger::{Budgets, OfferState};
 use nudge::ledger_sqlite::SqliteLedger;
 use nudge::pb::{self, event::Kind, Reason};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,42 +11,16 @@ const SECRET: &str = "crash-test secret, not for production";
 const CAP: i64 = 150_000;
 
 /// Starts `nudge serve` on an ephemeral port; returns the child and address.
-// The caller kills and waits for the child; if starting fails the test
-// process panics and the child dies with its stdin/stderr pipes.
-#[allow(clippy::zombie_processes)]
 fn spawn(data: &Path, config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NUDGE_VOUCHER_SECRET", SECRET)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn nudge");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the server logs its address");
-        if let Some(rest) = line
-            .split("addr=")
-            .nth(1)
-            .filter(|_| line.contains("serving grpc"))
-        {
-            return (child, rest.split_whitespace().next().unwrap().to_owned());
-        }
-    }
+    crate::util::spawn_nudge(
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+        ],
+        &[("NUDGE_VOUCHER_SECRET", SECRET)],
+    )
 }
 
 fn eligible(session: String) -> pb::DecideRequest {

@@ -204,3 +204,53 @@ pub fn reason(r: &pb::DecideResponse) -> pb::Reason {
 pub fn segment(r: &pb::DecideResponse) -> pb::Segment {
     pb::Segment::try_from(r.segment).unwrap()
 }
+
+/// Starts the real `nudge` binary with `args` (plus `--listen 127.0.0.1:0`)
+/// and `envs`, from the crate root; returns the child and the address it
+/// logged. The caller kills and waits for the child.
+// If start-up fails the test panics and the child dies with its pipes.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_nudge(
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nudge"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn nudge");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the server logs its address");
+        if let Some(rest) = line
+            .split("addr=")
+            .nth(1)
+            .filter(|_| line.contains("serving grpc"))
+        {
+            let addr = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            return (child, addr);
+        }
+    }
+}
