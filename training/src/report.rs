@@ -176,18 +176,15 @@ fn coefficients_svg(coefs: &[(String, f64)]) -> Result<String> {
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(200)
-            .build_cartesian_2d(-lim..lim, 0f64..n as f64)
+            // One segment per term, so every bar gets its name as a label.
+            .build_cartesian_2d(-lim..lim, (0..n).into_segmented())
             .map_err(err)?;
         c.configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
-            .y_label_formatter(&|v| {
-                let i = (*v - 0.5).round();
-                if (*v - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                    names.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
             })
             .draw()
             .map_err(err)?;
@@ -198,7 +195,10 @@ fn coefficients_svg(coefs: &[(String, f64)]) -> Result<String> {
                 RGBColor(70, 110, 200)
             };
             Rectangle::new(
-                [(0.0, i as f64 + 0.15), (*v, i as f64 + 0.85)],
+                [
+                    (0.0, SegmentValue::Exact(i)),
+                    (*v, SegmentValue::Exact(i + 1)),
+                ],
                 color.filled(),
             )
         }))
