@@ -83,19 +83,14 @@ pub fn brier(p: &[f64], y: &[bool]) -> f64 {
     sum / p.len() as f64
 }
 
-/// Average precision (area under the precision-recall curve, step-wise, as
-/// scikit-learn's `average_precision_score`). `None` without positives.
-pub fn average_precision(p: &[f64], y: &[bool]) -> Option<f64> {
-    assert_eq!(p.len(), y.len());
-    let n_pos = y.iter().filter(|v| **v).count();
-    if n_pos == 0 {
-        return None;
-    }
+/// Cumulative `(true positives, false positives)` when predicting positive
+/// at or above each distinct score, highest score first (tied scores move
+/// together).
+fn threshold_counts(p: &[f64], y: &[bool]) -> Vec<(usize, usize)> {
     let mut order: Vec<usize> = (0..p.len()).collect();
     order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
     let (mut tp, mut fp) = (0usize, 0usize);
-    let mut prev_recall = 0.0;
-    let mut ap = 0.0;
+    let mut out = Vec::new();
     let mut i = 0;
     while i < order.len() {
         let t = p[order[i]];
@@ -107,6 +102,22 @@ pub fn average_precision(p: &[f64], y: &[bool]) -> Option<f64> {
             }
             i += 1;
         }
+        out.push((tp, fp));
+    }
+    out
+}
+
+/// Average precision (area under the precision-recall curve, step-wise, as
+/// scikit-learn's `average_precision_score`). `None` without positives.
+pub fn average_precision(p: &[f64], y: &[bool]) -> Option<f64> {
+    assert_eq!(p.len(), y.len());
+    let n_pos = y.iter().filter(|v| **v).count();
+    if n_pos == 0 {
+        return None;
+    }
+    let mut prev_recall = 0.0;
+    let mut ap = 0.0;
+    for (tp, fp) in threshold_counts(p, y) {
         let recall = tp as f64 / n_pos as f64;
         let precision = tp as f64 / (tp + fp) as f64;
         ap += (recall - prev_recall) * precision;
@@ -208,23 +219,12 @@ pub fn roc_curve(p: &[f64], y: &[bool]) -> Vec<(f64, f64)> {
     assert_eq!(p.len(), y.len());
     let n_pos = y.iter().filter(|v| **v).count().max(1) as f64;
     let n_neg = y.iter().filter(|v| !**v).count().max(1) as f64;
-    let mut order: Vec<usize> = (0..p.len()).collect();
-    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
     let mut pts = vec![(0.0, 0.0)];
-    let (mut tp, mut fp) = (0usize, 0usize);
-    let mut i = 0;
-    while i < order.len() {
-        let t = p[order[i]];
-        while i < order.len() && p[order[i]] == t {
-            if y[order[i]] {
-                tp += 1;
-            } else {
-                fp += 1;
-            }
-            i += 1;
-        }
-        pts.push((fp as f64 / n_neg, tp as f64 / n_pos));
-    }
+    pts.extend(
+        threshold_counts(p, y)
+            .into_iter()
+            .map(|(tp, fp)| (fp as f64 / n_neg, tp as f64 / n_pos)),
+    );
     pts
 }
 
