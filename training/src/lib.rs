@@ -12,7 +12,7 @@
 //! - [`eval`]: the evaluation bundle (metrics, calibration, segments);
 //! - [`logs`]: the service's JSON-lines logs: replay, skew, generated logs;
 //! - [`report`]: the self-contained HTML report (SVG plots) and metrics.json;
-//! - [`uplift`]: the learned voucher response (two-model logistic regression
+//! - [`uplift`]: the learned voucher response (pooled or two-model logistic regression
 //!   on randomised decisions), Qini and uplift curves, CSV experiments;
 //! - [`replay`]: off-policy evaluation (IPS, SNIPS, doubly robust) of a
 //!   candidate model and policy on the service's logs.
