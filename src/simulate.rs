@@ -1562,52 +1562,79 @@ mod diag {
             ..SimulateArgs::default()
         };
         let settings = Settings::default();
-        let model = Model::load(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.json"),
-        )
+        // NUDGE_DIAG_MODEL: another model file (e.g. one retrained by the
+        // closed loop); its p0, and its learned lifts in the last variants.
+        let model = Model::load(&std::env::var("NUDGE_DIAG_MODEL").map_or_else(
+            |_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.json"),
+            PathBuf::from,
+        ))
         .unwrap();
+        let policy_tiers = settings.policy.tiers.clone();
+        let learned = |v: &Visit, mo: &Moment, i: usize| -> f64 {
+            let f = crate::synth::replay(
+                &v.s,
+                &crate::synth::DecisionPoint {
+                    after_events: mo.after_events as usize,
+                    at_ms: mo.at_ms,
+                },
+            );
+            let l = model
+                .lifts(&f, &ClientFeatures::default(), &policy_tiers)
+                .unwrap()[i];
+            if l.is_nan() {
+                policy_tiers[i].lift
+            } else {
+                l
+            }
+        };
         let w = build_world(&args, &settings, &model).unwrap();
         let m = 0.3;
         let tiers = [500i64, 1_000, 2_000];
         let mean = [0.11, 0.20, 0.37];
         let prior = [0.25, 0.45, 0.70];
-        type Lift<'a> = Box<dyn Fn(&Visit, usize) -> f64 + 'a>;
+        type Lift<'a> = Box<dyn Fn(&Visit, &Moment, usize) -> f64 + 'a>;
         type P0<'a> = Box<dyn Fn(&Visit, &Moment) -> f64 + 'a>;
         let variants: Vec<(&str, P0, Lift, bool)> = vec![
             (
                 "model p0, prior lift",
                 Box::new(|_: &Visit, mo: &Moment| mo.p),
-                Box::new(|_: &Visit, i: usize| prior[i]),
+                Box::new(|_: &Visit, _: &Moment, i: usize| prior[i]),
                 true,
             ),
             (
                 "model p0, mean lift",
                 Box::new(|_: &Visit, mo: &Moment| mo.p),
-                Box::new(|_: &Visit, i: usize| mean[i]),
+                Box::new(|_: &Visit, _: &Moment, i: usize| mean[i]),
                 true,
             ),
             (
                 "model p0, true lift",
                 Box::new(|_: &Visit, mo: &Moment| mo.p),
-                Box::new(|v: &Visit, i: usize| v.s.truth.lift(tiers[i])),
+                Box::new(|v: &Visit, _: &Moment, i: usize| v.s.truth.lift(tiers[i])),
+                true,
+            ),
+            (
+                "model p0, model lift",
+                Box::new(|_: &Visit, mo: &Moment| mo.p),
+                Box::new(learned),
                 true,
             ),
             (
                 "true p0, mean lift",
                 Box::new(|v: &Visit, _: &Moment| v.s.truth.p_buy(0)),
-                Box::new(|_: &Visit, i: usize| mean[i]),
+                Box::new(|_: &Visit, _: &Moment, i: usize| mean[i]),
                 true,
             ),
             (
                 "true p0, true lift",
                 Box::new(|v: &Visit, _: &Moment| v.s.truth.p_buy(0)),
-                Box::new(|v: &Visit, i: usize| v.s.truth.lift(tiers[i])),
+                Box::new(|v: &Visit, _: &Moment, i: usize| v.s.truth.lift(tiers[i])),
                 true,
             ),
             (
                 "true p0, true lift, any segment",
                 Box::new(|v: &Visit, _: &Moment| v.s.truth.p_buy(0)),
-                Box::new(|v: &Visit, i: usize| v.s.truth.lift(tiers[i])),
+                Box::new(|v: &Visit, _: &Moment, i: usize| v.s.truth.lift(tiers[i])),
                 false,
             ),
         ];
@@ -1657,8 +1684,9 @@ mod diag {
                     let mv = m * mo.intent_cents as f64;
                     let best = (0..3)
                         .map(|i| {
-                            let pv =
-                                crate::model::sigmoid(crate::model::logit(p0) + liftf(visit, i));
+                            let pv = crate::model::sigmoid(
+                                crate::model::logit(p0) + liftf(visit, mo, i),
+                            );
                             (pv * (mv - tiers[i] as f64) - p0 * mv, tiers[i])
                         })
                         .max_by(|a, b| a.0.total_cmp(&b.0))
