@@ -23,14 +23,14 @@
 //! the priors cause (they are about twice the true response), it does not
 //! make vouchers pay in this world (see the README's simulation section).
 
+mod common;
+
+use common::block_on;
 use nudge::config::RawConfig;
 use nudge::model::Model;
 use nudge::simulate::{self, SimReport, SimulateArgs};
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 
 const TRAIN_SEED: u64 = 7;
 const EVAL_SEED: u64 = 43;
@@ -39,24 +39,6 @@ const EVAL_SEED: u64 = 43;
 const UNCONSTRAINED_EUR: i64 = 100_000;
 /// Binds (printed, not asserted: a day's 100 vouchers are mostly noise).
 const BINDING_EUR: i64 = 1_000;
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        match f.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park(),
-        }
-    }
-}
 
 fn default_model_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/default.json")

@@ -12,6 +12,9 @@
 //! probabilities (`Truth::p_buy`), the simulator's order-value rule and
 //! the voucher's minimum order.
 
+mod common;
+
+use common::block_on;
 use nudge::config::{RawConfig, Settings};
 use nudge::model::Model;
 use nudge::simulate::{simulate, SimulateArgs};
@@ -19,34 +22,11 @@ use nudge::synth::{Generator, GeneratorConfig, Truth};
 use nudge_train::logs;
 use nudge_train::replay::{self, Candidate, Options, Population, ReplayReport, Reward};
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 
 const SEED: u64 = 20_240_501;
 const SESSIONS_PER_HOUR: f64 = 2_000.0;
 const HOURS: f64 = 6.0;
-
-/// A minimal executor: the simulator needs no reactor (in-memory ledger and
-/// store, a log writer thread), only something to poll its futures.
-fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        match f.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park(),
-        }
-    }
-}
 
 fn default_model() -> Model {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/default.json");
