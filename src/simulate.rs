@@ -303,13 +303,30 @@ pub struct Expected {
     pub roi: Option<f64>,
 }
 
-/// The acceptance bars of `nudge simulate` at one budget (realised values).
+/// The acceptance bars of `nudge simulate` at one budget.
 #[derive(Clone, Debug, Serialize)]
 pub struct Acceptance {
     pub budget_eur: i64,
     /// The budget binds: the oracle's shadow price is positive and blanket
     /// was refused vouchers for budget.
     pub binding: bool,
+    /// The bars on the realised values (the JSON keeps them at the top
+    /// level).
+    #[serde(flatten)]
+    pub realised: Bars,
+    /// The same bars on the expected values (`expected.*`): the comparison
+    /// without the purchase-draw noise, which dominates when a binding
+    /// budget buys a hundred vouchers.
+    pub expected: Bars,
+    /// The oracle's realised ROI over blanket's: whether the 3x ROI bar can
+    /// be met at all in this world (the oracle maximises net margin, not
+    /// ROI, so this is a yardstick, not a bound).
+    pub oracle_roi_over_blanket: Option<f64>,
+}
+
+/// The four bars, nudge against blanket and the oracle.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Bars {
     pub nudge_roi: Option<f64>,
     pub blanket_roi: Option<f64>,
     /// nudge ROI >= 3 x blanket ROI.
@@ -325,28 +342,34 @@ pub struct Acceptance {
     /// nudge net incremental margin >= 80 % of the oracle's.
     pub net_margin_at_least_80pct_oracle: bool,
     pub all_pass: bool,
-    /// The oracle's ROI over blanket's: whether the 3x ROI bar can be met
-    /// at all in this world (the oracle maximises net margin, not ROI, so
-    /// this is a yardstick, not a bound).
-    pub oracle_roi_over_blanket: Option<f64>,
-    /// The four bars on the expected values (`expected.*`) instead of the
-    /// realised ones: the same comparison without the purchase-draw noise,
-    /// which dominates when a binding budget buys a hundred vouchers.
-    pub expected: ExpectedBars,
 }
 
-/// The acceptance bars on expected values.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ExpectedBars {
-    pub nudge_roi: Option<f64>,
-    pub blanket_roi: Option<f64>,
-    pub roi_at_least_3x_blanket: bool,
-    pub cost_ratio: Option<f64>,
-    pub cost_at_most_half_blanket: bool,
-    pub net_margin_at_least_blanket: bool,
-    pub share_of_oracle: Option<f64>,
-    pub net_margin_at_least_80pct_oracle: bool,
-    pub all_pass: bool,
+/// What the bars read of one policy: ROI, cost and net incremental margin
+/// (cents), realised or expected.
+struct Money {
+    roi: Option<f64>,
+    cost: f64,
+    net: f64,
+}
+
+impl Bars {
+    fn new(nudge: Money, blanket: Money, oracle: Money) -> Bars {
+        let roi_ok = matches!((nudge.roi, blanket.roi), (Some(n), Some(b)) if n >= 3.0 * b);
+        let cost_ok = 2.0 * nudge.cost <= blanket.cost;
+        let net_ok = nudge.net >= blanket.net;
+        let oracle_ok = nudge.net >= 0.8 * oracle.net;
+        Bars {
+            nudge_roi: nudge.roi,
+            blanket_roi: blanket.roi,
+            roi_at_least_3x_blanket: roi_ok,
+            cost_ratio: (blanket.cost > 0.0).then(|| nudge.cost / blanket.cost),
+            cost_at_most_half_blanket: cost_ok,
+            net_margin_at_least_blanket: net_ok,
+            share_of_oracle: (oracle.net > 0.0).then(|| nudge.net / oracle.net),
+            net_margin_at_least_80pct_oracle: oracle_ok,
+            all_pass: roi_ok && cost_ok && net_ok && oracle_ok,
+        }
+    }
 }
 
 const DEFINITIONS: &[&str] = &[
@@ -1079,54 +1102,42 @@ pub async fn simulate(
 fn acceptance(run: &BudgetRun) -> Acceptance {
     let get = |n: &str| run.policy(n).cloned().unwrap_or_default();
     let (nudge, blanket, oracle) = (get(NUDGE), get(BLANKET), get(ORACLE));
-    let roi_ok = match (nudge.roi, blanket.roi) {
-        (Some(n), Some(b)) => n >= 3.0 * b,
-        _ => false,
+    let realised = |p: &PolicyResult| Money {
+        roi: p.roi,
+        cost: p.cost_cents as f64,
+        net: p.net_incremental_margin_cents,
     };
-    let cost_ratio =
-        (blanket.cost_cents > 0).then(|| nudge.cost_cents as f64 / blanket.cost_cents as f64);
-    let cost_ok = 2 * nudge.cost_cents <= blanket.cost_cents;
-    let net_ok = nudge.net_incremental_margin_cents >= blanket.net_incremental_margin_cents;
-    let share = (oracle.net_incremental_margin_cents > 0.0)
-        .then(|| nudge.net_incremental_margin_cents / oracle.net_incremental_margin_cents);
-    let oracle_ok = nudge.net_incremental_margin_cents >= 0.8 * oracle.net_incremental_margin_cents;
-    let binding = run.oracle_mu.iter().any(|mu| *mu > 0.0) && blanket.refused_for_budget > 0;
-    let (en, eb, eo) = (&nudge.expected, &blanket.expected, &oracle.expected);
-    let e_roi_ok = matches!((en.roi, eb.roi), (Some(n), Some(b)) if n >= 3.0 * b);
-    let e_cost_ok = 2.0 * en.cost_cents <= eb.cost_cents;
-    let e_net_ok = en.net_incremental_margin_cents >= eb.net_incremental_margin_cents;
-    let e_oracle_ok = en.net_incremental_margin_cents >= 0.8 * eo.net_incremental_margin_cents;
-    let expected = ExpectedBars {
-        nudge_roi: en.roi,
-        blanket_roi: eb.roi,
-        roi_at_least_3x_blanket: e_roi_ok,
-        cost_ratio: (eb.cost_cents > 0.0).then(|| en.cost_cents / eb.cost_cents),
-        cost_at_most_half_blanket: e_cost_ok,
-        net_margin_at_least_blanket: e_net_ok,
-        share_of_oracle: (eo.net_incremental_margin_cents > 0.0)
-            .then(|| en.net_incremental_margin_cents / eo.net_incremental_margin_cents),
-        net_margin_at_least_80pct_oracle: e_oracle_ok,
-        all_pass: e_roi_ok && e_cost_ok && e_net_ok && e_oracle_ok,
-    };
-    let oracle_roi_over_blanket = match (oracle.roi, blanket.roi) {
-        (Some(o), Some(b)) if b > 0.0 => Some(o / b),
-        _ => None,
+    let expected = |p: &PolicyResult| Money {
+        roi: p.expected.roi,
+        cost: p.expected.cost_cents,
+        net: p.expected.net_incremental_margin_cents,
     };
     Acceptance {
-        oracle_roi_over_blanket,
-        expected,
         budget_eur: run.budget_eur,
-        binding,
-        nudge_roi: nudge.roi,
-        blanket_roi: blanket.roi,
-        roi_at_least_3x_blanket: roi_ok,
-        cost_ratio,
-        cost_at_most_half_blanket: cost_ok,
-        net_margin_at_least_blanket: net_ok,
-        share_of_oracle: share,
-        net_margin_at_least_80pct_oracle: oracle_ok,
-        all_pass: roi_ok && cost_ok && net_ok && oracle_ok,
+        binding: run.oracle_mu.iter().any(|mu| *mu > 0.0) && blanket.refused_for_budget > 0,
+        realised: Bars::new(realised(&nudge), realised(&blanket), realised(&oracle)),
+        expected: Bars::new(expected(&nudge), expected(&blanket), expected(&oracle)),
+        oracle_roi_over_blanket: match (oracle.roi, blanket.roi) {
+            (Some(o), Some(b)) if b > 0.0 => Some(o / b),
+            _ => None,
+        },
     }
+}
+
+fn bars_text(b: &Bars) -> String {
+    let mark = |ok: bool| if ok { "yes" } else { "NO" };
+    let pct = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{:.0} %", v * 100.0));
+    format!(
+        "ROI {} vs {} (>= 3x: {}); cost ratio {} (<= 50 %: {}); net incr. margin >= blanket: {}; share of oracle's net {} (>= 80 %: {})",
+        roi_text(b.nudge_roi),
+        roi_text(b.blanket_roi),
+        mark(b.roi_at_least_3x_blanket),
+        pct(b.cost_ratio),
+        mark(b.cost_at_most_half_blanket),
+        mark(b.net_margin_at_least_blanket),
+        pct(b.share_of_oracle),
+        mark(b.net_margin_at_least_80pct_oracle)
+    )
 }
 
 fn eur(cents: f64) -> String {
@@ -1265,36 +1276,12 @@ pub fn render_table(r: &SimReport) -> String {
                     .map_or_else(|| "-".into(), |h| format!("{h:.1}"))
             );
         }
-        let mark = |b: bool| if b { "yes" } else { "NO" };
-        let _ = writeln!(
-            out,
-            "  nudge vs blanket: ROI {} vs {} (>= 3x: {}); cost ratio {} (<= 50 %: {}); net incr. margin >= blanket: {}; share of oracle's net {} (>= 80 %: {})",
-            roi_text(acc.nudge_roi),
-            roi_text(acc.blanket_roi),
-            mark(acc.roi_at_least_3x_blanket),
-            acc.cost_ratio
-                .map_or_else(|| "n/a".into(), |c| format!("{:.0} %", c * 100.0)),
-            mark(acc.cost_at_most_half_blanket),
-            mark(acc.net_margin_at_least_blanket),
-            acc.share_of_oracle
-                .map_or_else(|| "n/a".into(), |s| format!("{:.0} %", s * 100.0)),
-            mark(acc.net_margin_at_least_80pct_oracle)
-        );
-        let e = &acc.expected;
-        let _ = writeln!(
-            out,
-            "  in expectation:   ROI {} vs {} (>= 3x: {}); cost ratio {} (<= 50 %: {}); net incr. margin >= blanket: {}; share of oracle's net {} (>= 80 %: {})",
-            roi_text(e.nudge_roi),
-            roi_text(e.blanket_roi),
-            mark(e.roi_at_least_3x_blanket),
-            e.cost_ratio
-                .map_or_else(|| "n/a".into(), |c| format!("{:.0} %", c * 100.0)),
-            mark(e.cost_at_most_half_blanket),
-            mark(e.net_margin_at_least_blanket),
-            e.share_of_oracle
-                .map_or_else(|| "n/a".into(), |s| format!("{:.0} %", s * 100.0)),
-            mark(e.net_margin_at_least_80pct_oracle)
-        );
+        for (label, bars) in [
+            ("nudge vs blanket:", &acc.realised),
+            ("in expectation:  ", &acc.expected),
+        ] {
+            let _ = writeln!(out, "  {label} {}", bars_text(bars));
+        }
         let _ = writeln!(
             out,
             "  yardstick: the oracle's own ROI is {} blanket's (realised)",

@@ -275,10 +275,10 @@ async fn acceptance_bars_at_a_binding_budget() {
     println!("{}", simulate::render_table(&r));
     let acc = &r.acceptance[0];
     assert!(acc.binding, "{acc:?}");
-    assert!(acc.roi_at_least_3x_blanket, "{acc:?}");
-    assert!(acc.cost_at_most_half_blanket, "{acc:?}");
-    assert!(acc.net_margin_at_least_blanket, "{acc:?}");
-    assert!(acc.net_margin_at_least_80pct_oracle, "{acc:?}");
+    assert!(acc.realised.roi_at_least_3x_blanket, "{acc:?}");
+    assert!(acc.realised.cost_at_most_half_blanket, "{acc:?}");
+    assert!(acc.realised.net_margin_at_least_blanket, "{acc:?}");
+    assert!(acc.realised.net_margin_at_least_80pct_oracle, "{acc:?}");
 }
 
 #[tokio::test]
