@@ -7,7 +7,7 @@
 
 use crate::experiment::Experiment;
 use crate::ledger::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN};
-use crate::policy::{Policy, Tier, MAX_TIERS};
+use crate::policy::{OfferTrigger, Policy, Tier, MAX_TIERS};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -114,6 +114,19 @@ pub struct RawPolicy {
     /// Voucher tiers with their prior log-odds lift. Default 500/0.25,
     /// 1000/0.45, 2000/0.70 (see README "Decision rule").
     pub tiers: Option<Vec<RawTier>>,
+    /// When a voucher may be offered: "any" decision (default) or only at
+    /// "exit_intent" (see `policy::OfferTrigger`).
+    pub offer_on: Option<RawOfferOn>,
+    /// With `offer_on = "exit_intent"`: how old the latest exit-intent
+    /// signal may be at the decision, ms. Default 10000.
+    pub exit_intent_window_ms: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOfferOn {
+    Any,
+    ExitIntent,
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +295,14 @@ impl RawConfig {
         if offer_ttl == 0 {
             return Err(invalid("policy.offer_ttl_secs", "must be > 0"));
         }
+        let window_ms = self.policy.exit_intent_window_ms.unwrap_or(10_000);
+        if window_ms <= 0 {
+            return Err(invalid("policy.exit_intent_window_ms", "must be > 0"));
+        }
+        let trigger = match self.policy.offer_on.unwrap_or(RawOfferOn::Any) {
+            RawOfferOn::Any => OfferTrigger::Any,
+            RawOfferOn::ExitIntent => OfferTrigger::ExitIntent { window_ms },
+        };
         let tiers: Vec<Tier> = match self.policy.tiers {
             None => DEFAULT_TIERS
                 .iter()
@@ -491,6 +512,7 @@ impl RawConfig {
                 min_intent_cents,
                 margin_rate,
                 tiers,
+                trigger,
             },
             offer_ttl: Duration::from_secs(offer_ttl),
             budgets: Budgets {
@@ -545,6 +567,16 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("data"));
         assert_eq!(s.experiment.holdout_share, 0.10);
         assert!(s.pacing.enabled);
+        assert_eq!(s.policy.trigger, crate::policy::OfferTrigger::Any);
+        let s = RawConfig::from_toml("[policy]\noffer_on = \"exit_intent\"")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            s.policy.trigger,
+            crate::policy::OfferTrigger::ExitIntent { window_ms: 10_000 }
+        );
+        assert!(RawConfig::from_toml("[policy]\noffer_on = \"checkout\"").is_err());
     }
 
     #[test]
@@ -577,6 +609,10 @@ mod tests {
             ("[ledger]\nbackend = \"postgres\"", "ledger.backend"),
             ("[pacing]\nhourly_weights = [1.0, 2.0]", "hourly_weights"),
             ("[pacing]\nkp = -1.0", "pacing"),
+            (
+                "[policy]\noffer_on = \"exit_intent\"\nexit_intent_window_ms = 0",
+                "policy.exit_intent_window_ms",
+            ),
             (
                 "[[policy.tiers]]\namount_cents = 550\nlift = 0.1",
                 "policy.tiers",

@@ -87,6 +87,11 @@ pub struct DecisionRecord {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voucher_code: Option<String>,
+    /// Time of the session's latest exit-intent signal at the decision
+    /// (0: none), so that replay can apply an exit-intent offer trigger.
+    /// Absent in logs written before the trigger existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit_intent_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

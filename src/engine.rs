@@ -55,6 +55,7 @@ pub enum Reason {
     SessionStoreUnavailable,
     Holdout,
     ExplorationNoVoucher,
+    AwaitingTrigger,
 }
 
 impl Reason {
@@ -71,6 +72,7 @@ impl Reason {
             Reason::SessionStoreUnavailable => "session_store_unavailable",
             Reason::Holdout => "holdout",
             Reason::ExplorationNoVoucher => "exploration_no_voucher",
+            Reason::AwaitingTrigger => "awaiting_trigger",
         }
     }
 }
@@ -93,12 +95,18 @@ pub struct Assessment {
     pub verdict: Verdict,
     /// Learned per-tier lifts (aligned with the policy's tiers; NaN = prior).
     pub lifts: Option<[f64; MAX_TIERS]>,
+    /// The session's latest exit-intent signal (0: none), as the trigger
+    /// read it.
+    pub last_exit_intent_ms: i64,
 }
 
 impl Assessment {
     /// Hesitant with enough intent: the policy considered a voucher.
     pub fn eligible(&self) -> bool {
-        !matches!(self.verdict, Verdict::NotHesitant | Verdict::IntentTooLow)
+        !matches!(
+            self.verdict,
+            Verdict::NotHesitant | Verdict::IntentTooLow | Verdict::AwaitingTrigger
+        )
     }
 
     /// The tier the greedy policy picks (0 = none), before budget.
@@ -140,7 +148,13 @@ pub fn assess(
         lambda,
         lifts.as_ref(),
     );
+    let verdict = match verdict {
+        Verdict::NotHesitant | Verdict::IntentTooLow => verdict,
+        _ if !policy.trigger.fired(state.last_exit_intent_ms, now_ms) => Verdict::AwaitingTrigger,
+        _ => verdict,
+    };
     Ok(Assessment {
+        last_exit_intent_ms: state.last_exit_intent_ms,
         features,
         score,
         segment,
@@ -413,6 +427,7 @@ impl Engine {
         match a.verdict {
             Verdict::NotHesitant => d.reason = Reason::NotHesitant,
             Verdict::IntentTooLow => d.reason = Reason::IntentTooLow,
+            Verdict::AwaitingTrigger => d.reason = Reason::AwaitingTrigger,
             Verdict::RoiNotPositive {
                 best_net_value_cents,
             } => {
@@ -596,6 +611,7 @@ impl Engine {
             lambda,
             reason: d.reason.as_str().to_owned(),
             voucher_code: d.offer.as_ref().map(|o| o.voucher_code.clone()),
+            last_exit_intent_ms: Some(a.last_exit_intent_ms),
         }));
     }
 

@@ -40,6 +40,7 @@ pub fn reason_pb(r: Reason) -> pb::Reason {
         Reason::SessionStoreUnavailable => pb::Reason::SessionStoreUnavailable,
         Reason::Holdout => pb::Reason::Holdout,
         Reason::ExplorationNoVoucher => pb::Reason::ExplorationNoVoucher,
+        Reason::AwaitingTrigger => pb::Reason::AwaitingTrigger,
     }
 }
 

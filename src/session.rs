@@ -201,6 +201,10 @@ pub struct SessionState {
     pub searches: u32,
     pub zero_result_searches: u32,
     pub signals: [u32; 7],
+    /// Time of the latest exit-intent signal (0: none yet). What the
+    /// exit-intent offer trigger reads (`policy::OfferTrigger`).
+    #[serde(default)]
+    pub last_exit_intent_ms: i64,
 }
 
 impl SessionState {
@@ -285,6 +289,9 @@ impl SessionState {
                 }
             }
             EventKind::Interaction { signal } => {
+                if signal == Signal::ExitIntent {
+                    self.last_exit_intent_ms = self.last_exit_intent_ms.max(event.at_ms);
+                }
                 let slot = &mut self.signals[signal.index()];
                 *slot = slot.saturating_add(1);
             }
@@ -417,5 +424,26 @@ mod tests {
         s.apply(&pv(1_000, "a", 100, 1));
         s.apply(&pv(500, "a", 100, 1));
         assert_eq!((s.first_event_ms, s.last_event_ms), (500, 1_000));
+    }
+
+    #[test]
+    fn latest_exit_intent_is_kept_even_out_of_order() {
+        let exit = |at_ms| Event {
+            at_ms,
+            kind: EventKind::Interaction {
+                signal: Signal::ExitIntent,
+            },
+        };
+        let mut s = SessionState::default();
+        assert_eq!(s.last_exit_intent_ms, 0);
+        s.apply(&exit(2_000));
+        s.apply(&exit(1_000));
+        s.apply(&Event {
+            at_ms: 3_000,
+            kind: EventKind::Interaction {
+                signal: Signal::CouponFieldFocus,
+            },
+        });
+        assert_eq!(s.last_exit_intent_ms, 2_000);
     }
 }

@@ -60,7 +60,10 @@
 //!   Holdout and exploration run as configured (defaults 10 % / 5 %): the
 //!   holdout gets nothing, which costs nudge margin; that is the honest
 //!   comparison. **nudge-no-holdout** (optional) is the same with
-//!   `holdout_share = 0` (exploration unchanged).
+//!   `holdout_share = 0` (exploration unchanged). **nudge-exit-intent**
+//!   (optional, when the config offers at any decision) is the same with
+//!   `policy.offer_on = "exit_intent"` (10 s window): it offers only at an
+//!   exit-intent signal, where `p0` is close to how the session ends.
 //! - **oracle**: an upper-bound benchmark, not a feasible online policy. It
 //!   knows every session's true purchase probabilities and its order value
 //!   and chooses, in hindsight for each day, at most one tier per session
@@ -94,7 +97,7 @@ use crate::config::{RawConfig, Settings};
 use crate::engine::{self, Engine};
 use crate::ledger::CampaignBudget;
 use crate::model::{ClientFeatures, Input, Model};
-use crate::policy::Segment;
+use crate::policy::{OfferTrigger, Segment};
 use crate::session::SessionState;
 use crate::synth::{GeneratedSession, Generator, GeneratorConfig};
 use crate::validate::DecideInput;
@@ -118,6 +121,7 @@ pub const BLANKET: &str = "blanket";
 pub const HEAT_TIER: &str = "heat-tier";
 pub const NUDGE: &str = "nudge";
 pub const NUDGE_NO_HOLDOUT: &str = "nudge-no-holdout";
+pub const NUDGE_EXIT_INTENT: &str = "nudge-exit-intent";
 pub const ORACLE: &str = "oracle";
 
 /// What `nudge simulate` takes. Every field has the documented default
@@ -147,6 +151,10 @@ pub struct SimulateArgs {
     pub json: bool,
     /// Also run nudge with `holdout_share = 0`. Default true.
     pub nudge_without_holdout: bool,
+    /// Also run nudge offering only at exit intent
+    /// (`policy.offer_on = "exit_intent"`, 10 s window) when the config
+    /// offers at any decision. Default true.
+    pub nudge_exit_intent: bool,
     /// Blanket's voucher, cents. Default 1000.
     pub blanket_voucher_cents: i64,
     /// When set, the nudge run at the first budget writes the service's
@@ -168,6 +176,7 @@ impl Default for SimulateArgs {
             out_dir: Some(PathBuf::from("simulation")),
             json: false,
             nudge_without_holdout: true,
+            nudge_exit_intent: true,
             blanket_voucher_cents: 1_000,
             log_dir: None,
         }
@@ -1060,6 +1069,12 @@ pub async fn simulate(
             let o = run_nudge(&w, &s, &model, cap, smallest, None).await?;
             policies.push(evaluate(&w, NUDGE_NO_HOLDOUT, &o, m, &tiers, Some(&none)));
         }
+        if args.nudge_exit_intent && settings.policy.trigger == OfferTrigger::Any {
+            let mut s = settings.clone();
+            s.policy.trigger = OfferTrigger::ExitIntent { window_ms: 10_000 };
+            let o = run_nudge(&w, &s, &model, cap, smallest, None).await?;
+            policies.push(evaluate(&w, NUDGE_EXIT_INTENT, &o, m, &tiers, Some(&none)));
+        }
         let (oracle, mus) = run_oracle(&w, &tiers, m, cap);
         policies.push(evaluate(&w, ORACLE, &oracle, m, &tiers, Some(&none)));
         runs.push(BudgetRun {
@@ -1332,6 +1347,7 @@ fn colour(name: &str) -> &'static str {
         HEAT_TIER => "#ff7f0e",
         NUDGE => "#1f77b4",
         NUDGE_NO_HOLDOUT => "#17becf",
+        NUDGE_EXIT_INTENT => "#bcbd22",
         ORACLE => "#2ca02c",
         _ => "#9467bd",
     }

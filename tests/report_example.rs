@@ -112,6 +112,7 @@ fn decision(
         }
         .into(),
         voucher_code: None,
+        last_exit_intent_ms: None,
     }
 }
 

@@ -49,12 +49,13 @@ async fn report() -> &'static SimReport {
         .await
 }
 
-const POLICIES: [&str; 6] = [
+const POLICIES: [&str; 7] = [
     simulate::NONE,
     simulate::BLANKET,
     simulate::HEAT_TIER,
     simulate::NUDGE,
     simulate::NUDGE_NO_HOLDOUT,
+    simulate::NUDGE_EXIT_INTENT,
     simulate::ORACLE,
 ];
 
@@ -180,6 +181,7 @@ async fn same_seed_same_report() {
         hours: 6.0,
         budgets_eur: vec![50],
         nudge_without_holdout: false,
+        nudge_exit_intent: false,
         ..args()
     };
     let a = simulate::simulate(&small, &settings, model())
@@ -206,6 +208,7 @@ async fn runs_over_two_days_with_a_budget_per_day() {
         hours: 30.0,
         budgets_eur: vec![20],
         nudge_without_holdout: false,
+        nudge_exit_intent: false,
         ..args()
     };
     let r = simulate::simulate(&a, &settings, model()).await.unwrap();
@@ -269,6 +272,7 @@ async fn acceptance_bars_at_a_binding_budget() {
         sessions_per_hour: 2_000.0,
         budgets_eur: vec![1_000],
         nudge_without_holdout: false,
+        nudge_exit_intent: false,
         ..args()
     };
     let r = simulate::simulate(&a, &settings, model()).await.unwrap();
@@ -344,6 +348,7 @@ async fn writes_the_decision_log_for_retraining() {
         hours: 2.0,
         budgets_eur: vec![100],
         nudge_without_holdout: false,
+        nudge_exit_intent: false,
         log_dir: Some(dir.path().to_owned()),
         ..args()
     };

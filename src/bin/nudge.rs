@@ -65,6 +65,9 @@ struct SimulateCli {
     /// Do not also run nudge without its holdout.
     #[arg(long)]
     no_holdout_variant: bool,
+    /// Do not also run nudge offering only at exit intent.
+    #[arg(long)]
+    no_exit_intent_variant: bool,
     /// Face value of the blanket policy's voucher, cents.
     #[arg(long, default_value_t = 1000)]
     blanket_voucher_cents: i64,
@@ -234,6 +237,7 @@ async fn simulate(a: SimulateCli) -> Result<(), Box<dyn std::error::Error>> {
         out_dir: (!a.no_out).then_some(a.out),
         json: a.json,
         nudge_without_holdout: !a.no_holdout_variant,
+        nudge_exit_intent: !a.no_exit_intent_variant,
         blanket_voucher_cents: a.blanket_voucher_cents,
         log_dir: a.log_dir,
     };

@@ -28,3 +28,5 @@ mod ledger_props;
 mod crash;
 // The ROI report over gRPC and from the CLI.
 mod report;
+// The exit-intent offer trigger.
+mod trigger;

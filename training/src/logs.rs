@@ -312,6 +312,7 @@ pub fn generated_to_log(sessions: &[GeneratedSession]) -> Vec<u8> {
                 done = upto.max(done);
             }
             let f = nudge::synth::replay(s, dp);
+            let state = nudge::synth::state_at(s, dp.after_events);
             push(LogRecord::Decision(DecisionRecord {
                 v: LOG_FORMAT_VERSION,
                 at_ms: dp.at_ms,
@@ -334,6 +335,7 @@ pub fn generated_to_log(sessions: &[GeneratedSession]) -> Vec<u8> {
                 lambda: 0.0,
                 reason: "generated".into(),
                 voucher_code: None,
+                last_exit_intent_ms: Some(state.last_exit_intent_ms),
             }));
             last_at = last_at.max(dp.at_ms);
         }

@@ -48,7 +48,8 @@
 //! client features are scored, segmented, the uplift arms (if any) replace
 //! the prior lifts, and `policy::choose_with_lifts` runs with **lambda 0**;
 //! the session's action is the best tier at the first moment with a
-//! positive tier. Budget, pacing, holdout and exploration of the candidate
+//! positive tier (with `policy.offer_on = "exit_intent"`: the first such
+//! moment at which the trigger fires, from the logged exit-intent time). Budget, pacing, holdout and exploration of the candidate
 //! are out of scope: the estimate is for the unconstrained greedy rule.
 //! Or a fixed action (`--fixed-cents N`): `N` to every session of the
 //! population (0 = no voucher).
@@ -78,7 +79,7 @@ use estimate::{Interval, Unit};
 use nudge::decision_log::{DecisionRecord, LogRecord, OutcomeRecord};
 use nudge::features::{self, Features, N_FEATURES};
 use nudge::model::{ClientFeatures, Model};
-use nudge::policy::{self, Policy, Verdict};
+use nudge::policy::{self, OfferTrigger, Policy, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -119,6 +120,18 @@ impl Candidate {
     /// rule offers one.
     fn rule_action(model: &Model, policy: &Policy, decisions: &[&DecisionRecord]) -> Result<i64> {
         for d in decisions {
+            if policy.trigger != OfferTrigger::Any {
+                let Some(last_exit) = d.last_exit_intent_ms else {
+                    bail!(
+                        "session {} at {}: the policy offers only at exit intent, and this log (of an older build) does not record exit-intent times",
+                        d.session_id,
+                        d.at_ms
+                    );
+                };
+                if !policy.trigger.fired(last_exit, d.at_ms) {
+                    continue;
+                }
+            }
             let f = features_of(d)?;
             let client = ClientFeatures {
                 numeric: d.client_features.clone().into_iter().collect(),

@@ -72,6 +72,7 @@ fn run(
         budgets_eur: budgets.to_vec(),
         out_dir: None,
         nudge_without_holdout: false,
+        nudge_exit_intent: false,
         log_dir: log_dir.map(Path::to_owned),
         ..SimulateArgs::default()
     };

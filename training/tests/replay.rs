@@ -66,6 +66,7 @@ fn simulate_world(seed: u64, hours: f64) -> World {
         budgets_eur: vec![10_000_000],
         out_dir: None,
         nudge_without_holdout: false,
+        nudge_exit_intent: false,
         log_dir: Some(dir.path().to_owned()),
         ..SimulateArgs::default()
     };
@@ -159,6 +160,16 @@ fn ope_of_known_policies_covers_the_simulator_truth() {
             Candidate::Rule {
                 model: w.model.clone(),
                 policy: w.settings.policy.clone(),
+            },
+        ),
+        (
+            "exit intent",
+            Candidate::Rule {
+                model: w.model.clone(),
+                policy: nudge::policy::Policy {
+                    trigger: nudge::policy::OfferTrigger::ExitIntent { window_ms: 10_000 },
+                    ..w.settings.policy.clone()
+                },
             },
         ),
     ];
