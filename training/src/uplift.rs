@@ -70,6 +70,7 @@
 #[path = "qini.rs"]
 pub mod qini;
 
+use crate::cv;
 use crate::data;
 use crate::fit::{self, apply, fit_logistic, learn_transforms, Logistic};
 use crate::logs::{self, MissingOutcome};
@@ -105,6 +106,11 @@ pub struct UpliftOptions {
     pub clip_quantile: f64,
     /// Which learner (see [`Learner`]).
     pub learner: Learner,
+    /// When set, `alpha` is chosen from this grid by k-fold CV on the
+    /// training rows ([`choose_alpha`]); otherwise `alpha` is used as is.
+    pub alphas: Option<Vec<f64>>,
+    /// Folds of that CV.
+    pub cv_folds: usize,
 }
 
 /// The uplift learner.
@@ -154,8 +160,97 @@ impl Default for UpliftOptions {
             max_iterations: 1_000,
             gradient_tolerance: 1e-6,
             clip_quantile: 0.999,
+            alphas: None,
+            cv_folds: 5,
         }
     }
+}
+
+/// One alpha of the uplift CV.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlphaCv {
+    pub alpha: f64,
+    /// Mean over folds of the log-loss of each validation row under its own
+    /// arm's model.
+    pub mean_log_loss: f64,
+}
+
+/// Chooses the L2 penalty by k-fold CV on the training rows, the same rule
+/// as the intent fit ([`cv::select_alpha`]: lowest mean out-of-fold
+/// log-loss, ties to the larger alpha). Folds are stratified by arm and
+/// label (seed `opts.seed`); each fold is fitted with the chosen learner
+/// and every validation row is scored by its own arm's model, so the score
+/// is the fit of the observed outcomes, which is what the served lifts are
+/// made of. Returns the options with that alpha and the per-alpha scores
+/// (empty when no grid is set).
+pub fn choose_alpha(
+    x: &Array2<f64>,
+    arm: &[usize],
+    y: &[bool],
+    train: &[usize],
+    names: &[String],
+    opts: &UpliftOptions,
+) -> Result<(UpliftOptions, Vec<AlphaCv>)> {
+    let Some(grid) = opts.alphas.as_ref().filter(|g| !g.is_empty()) else {
+        return Ok((opts.clone(), Vec::new()));
+    };
+    if grid.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
+        bail!("--alphas must be positive numbers");
+    }
+    let k = opts.cv_folds.max(2);
+    // Stratum = (arm, label), folds dealt round-robin after a seeded shuffle.
+    let strata: Vec<usize> = train
+        .iter()
+        .map(|&i| 2 * arm[i] + usize::from(y[i]))
+        .collect();
+    let mut fold = vec![0usize; train.len()];
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5eed_cafe);
+    for s in 0..=strata.iter().copied().max().unwrap_or(0) {
+        let mut idx: Vec<usize> = (0..train.len()).filter(|&j| strata[j] == s).collect();
+        idx.shuffle(&mut rng);
+        for (n, j) in idx.into_iter().enumerate() {
+            fold[j] = n % k;
+        }
+    }
+    let mut results: Vec<cv::CvResult> = Vec::with_capacity(grid.len());
+    for &alpha in grid {
+        let fold_opts = UpliftOptions {
+            alpha,
+            // Folds hold (k-1)/k of each arm: the full-data check applies
+            // to the final fit.
+            min_arm_rows: 1,
+            ..opts.clone()
+        };
+        let r = cv::cross_validate(y, train, &fold, k, alpha, |tr, valid, _| {
+            let started = std::time::Instant::now();
+            let fits = fit_with_learner(x, arm, y, tr, names, &fold_opts)?;
+            Ok(cv::FoldFit {
+                p_valid: valid
+                    .iter()
+                    .map(|&i| sigmoid(fits[arm[i]].model.logit(x.row(i))))
+                    .collect(),
+                fit_seconds: started.elapsed().as_secs_f64(),
+                converged: fits.iter().all(|f| f.converged),
+            })
+        })
+        .with_context(|| format!("cross-validation at alpha {alpha}"))?;
+        results.push(r);
+    }
+    let best = cv::select_alpha(&results);
+    let scores = results
+        .iter()
+        .map(|r| AlphaCv {
+            alpha: r.alpha,
+            mean_log_loss: r.mean_log_loss,
+        })
+        .collect();
+    Ok((
+        UpliftOptions {
+            alpha: results[best].alpha,
+            ..opts.clone()
+        },
+        scores,
+    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -592,6 +687,9 @@ pub struct LogsUplift {
     /// Arm amounts, control first.
     pub amounts: Vec<i64>,
     pub dropped_features: Vec<String>,
+    /// The penalty of the fit (chosen by CV when a grid was given).
+    pub alpha: f64,
+    pub alpha_cv: Vec<AlphaCv>,
 }
 
 /// Fits the arms on randomised rows and evaluates them (see the module
@@ -649,6 +747,8 @@ pub fn fit_logs(
             }
         })
         .collect();
+    let (chosen, alpha_cv) = choose_alpha(&x, &arm, &y, &train, &names, opts)?;
+    let opts = &chosen;
     let fits = fit_with_learner(&x, &arm, &y, &train, &names, opts)?;
     let evaluation = evaluate(&x, &arm, &y, &held_rows, &fits, Some(&amounts));
     let arms = fits
@@ -675,6 +775,8 @@ pub fn fit_logs(
         "rows": "randomised decisions only (holdout + exploration), one per session (its first randomised decision), unweighted: the arms are uniform random subsets of the eligible decisions",
         "label": "session converted",
         "alpha": opts.alpha,
+        "alpha_cv": alpha_cv,
+        "cv_folds": if alpha_cv.is_empty() { None } else { Some(opts.cv_folds) },
         "holdout": opts.holdout,
         "seed": opts.seed,
         "clip_quantile": opts.clip_quantile,
@@ -702,6 +804,8 @@ pub fn fit_logs(
         evaluation,
         amounts,
         dropped_features: dropped,
+        alpha: opts.alpha,
+        alpha_cv,
     })
 }
 
@@ -889,6 +993,9 @@ pub struct CsvUplift {
     /// Per row, per arm: `p_a(x)`.
     pub p: Vec<Vec<f64>>,
     pub dropped_columns: Vec<String>,
+    /// The penalty of the fit (chosen by CV when a grid was given).
+    pub alpha: f64,
+    pub alpha_cv: Vec<AlphaCv>,
 }
 
 /// Fits and evaluates a CSV experiment.
@@ -904,6 +1011,8 @@ pub fn fit_csv(e: &CsvExperiment, opts: &UpliftOptions) -> Result<CsvUplift> {
     }
     let all: Vec<usize> = (0..y.len()).collect();
     let x = enc.design(&e.table, &all);
+    let (chosen, alpha_cv) = choose_alpha(&x, &e.arm, y, &train, &e.names, opts)?;
+    let opts = &chosen;
     let fits = fit_with_learner(&x, &e.arm, y, &train, &e.names, opts)?;
     let evaluation = evaluate(&x, &e.arm, y, &held_rows, &fits, None);
     let p = logits(&x, &fits, &all)
@@ -926,6 +1035,8 @@ pub fn fit_csv(e: &CsvExperiment, opts: &UpliftOptions) -> Result<CsvUplift> {
         held,
         p,
         dropped_columns: enc.dropped,
+        alpha: opts.alpha,
+        alpha_cv,
     })
 }
 
@@ -965,10 +1076,17 @@ pub struct UpliftArgs {
     /// experiment.
     #[arg(long, value_enum)]
     pub learner: Option<Learner>,
-    /// L2 penalty (alpha = 1/C of scikit-learn): per arm (two-model), or of
-    /// the one pooled model.
-    #[arg(long, default_value_t = 1.0)]
-    pub alpha: f64,
+    /// Fixed L2 penalty (alpha = 1/C of scikit-learn): per arm (two-model),
+    /// or of the one pooled model. Without it, alpha is chosen by k-fold CV
+    /// over --alphas on the training rows.
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Alpha grid searched by CV when --alpha is not given.
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1,10,100")]
+    pub alphas: Vec<f64>,
+    /// Folds of that CV (stratified by arm and outcome, seed --seed).
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
     /// Share of rows held out for the metrics (stratified by arm and label).
     #[arg(long, default_value_t = 0.3)]
     pub holdout: f64,
@@ -990,6 +1108,19 @@ pub struct UpliftArgs {
     pub json: bool,
 }
 
+/// "1" for a fixed alpha, "10 (5-fold CV: 0.1 0.3412, 1 0.3398, ...)"
+/// for a chosen one.
+fn alpha_text(alpha: f64, cv: &[AlphaCv]) -> String {
+    if cv.is_empty() {
+        return format!("{alpha}");
+    }
+    let scores: Vec<String> = cv
+        .iter()
+        .map(|c| format!("{} {:.4}", c.alpha, c.mean_log_loss))
+        .collect();
+    format!("{alpha} (CV log-loss: {})", scores.join(", "))
+}
+
 fn learner_name(l: Learner) -> &'static str {
     match l {
         Learner::TwoModel => "two-model",
@@ -1004,7 +1135,9 @@ fn command_line() -> String {
 /// Runs `nudge-train uplift`.
 pub fn run(a: &UpliftArgs) -> Result<()> {
     let opts = UpliftOptions {
-        alpha: a.alpha,
+        alpha: a.alpha.unwrap_or(1.0),
+        alphas: a.alpha.is_none().then(|| a.alphas.clone()),
+        cv_folds: a.k,
         holdout: a.holdout,
         seed: a.seed,
         min_arm_rows: a.min_arm_rows,
@@ -1106,7 +1239,8 @@ fn run_csv(a: &UpliftArgs, spec_path: &Path, opts: &UpliftOptions) -> Result<()>
         "spec_sha256": data::sha256_hex(&spec_bytes),
         "outcome": outcome,
         "rows": e.table.len(),
-        "alpha": opts.alpha,
+        "alpha": r.alpha,
+        "alpha_cv": r.alpha_cv,
         "holdout": opts.holdout,
         "seed": opts.seed,
         "dropped_columns": r.dropped_columns,
@@ -1155,7 +1289,7 @@ fn run_csv(a: &UpliftArgs, spec_path: &Path, opts: &UpliftOptions) -> Result<()>
         println!(
             "fit       {} logistic regression, alpha {}, held-out {:.0} % (seed {}, stratified by arm and outcome)",
             learner_name(opts.learner),
-            opts.alpha,
+            alpha_text(r.alpha, &r.alpha_cv),
             100.0 * opts.holdout,
             opts.seed
         );
@@ -1244,7 +1378,7 @@ fn run_logs(a: &UpliftArgs, logs_path: &Path, opts: &UpliftOptions) -> Result<()
             "fit       {} logistic regression on {} randomised sessions, alpha {}, held-out {:.0} % (seed {})",
             learner_name(opts.learner),
             rows.len(),
-            opts.alpha,
+            alpha_text(r.alpha, &r.alpha_cv),
             100.0 * opts.holdout,
             opts.seed
         );
@@ -1311,6 +1445,39 @@ mod tests {
         // Per-arm row counts as the two-model learner reports them.
         let n0 = arm.iter().filter(|&&a| a == 0).count();
         assert_eq!(fits[0].train_rows, n0);
+    }
+
+    #[test]
+    fn cv_shrinks_a_response_that_is_noise_and_keeps_one_that_is_not() {
+        let names: Vec<String> = ["none", "a", "b"].map(String::from).to_vec();
+        let opts = UpliftOptions {
+            learner: Learner::Pooled,
+            alphas: Some(vec![0.01, 1.0, 100.0]),
+            ..UpliftOptions::default()
+        };
+        // Strong, well-sampled effects: the lightest penalties fit best.
+        let (x, arm, y) = rows(20_000, &[0.0, 0.5, 1.0], 3);
+        let train: Vec<usize> = (0..y.len()).collect();
+        let (chosen, cv) = choose_alpha(&x, &arm, &y, &train, &names, &opts).unwrap();
+        assert_eq!(cv.len(), 3);
+        assert!(chosen.alpha < 100.0, "{cv:?}");
+        // Same call, same folds, same answer.
+        let (again, _) = choose_alpha(&x, &arm, &y, &train, &names, &opts).unwrap();
+        assert_eq!(again.alpha, chosen.alpha);
+        // Labels that depend on nothing, few rows: the heaviest penalty.
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let (x, arm, _) = rows(300, &[0.0, 0.0, 0.0], 4);
+        let y: Vec<bool> = (0..300).map(|_| rng.random::<f64>() < 0.3).collect();
+        let train: Vec<usize> = (0..y.len()).collect();
+        let (chosen, cv) = choose_alpha(&x, &arm, &y, &train, &names, &opts).unwrap();
+        assert_eq!(chosen.alpha, 100.0, "{cv:?}");
+        // No grid: the fixed alpha, no CV.
+        let fixed = UpliftOptions {
+            alphas: None,
+            ..opts
+        };
+        let (same, cv) = choose_alpha(&x, &arm, &y, &train, &names, &fixed).unwrap();
+        assert_eq!((same.alpha, cv.len()), (1.0, 0));
     }
 
     #[test]
