@@ -704,6 +704,35 @@ impl Engine {
         })
     }
 
+    /// Every campaign's pacing state on today's budget day, to carry over a
+    /// restart.
+    pub fn save_pacing(&self) -> pacing::SavedPacing {
+        let day = self.budgets.day_of(self.clock.now_ms());
+        pacing::SavedPacing {
+            format: pacing::SAVED_FORMAT.to_owned(),
+            campaigns: self
+                .pacers
+                .iter()
+                .map(|(c, p)| (c.clone(), p.save(&day)))
+                .collect(),
+        }
+    }
+
+    /// Restores saved pacing state (see [`Pacer::restore`]); campaigns no
+    /// longer configured are skipped. Returns how many pacers were restored.
+    pub fn restore_pacing(&self, saved: &pacing::SavedPacing) -> usize {
+        let today = self.budgets.day_of(self.clock.now_ms());
+        saved
+            .campaigns
+            .iter()
+            .filter(|(c, s)| {
+                self.pacers
+                    .get(c.as_str())
+                    .is_some_and(|p| p.restore(s, &today))
+            })
+            .count()
+    }
+
     /// Feeds every campaign's pacer with today's spend (called periodically
     /// by the server's pacing task).
     pub async fn update_pacing(&self) {

@@ -102,6 +102,16 @@
 //!   [`crate::policy::choose`]; log it in the decision record.
 //! - Call [`Pacer::new_day`] when the ledger's day rolls over.
 //!
+//! # Restarts
+//!
+//! [`Pacer::save`] / [`Pacer::restore`] carry the controller state over a
+//! restart (the server keeps `<data_dir>/pacing.json` next to the SQLite
+//! ledger, written every pacing tick and at shutdown). The same budget day
+//! continues where it stopped; a state from an earlier day becomes today's
+//! warm start, as at midnight. Without it lambda restarted at 0 and the
+//! first hour after a restart spent at the unpaced rate (2-3 % of the day's
+//! budget ahead of the curve in simulation).
+//!
 //! [`Pacer`] is `Sync`: `lambda()` is a lock-free atomic read, `update()`
 //! takes a short mutex with `try_lock` (a concurrent caller gets the current
 //! value instead of waiting) and there is no `.await` anywhere.
@@ -267,6 +277,46 @@ pub struct PacerSnapshot {
     pub updates_today: u64,
 }
 
+/// The controller state of one pacer on one budget day, as saved for a
+/// restart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedPacer {
+    /// Local budget day (`YYYY-MM-DD`) the state belongs to.
+    pub day: String,
+    pub integral: f64,
+    pub error: f64,
+    pub last_t: Option<f64>,
+    pub updates: u64,
+    pub integral_area: f64,
+    pub area_weight: f64,
+}
+
+impl SavedPacer {
+    fn is_finite(&self) -> bool {
+        [
+            self.integral,
+            self.error,
+            self.integral_area,
+            self.area_weight,
+        ]
+        .iter()
+        .chain(self.last_t.iter())
+        .all(|v| v.is_finite())
+    }
+}
+
+/// Format tag of [`SavedPacing`].
+pub const SAVED_FORMAT: &str = "nudge-pacing/1";
+
+/// Every campaign's [`SavedPacer`]: the file a server keeps for restarts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedPacing {
+    pub format: String,
+    pub campaigns: std::collections::BTreeMap<String, SavedPacer>,
+}
+
 #[derive(Clone, Debug)]
 struct State {
     integral: f64,
@@ -405,6 +455,52 @@ impl Pacer {
         self.roll_day(&mut st);
     }
 
+    /// The state to carry over a restart, tagged with the budget `day`.
+    pub fn save(&self, day: &str) -> SavedPacer {
+        let st = self.lock();
+        SavedPacer {
+            day: day.to_owned(),
+            integral: st.integral,
+            error: st.error,
+            last_t: st.last_t,
+            updates: st.updates,
+            integral_area: st.integral_area,
+            area_weight: st.area_weight,
+        }
+    }
+
+    /// Restores a saved state on budget day `today`: the same day continues
+    /// where it stopped (lambda as the last update left it); an earlier day
+    /// becomes today's warm start (as [`Pacer::new_day`]). A state from a
+    /// later day (the clock went back) or with non-finite numbers is
+    /// ignored. Returns whether anything was restored.
+    pub fn restore(&self, saved: &SavedPacer, today: &str) -> bool {
+        if !saved.is_finite() || saved.day.as_str() > today {
+            return false;
+        }
+        let u_max = self.cfg.u_max();
+        let mut st = self.lock();
+        *st = State {
+            integral: saved.integral.clamp(0.0, u_max),
+            error: saved.error.clamp(-1.0, 1.0),
+            last_t: saved.last_t.map(|t| t.clamp(0.0, 1.0)),
+            updates: saved.updates,
+            integral_area: saved.integral_area,
+            area_weight: saved.area_weight.max(0.0),
+        };
+        if saved.day == today {
+            let u = (st.integral + self.cfg.kp * st.error).clamp(0.0, u_max);
+            self.set_lambda(if self.cfg.enabled {
+                self.cfg.lambda_of(u)
+            } else {
+                0.0
+            });
+        } else {
+            self.roll_day(&mut st);
+        }
+        true
+    }
+
     pub fn snapshot(&self) -> PacerSnapshot {
         let st = self.lock();
         PacerSnapshot {
@@ -424,6 +520,53 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12
+    }
+
+    /// A pacer driven ahead of the curve for a while.
+    fn driven() -> Pacer {
+        let p = Pacer::new(PacingConfig::default());
+        for i in 0..60 {
+            let t = 0.3 + f64::from(i) / 1440.0;
+            p.update(t, ((t + 0.2) * 100_000.0) as i64, 100_000);
+        }
+        assert!(p.lambda() > 0.0);
+        p
+    }
+
+    #[test]
+    fn a_restored_pacer_continues_the_same_day_where_it_stopped() {
+        let p = driven();
+        let saved = p.save("2024-01-01");
+        let q = Pacer::new(PacingConfig::default());
+        assert!(q.restore(&saved, "2024-01-01"));
+        assert!(close(q.lambda(), p.lambda()));
+        assert_eq!(q.snapshot(), p.snapshot());
+        // Both continue identically.
+        assert!(close(
+            p.update(0.4, 70_000, 100_000),
+            q.update(0.4, 70_000, 100_000)
+        ));
+    }
+
+    #[test]
+    fn a_pacer_saved_yesterday_warm_starts_today_and_tomorrow_is_ignored() {
+        let p = driven();
+        let saved = p.save("2024-01-01");
+        p.new_day();
+        let q = Pacer::new(PacingConfig::default());
+        assert!(q.restore(&saved, "2024-01-02"));
+        assert!(close(q.lambda(), p.lambda()), "as at midnight");
+        assert_eq!(q.snapshot().updates_today, 0);
+        // A state from a later day (the clock went back) or with non-finite
+        // numbers changes nothing.
+        let r = Pacer::new(PacingConfig::default());
+        assert!(!r.restore(&saved, "2023-12-31"));
+        let bad = SavedPacer {
+            integral: f64::NAN,
+            ..saved
+        };
+        assert!(!r.restore(&bad, "2024-01-01"));
+        assert_eq!(r.lambda(), 0.0);
     }
 
     #[test]

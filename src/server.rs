@@ -63,6 +63,55 @@ pub fn load_model(settings: &Settings) -> Result<(Model, String), ModelError> {
 pub const VOUCHER_KEY_FILE: &str = "voucher.key";
 /// File (under the data directory) of the SQLite ledger.
 pub const LEDGER_FILE: &str = "ledger.sqlite3";
+/// The pacing controllers' state across restarts (next to the ledger).
+pub const PACING_FILE: &str = "pacing.json";
+
+/// Where the pacing state is kept: with the SQLite ledger only. A memory
+/// ledger forgets the day's spend on restart, and a controller restored
+/// against a spend of zero would be steering the wrong day.
+pub fn pacing_file(settings: &Settings) -> Option<std::path::PathBuf> {
+    (settings.ledger_backend == LedgerBackend::Sqlite).then(|| settings.data_dir.join(PACING_FILE))
+}
+
+/// Restores the pacing state from `path` if it is there. Pacing steers
+/// spend within the budget, it never decides whether money may be spent
+/// (the ledger does), so an unreadable file is logged and ignored.
+pub fn load_pacing(engine: &Engine, path: &std::path::Path) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the pacing state, pacing starts afresh");
+            return;
+        }
+    };
+    match serde_json::from_str::<crate::pacing::SavedPacing>(&text) {
+        Ok(s) if s.format == crate::pacing::SAVED_FORMAT => {
+            let n = engine.restore_pacing(&s);
+            tracing::info!(path = %path.display(), restored = n, "pacing state restored");
+        }
+        Ok(s) => {
+            tracing::warn!(path = %path.display(), format = %s.format, "unknown pacing state format, pacing starts afresh")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "bad pacing state, pacing starts afresh")
+        }
+    }
+}
+
+/// Writes the pacing state to `path` atomically (temporary file + rename;
+/// no fsync: losing the last few seconds of controller state costs pacing
+/// accuracy, never money).
+pub fn save_pacing(
+    saved: &crate::pacing::SavedPacing,
+    path: &std::path::Path,
+) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut bytes = serde_json::to_vec_pretty(saved).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
 /// How often the pacing controllers read the spend.
 pub const PACING_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -163,7 +212,7 @@ pub fn build_engine(
         .map_err(|e| ServerError::Setup(format!("decision log: {e}")))?,
         None => DecisionLog::disabled(),
     };
-    Ok(Engine::new(
+    let engine = Engine::new(
         settings,
         Arc::new(model),
         Arc::new(MemorySessionStore::new(
@@ -174,7 +223,11 @@ pub fn build_engine(
         clock,
         key,
         log,
-    ))
+    );
+    if let Some(path) = pacing_file(settings) {
+        load_pacing(&engine, &path);
+    }
+    Ok(engine)
 }
 
 /// An engine with in-memory state only (no files): tests, benches, demos.
@@ -197,14 +250,20 @@ pub fn memory_engine(settings: &Settings, model: Model, clock: Arc<dyn Clock>) -
 }
 
 /// Background work of a running service: the expiry sweeper and the pacing
-/// loop. Dropping it does not stop them; call [`Background::stop`].
+/// loop (which also saves the pacing state to `pacing_file`, if any, after
+/// every tick and when it stops). Dropping it does not stop them; call
+/// [`Background::stop`].
 pub struct Background {
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Background {
-    pub fn spawn(engine: Arc<Engine>, sweep_interval: std::time::Duration) -> Background {
+    pub fn spawn(
+        engine: Arc<Engine>,
+        sweep_interval: std::time::Duration,
+        pacing_file: Option<std::path::PathBuf>,
+    ) -> Background {
         let (stop, rx) = tokio::sync::watch::channel(false);
         let sweeper = spawn_sweeper(
             engine.ledger.clone(),
@@ -215,17 +274,34 @@ impl Background {
         let mut rx_pacing = rx;
         let e = engine.clone();
         let pacing = tokio::spawn(async move {
+            let save = |e: &Engine| {
+                let path = pacing_file.clone()?;
+                let saved = e.save_pacing();
+                Some(tokio::task::spawn_blocking(move || {
+                    if let Err(err) = save_pacing(&saved, &path) {
+                        tracing::warn!(path = %path.display(), error = %err, "cannot save the pacing state");
+                    }
+                }))
+            };
             let mut tick = tokio::time::interval(PACING_TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => e.update_pacing().await,
+                    _ = tick.tick() => {
+                        e.update_pacing().await;
+                        if let Some(h) = save(&e) {
+                            let _ = h.await;
+                        }
+                    }
                     changed = rx_pacing.changed() => {
                         if changed.is_err() || *rx_pacing.borrow() {
                             break;
                         }
                     }
                 }
+            }
+            if let Some(h) = save(&e) {
+                let _ = h.await;
             }
             tracing::debug!("pacing loop stopped");
         });

@@ -213,7 +213,11 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         Arc::new(SystemClock),
         key,
     )?);
-    let background = server::Background::spawn(engine.clone(), settings.sweep_interval);
+    let background = server::Background::spawn(
+        engine.clone(),
+        settings.sweep_interval,
+        server::pacing_file(&settings),
+    );
     let served = server::run(listener, engine.clone(), shutdown_signal()).await;
     background.stop().await;
     engine.log.flush().await;

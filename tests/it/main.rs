@@ -30,3 +30,5 @@ mod crash;
 mod report;
 // The exit-intent offer trigger.
 mod trigger;
+// Pacing state across restarts.
+mod pacing_state;
