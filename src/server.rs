@@ -112,6 +112,7 @@ pub fn save_pacing(
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
+
 /// How often the pacing controllers read the spend.
 pub const PACING_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
