@@ -39,6 +39,9 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub ledger: RawLedger,
+    /// Shared state for several replicas (see `redis_backend`).
+    #[serde(default)]
+    pub redis: RawRedis,
     #[serde(default)]
     pub voucher: RawVoucher,
     #[serde(default)]
@@ -53,8 +56,9 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLedger {
-    /// `sqlite` (durable, the default) or `memory` (tests, demos: forgets
-    /// everything on restart).
+    /// `sqlite` (durable, the default), `redis` (shared by every replica;
+    /// needs `[redis] url`) or `memory` (tests, demos: forgets everything on
+    /// restart).
     pub backend: Option<String>,
     /// How often expired offers are voided. Default 60 s.
     pub sweep_interval_secs: Option<u64>,
@@ -100,6 +104,25 @@ pub struct RawSessions {
     pub idle_ttl_secs: Option<u64>,
     /// Upper bound on sessions held in memory. Default 1,000,000.
     pub max_sessions: Option<u64>,
+    /// `memory` (the default: one replica) or `redis` (sessions shared by
+    /// every replica, so a session's requests may reach any of them; needs
+    /// `[redis] url`).
+    pub backend: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://[user:password@]host:port/db`, `rediss://...` (TLS) or
+    /// `unix:///path/to/redis.sock`. Required when a backend is `redis`.
+    pub url: Option<String>,
+    /// Prefix of every key, used as a Redis Cluster hash tag (`{nudge}:...`)
+    /// so that one deployment's keys share a slot. Default `nudge`. Letters,
+    /// digits, `-`, `_`, `.`, at most 64.
+    pub key_prefix: Option<String>,
+    /// Connect and response timeout of one Redis command, ms. Default 500.
+    /// A Redis slower than this answers decisions without a voucher.
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +231,9 @@ pub struct Settings {
     pub limits: Limits,
     pub data_dir: PathBuf,
     pub ledger_backend: LedgerBackend,
+    pub session_backend: SessionBackend,
+    /// Set exactly when a backend is Redis.
+    pub redis: Option<crate::redis_backend::RedisSettings>,
     pub sweep_interval: Duration,
     /// Configured secret; `None` = environment or generated key file.
     pub voucher_secret: Option<Secret>,
@@ -221,7 +247,15 @@ pub struct Settings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LedgerBackend {
     Sqlite,
+    Redis,
     Memory,
+}
+
+/// Where session state is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionBackend {
+    Memory,
+    Redis,
 }
 
 /// Decision log settings (the directory is `<data_dir>/log`).
@@ -260,6 +294,55 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
         field,
         message: message.into(),
     }
+}
+
+/// `[redis]`: required and checked when a backend uses it, refused when
+/// none does (a URL that is silently unused hides a typo in `backend`).
+fn validate_redis(
+    raw: RawRedis,
+    used: bool,
+) -> Result<Option<crate::redis_backend::RedisSettings>, ConfigError> {
+    let given = raw.url.is_some() || raw.key_prefix.is_some() || raw.timeout_ms.is_some();
+    if !used {
+        return if given {
+            Err(invalid(
+                "redis",
+                "set, but neither ledger.backend nor sessions.backend is \"redis\"",
+            ))
+        } else {
+            Ok(None)
+        };
+    }
+    let url = raw.url.ok_or_else(|| {
+        invalid(
+            "redis.url",
+            "required when ledger.backend or sessions.backend is \"redis\"",
+        )
+    })?;
+    if let Err(e) = redis::Client::open(url.as_str()) {
+        return Err(invalid("redis.url", e.to_string()));
+    }
+    let key_prefix = raw.key_prefix.unwrap_or_else(|| "nudge".to_owned());
+    if key_prefix.is_empty()
+        || key_prefix.len() > 64
+        || !key_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(
+            "redis.key_prefix",
+            "1 to 64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(500);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(invalid("redis.timeout_ms", "must be in 1..=60000"));
+    }
+    Ok(Some(crate::redis_backend::RedisSettings {
+        url,
+        key_prefix,
+        timeout: Duration::from_millis(timeout_ms),
+    }))
 }
 
 impl RawConfig {
@@ -422,14 +505,29 @@ impl RawConfig {
 
         let ledger_backend = match self.ledger.backend.as_deref().unwrap_or("sqlite") {
             "sqlite" => LedgerBackend::Sqlite,
+            "redis" => LedgerBackend::Redis,
             "memory" => LedgerBackend::Memory,
             other => {
                 return Err(invalid(
                     "ledger.backend",
-                    format!("{other:?}: expected \"sqlite\" or \"memory\""),
+                    format!("{other:?}: expected \"sqlite\", \"redis\" or \"memory\""),
                 ))
             }
         };
+        let session_backend = match self.sessions.backend.as_deref().unwrap_or("memory") {
+            "memory" => SessionBackend::Memory,
+            "redis" => SessionBackend::Redis,
+            other => {
+                return Err(invalid(
+                    "sessions.backend",
+                    format!("{other:?}: expected \"memory\" or \"redis\""),
+                ))
+            }
+        };
+        let redis = validate_redis(
+            self.redis,
+            ledger_backend == LedgerBackend::Redis || session_backend == SessionBackend::Redis,
+        )?;
         let sweep = self.ledger.sweep_interval_secs.unwrap_or(60);
         if sweep == 0 {
             return Err(invalid("ledger.sweep_interval_secs", "must be > 0"));
@@ -523,6 +621,8 @@ impl RawConfig {
             limits,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             ledger_backend,
+            session_backend,
+            redis,
             sweep_interval: Duration::from_secs(sweep),
             voucher_secret,
             min_order_cents,
@@ -546,6 +646,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn redis_backends_share_one_connection_section() {
+        let s = RawConfig::from_toml(
+            "[ledger]\nbackend = \"redis\"\n[sessions]\nbackend = \"redis\"\n[redis]\nurl = \"redis://127.0.0.1:6379/2\"",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(
+            (s.ledger_backend, s.session_backend),
+            (LedgerBackend::Redis, SessionBackend::Redis)
+        );
+        let r = s.redis.unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.key_prefix.as_str(), r.timeout),
+            (
+                "redis://127.0.0.1:6379/2",
+                "nudge",
+                Duration::from_millis(500)
+            )
+        );
+    }
+
+    #[test]
     fn empty_file_gives_documented_defaults() {
         let s = RawConfig::from_toml("").unwrap().validate().unwrap();
         assert_eq!(s.listen, DEFAULT_LISTEN.parse().unwrap());
@@ -564,6 +687,8 @@ mod tests {
         assert_eq!(s.default_campaign, "default");
         assert_eq!(s.budgets.campaigns["default"].daily_cap_cents, 100_000);
         assert_eq!(s.ledger_backend, LedgerBackend::Sqlite);
+        assert_eq!(s.session_backend, SessionBackend::Memory);
+        assert_eq!(s.redis, None);
         assert_eq!(s.data_dir, PathBuf::from("data"));
         assert_eq!(s.experiment.holdout_share, 0.10);
         assert!(s.pacing.enabled);
@@ -607,6 +732,22 @@ mod tests {
                 "experiment.holdout_share",
             ),
             ("[ledger]\nbackend = \"postgres\"", "ledger.backend"),
+            ("[sessions]\nbackend = \"sqlite\"", "sessions.backend"),
+            ("[ledger]\nbackend = \"redis\"", "redis.url"),
+            ("[sessions]\nbackend = \"redis\"", "redis.url"),
+            ("[redis]\nurl = \"redis://127.0.0.1/\"", "redis"),
+            (
+                "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"http://x\"",
+                "redis.url",
+            ),
+            (
+                "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"redis://h/\"\nkey_prefix = \"a{b}\"",
+                "redis.key_prefix",
+            ),
+            (
+                "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"redis://h/\"\ntimeout_ms = 0",
+                "redis.timeout_ms",
+            ),
             ("[pacing]\nhourly_weights = [1.0, 2.0]", "hourly_weights"),
             ("[pacing]\nkp = -1.0", "pacing"),
             (

@@ -18,7 +18,8 @@
 //! state machine. [`MemoryLedger`] wraps it in a mutex (tests, simulation);
 //! [`crate::ledger_sqlite::SqliteLedger`] (the embedded default) owns one on
 //! a writer thread and persists every change in SQLite before answering.
-//! Both run the same conformance suite.
+//! [`crate::redis_backend::RedisLedger`] (several replicas) does the same
+//! bookkeeping in Redis Lua scripts. All three run one conformance suite.
 
 use crate::voucher::{self, VoucherKey};
 use async_trait::async_trait;
@@ -619,6 +620,12 @@ impl MemoryLedger {
     pub fn rows(&self) -> Result<Vec<OfferRow>, LedgerError> {
         Ok(self.core()?.rows())
     }
+}
+
+/// What makes two outcomes of a session the same (`converted:order`); a
+/// repeat with the same key is not a change.
+pub fn upsert_outcome_key(o: &Outcome) -> String {
+    format!("{}:{}", u8::from(o.converted), o.order_value_cents)
 }
 
 /// Applies an outcome to a map; true when new or changed.

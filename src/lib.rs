@@ -15,6 +15,7 @@
 //! - [`ledger`]: the voucher budget trait and its in-memory implementation.
 //! - [`simulate`]: the policy simulator (none, blanket, heat-tier, nudge, oracle) on generated traffic.
 //! - [`store`]: the session store trait and its in-memory (moka) implementation.
+//! - [`redis_backend`]: the Redis session store and ledger (shared state for several replicas).
 //! - [`clock`]: injected time (system and manual clocks).
 //! - [`decision_log`]: the JSON-lines decision/event/outcome log format (written by the service, read by nudge-train).
 //! - [`config`]: the TOML configuration, validated once into settings.
@@ -37,6 +38,7 @@ pub mod log_writer;
 pub mod model;
 pub mod pacing;
 pub mod policy;
+pub mod redis_backend;
 pub mod report;
 pub mod server;
 pub mod service;

@@ -2,15 +2,16 @@
 //! reflection) on a listener until the shutdown future resolves.
 
 use crate::clock::Clock;
-use crate::config::{LedgerBackend, Settings, DEFAULT_MODEL};
+use crate::config::{LedgerBackend, SessionBackend, Settings, DEFAULT_MODEL};
 use crate::engine::Engine;
 use crate::ledger::{Ledger, MemoryLedger};
 use crate::ledger_sqlite::{spawn_sweeper, SqliteLedger};
 use crate::log_writer::{DecisionLog, LogSettings};
 use crate::model::{Model, ModelError, ModelFile};
 use crate::pb;
+use crate::redis_backend::{RedisConn, RedisLedger, RedisSessionStore};
 use crate::service::OffersService;
-use crate::store::MemorySessionStore;
+use crate::store::{MemorySessionStore, SessionStore};
 use crate::voucher::VoucherKey;
 use std::future::Future;
 use std::sync::Arc;
@@ -66,11 +67,12 @@ pub const LEDGER_FILE: &str = "ledger.sqlite3";
 /// The pacing controllers' state across restarts (next to the ledger).
 pub const PACING_FILE: &str = "pacing.json";
 
-/// Where the pacing state is kept: with the SQLite ledger only. A memory
+/// Where the pacing state is kept: with a durable ledger (SQLite, or Redis:
+/// each replica paces its own share and keeps its own file). A memory
 /// ledger forgets the day's spend on restart, and a controller restored
 /// against a spend of zero would be steering the wrong day.
 pub fn pacing_file(settings: &Settings) -> Option<std::path::PathBuf> {
-    (settings.ledger_backend == LedgerBackend::Sqlite).then(|| settings.data_dir.join(PACING_FILE))
+    (settings.ledger_backend != LedgerBackend::Memory).then(|| settings.data_dir.join(PACING_FILE))
 }
 
 /// Restores the pacing state from `path` if it is there. Pacing steers
@@ -127,7 +129,15 @@ pub fn voucher_key(
     if let Some(s) = &settings.voucher_secret {
         return Ok(VoucherKey::from_secret(&s.0));
     }
-    if let Some(s) = env_secret.filter(|s| !s.is_empty()) {
+    let env_secret = env_secret.filter(|s| !s.is_empty());
+    if env_secret.is_none() && settings.ledger_backend == LedgerBackend::Redis {
+        // A key generated into one replica's data directory would make the
+        // codes it mints unredeemable at every other replica.
+        return Err(ServerError::Setup(
+            "ledger.backend = \"redis\" needs one voucher secret shared by every replica: set voucher.secret or NUDGE_VOUCHER_SECRET".into(),
+        ));
+    }
+    if let Some(s) = env_secret {
         if s.len() < crate::config::MIN_SECRET_BYTES {
             return Err(ServerError::Setup(format!(
                 "NUDGE_VOUCHER_SECRET must be at least {} bytes",
@@ -182,14 +192,26 @@ fn decode_hex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Builds the engine with the configured backends: the SQLite ledger (or
-/// memory), the decision log, in-memory sessions.
+/// Builds the engine with the configured backends: the ledger (SQLite,
+/// Redis or memory), the session store (memory or Redis), the decision log.
+/// Nothing here dials Redis (see [`RedisConn::new`]).
 pub fn build_engine(
     settings: &Settings,
     model: Model,
     clock: Arc<dyn Clock>,
     key: VoucherKey,
 ) -> Result<Engine, ServerError> {
+    let redis = settings
+        .redis
+        .as_ref()
+        .map(RedisConn::new)
+        .transpose()
+        .map_err(ServerError::Setup)?;
+    let redis_conn = || {
+        redis.clone().ok_or_else(|| {
+            ServerError::Setup("a redis backend is configured without [redis] settings".into())
+        })
+    };
     let ledger: Arc<dyn Ledger> = match settings.ledger_backend {
         LedgerBackend::Sqlite => Arc::new(
             SqliteLedger::open(
@@ -199,8 +221,25 @@ pub fn build_engine(
             )
             .map_err(|e| ServerError::Setup(e.to_string()))?,
         ),
+        LedgerBackend::Redis => Arc::new(RedisLedger::new(
+            redis_conn()?,
+            settings.budgets.clone(),
+            key.clone(),
+        )),
         LedgerBackend::Memory => Arc::new(MemoryLedger::new(settings.budgets.clone(), key.clone())),
     };
+    let sessions: Arc<dyn SessionStore> = match settings.session_backend {
+        SessionBackend::Memory => Arc::new(MemorySessionStore::new(
+            settings.idle_ttl,
+            settings.max_sessions,
+        )),
+        SessionBackend::Redis => Arc::new(RedisSessionStore::new(redis_conn()?, settings.idle_ttl)),
+    };
+    if settings.ledger_backend == LedgerBackend::Redis {
+        if let (Ok(rt), Ok(conn)) = (tokio::runtime::Handle::try_current(), redis_conn()) {
+            rt.spawn(async move { conn.check_durability().await });
+        }
+    }
     let log = match settings.log {
         Some(cfg) => DecisionLog::start(
             &LogSettings {
@@ -213,18 +252,7 @@ pub fn build_engine(
         .map_err(|e| ServerError::Setup(format!("decision log: {e}")))?,
         None => DecisionLog::disabled(),
     };
-    let engine = Engine::new(
-        settings,
-        Arc::new(model),
-        Arc::new(MemorySessionStore::new(
-            settings.idle_ttl,
-            settings.max_sessions,
-        )),
-        ledger,
-        clock,
-        key,
-        log,
-    );
+    let engine = Engine::new(settings, Arc::new(model), sessions, ledger, clock, key, log);
     if let Some(path) = pacing_file(settings) {
         load_pacing(&engine, &path);
     }

@@ -8,8 +8,9 @@
 //! time-to-idle only frees the memory.
 //!
 //! [`SessionStore::apply`] is atomic per session: concurrent updates to one
-//! session are serialised, never lost. A Redis implementation does the same
-//! with a Lua script (read, apply, write, set TTL) keyed by session id.
+//! session are serialised, never lost. The Redis implementation
+//! ([`crate::redis_backend::RedisSessionStore`]) folds in Rust and writes
+//! back with a compare-and-set script, redoing the fold when it lost a race.
 
 use crate::session::{Context, Event, SessionState};
 use async_trait::async_trait;

@@ -4,6 +4,7 @@ use nudge::ledger::{
     ReserveOutcome, ReserveRequest,
 };
 use nudge::ledger_sqlite::SqliteLedger;
+use nudge::redis_backend::RedisLedger;
 use nudge::voucher::VoucherKey;
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -177,5 +178,35 @@ proptest! {
         let shared = Arc::new(MemoryLedger::new(Budgets::single(CAP), key()));
         // A memory ledger has no restart: "restart" keeps the same state.
         rt.block_on(run(ops, || (shared.clone() as Arc<dyn Ledger>, None)))?;
+    }
+}
+
+/// The same interleavings against Redis, where "restart" is a new ledger
+/// and connection (a replica restarting, or another replica taking over) on
+/// the same keys. One server for every case, a fresh key prefix per case.
+#[test]
+fn redis_ledger_never_overspends_across_interleavings_and_restarts() {
+    let Some(redis) = crate::redis::redis_server() else {
+        return;
+    };
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(64));
+    let result = runner.run(&prop::collection::vec(op(), 1..60), |ops| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let prefix = format!(
+            "p{}",
+            case.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        rt.block_on(run(ops, || {
+            let l = RedisLedger::new(redis.conn(&prefix), Budgets::single(CAP), key());
+            (Arc::new(l) as Arc<dyn Ledger>, None)
+        }))
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

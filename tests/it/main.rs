@@ -32,3 +32,5 @@ mod report;
 mod trigger;
 // Pacing state across restarts.
 mod pacing_state;
+// The Redis backends: replicas sharing a budget and sessions, Redis down.
+mod redis;

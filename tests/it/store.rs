@@ -1,5 +1,5 @@
 //! One conformance suite for every `SessionStore` and `Ledger`
-//! implementation (the Redis ones join by adding a line to each test list).
+//! implementation: memory, SQLite and Redis.
 
 use crate::util::NOW_MS;
 use nudge::ledger::{
@@ -7,6 +7,7 @@ use nudge::ledger::{
     ReserveOutcome, ReserveRequest, DEFAULT_CAMPAIGN, MS_PER_DAY,
 };
 use nudge::ledger_sqlite::SqliteLedger;
+use nudge::redis_backend::{RedisLedger, RedisSessionStore};
 use nudge::session::{Context, Device, Event, EventKind, Signal};
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate};
 use nudge::voucher::{self, VoucherKey};
@@ -393,6 +394,28 @@ async fn sqlite_ledger_restores_budget_and_offers_after_restart() {
             .unwrap(),
         ReserveOutcome::AlreadyOffered(_)
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_ledger_conforms() {
+    let Some(redis) = crate::redis::redis_server() else {
+        return;
+    };
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    ledger_suite(|b| {
+        // A fresh, empty ledger: its own key prefix on the same server.
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Arc::new(RedisLedger::new(redis.conn(&format!("l{i}")), b, key())) as Arc<dyn Ledger>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_session_store_conforms() {
+    let Some(redis) = crate::redis::redis_server() else {
+        return;
+    };
+    session_store_suite(Arc::new(RedisSessionStore::new(redis.conn("s"), TTL))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

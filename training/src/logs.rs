@@ -3,9 +3,10 @@
 //! the one feature path, and writing generated sessions in that format.
 //!
 //! # Reading
-//! - Input: one file, or a directory whose regular, non-hidden files are
-//!   read in file-name order (rotated files must sort chronologically, e.g.
-//!   `decisions-000017.jsonl`). Blank lines are skipped; any other line must
+//! - Input: one file, or a directory whose regular, non-hidden files (and
+//!   those of its non-hidden subdirectories, one per replica when several
+//!   replicas share a Redis backend) are read in path order (rotated files
+//!   must sort chronologically, e.g. `decisions-000017.jsonl`). Blank lines are skipped; any other line must
 //!   be a `LogRecord` with `v = 1`, or the error names the file and line.
 //! - Records are grouped by `session_id`. Within a session they are ordered
 //!   by `at_ms`, ties keeping file order (a stable sort).
@@ -90,20 +91,35 @@ pub struct LogSummary {
 }
 
 /// The files to read: `path` itself, or the regular non-hidden files of a
-/// directory in name order.
+/// directory and of its non-hidden subdirectories, in path order. The
+/// subdirectories are for several replicas: copy each replica's `log/`
+/// into its own folder under one directory (their file names repeat).
 pub fn log_files(path: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        for e in
+            std::fs::read_dir(dir).with_context(|| format!("read directory {}", dir.display()))?
+        {
+            let p = e
+                .with_context(|| format!("read directory {}", dir.display()))?
+                .path();
+            let hidden = p
+                .file_name()
+                .map(|n| n.to_string_lossy().starts_with('.'))
+                .unwrap_or(true);
+            if hidden {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
     if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("read directory {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && !p
-                        .file_name()
-                        .map(|n| n.to_string_lossy().starts_with('.'))
-                        .unwrap_or(true)
-            })
-            .collect();
+        let mut files = Vec::new();
+        walk(path, &mut files)?;
         files.sort();
         if files.is_empty() {
             bail!("{} holds no log files", path.display());
@@ -398,6 +414,36 @@ mod tests {
                 k += 1;
             }
         }
+    }
+
+    #[test]
+    fn logs_of_several_replicas_join_from_their_own_folders() {
+        // Replica a decided, replica b recorded the outcomes; both wrote a
+        // file of the same name.
+        let sessions = data::parse_jsonl(&data::generate_jsonl(40, 9)).unwrap();
+        let recs = records(&generated_to_log(&sessions));
+        let dir = tempfile::tempdir().unwrap();
+        for (sub, outcomes) in [("a", false), ("b", true)] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+            let mut text = String::new();
+            for r in &recs {
+                if matches!(r, LogRecord::Outcome(_)) == outcomes {
+                    text.push_str(&serde_json::to_string(r).unwrap());
+                    text.push('\n');
+                }
+            }
+            std::fs::write(
+                dir.path().join(sub).join("decisions-2026112210-0001.jsonl"),
+                text,
+            )
+            .unwrap();
+        }
+        let (files, _, read) = read_records(dir.path()).unwrap();
+        assert_eq!(files.len(), 2);
+        let (rows, summary) = replay(&read, MissingOutcome::Skip);
+        let (want, _) = replay(&recs, MissingOutcome::Skip);
+        assert_eq!(summary.sessions_without_outcome, 0);
+        assert_eq!(rows.len(), want.len());
     }
 
     #[test]

@@ -1,0 +1,792 @@
+//! The Redis implementations of [`SessionStore`] and [`Ledger`]: the shared
+//! state that lets several nudge replicas serve one shop.
+//!
+//! # Why Lua scripts
+//!
+//! Every ledger change is one Lua script, and Redis runs a script alone: the
+//! budget check and the reservation of [`Ledger::reserve`] cannot interleave
+//! with another replica's, so the day cap holds across any number of
+//! replicas exactly as [`crate::ledger::LedgerCore`] holds it inside one
+//! process (the same conformance suite runs against both). The voucher code
+//! is minted in Rust (the MAC key never reaches Redis): one code per
+//! candidate amount is sent, the script keeps the one it reserves, and a
+//! code collision is answered `collision` and retried with new nonces.
+//!
+//! Session state is folded in Rust ([`SessionState::apply`] is the one
+//! feature path) and written back with a compare-and-set script: a
+//! concurrent update of the same session makes the write fail and the fold
+//! is redone on the new state, so no update is lost.
+//!
+//! # Keys
+//!
+//! Every key starts with `{prefix}:` (default `{nudge}:`). The braces are a
+//! Redis Cluster hash tag: every key of one deployment lands in one slot,
+//! which the scripts need because they derive the day and campaign counter
+//! keys from the offer they touch. Use a standalone Redis (with a replica
+//! for fail-over) or a cluster; either way one deployment is one slot.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `offer:<code>` | hash | one offer row (campaign, session, day, amount, issued, expires, state, settled, order) |
+//! | `by_session` | hash | `<campaign> 0x1f <session>` -> code (one offer per session and campaign) |
+//! | `day:<campaign>:<YYYY-MM-DD>` | hash | reserved, captured, offers of the budget day |
+//! | `total:<campaign>` | hash | the same over the campaign's lifetime |
+//! | `reserved` / `captured` | sorted sets | codes by expiry / by capture time (sweeper, ROI report) |
+//! | `outcomes` / `outcome_at` | hash / sorted set | session -> `converted:order:at`, and by time |
+//! | `sess:<session>` | string | a session's state as JSON, with its last-touch time |
+//!
+//! # Durability
+//!
+//! An offer must be durable before it is sent. Redis acknowledges a write
+//! once it is in memory; run it with `appendonly yes` and `appendfsync
+//! always` for the same guarantee as the SQLite ledger (the service warns at
+//! start when it can read a weaker setting). A replica promoted after a
+//! crash can miss the last writes of the old primary; that is Redis's
+//! replication model, and why a single durable primary is the recommended
+//! set-up for the ledger.
+//!
+//! # Failures
+//!
+//! Connections are made lazily and re-made after a failure
+//! ([`redis::aio::ConnectionManager`]), with a connect and a response
+//! timeout; a Redis that is down or slow turns into
+//! [`LedgerError::Unavailable`] / [`StoreError::Unavailable`], which the
+//! engine answers with a score and no voucher (fail closed on money, open
+//! on scoring). A reply the scripts cannot have produced is also
+//! `Unavailable`, never a panic.
+
+use crate::ledger::{
+    upsert_outcome_key, BudgetSnapshot, Budgets, Captured, Ledger, LedgerError, Offer, Outcome,
+    RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
+};
+use crate::session::{Context, SessionState};
+use crate::store::{SessionStore, SessionUpdate, StoreError};
+use crate::voucher::{self, VoucherKey};
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Validated connection settings (see `[redis]` in the config reference).
+/// `Debug` hides a password in the URL (`check-config` prints settings).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`, `rediss://...` or `unix:///path/to/socket`.
+    pub url: String,
+    /// Key prefix, without the braces.
+    pub key_prefix: String,
+    /// Connect and response timeout of one command.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The URL with the password of its user info, if any, replaced.
+pub fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &url[start..start + at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let shown = if userinfo.contains(':') {
+                format!("{user}:<redacted>")
+            } else {
+                "<redacted>".to_owned()
+            };
+            format!("{}{shown}{}", &url[..start], &url[start + at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// A lazily connecting, self-healing connection shared by the store and the
+/// ledger. Cloning is cheap (one multiplexed connection).
+#[derive(Clone)]
+pub struct RedisConn {
+    manager: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl RedisConn {
+    /// Does not connect: the first command does (so a service whose Redis
+    /// is down still starts and scores).
+    pub fn new(settings: &RedisSettings) -> Result<Self, String> {
+        let client =
+            redis::Client::open(settings.url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| format!("redis: {e}"))?;
+        Ok(RedisConn {
+            manager,
+            prefix: format!("{{{}}}", settings.key_prefix),
+        })
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut k = self.prefix.clone();
+        for p in parts {
+            k.push(':');
+            k.push_str(p);
+        }
+        k
+    }
+
+    fn con(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
+    /// Warns when Redis says its writes are not fsynced on every command
+    /// (ignored when `CONFIG` is not allowed, as on many managed services).
+    pub async fn check_durability(&self) {
+        let mut con = self.con();
+        let got: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("append*")
+            .query_async(&mut con)
+            .await;
+        match got {
+            Ok(kv) => {
+                let get = |name: &str| {
+                    kv.chunks(2)
+                        .find(|c| c.first().map(String::as_str) == Some(name))
+                        .and_then(|c| c.get(1).cloned())
+                        .unwrap_or_default()
+                };
+                let (aof, fsync) = (get("appendonly"), get("appendfsync"));
+                if aof != "yes" || fsync != "always" {
+                    tracing::warn!(
+                        appendonly = %aof,
+                        appendfsync = %fsync,
+                        "redis does not fsync every write: an acknowledged offer can be lost in a crash (set appendonly yes, appendfsync always)"
+                    );
+                }
+            }
+            Err(e) => tracing::info!(error = %e, "redis durability settings not readable"),
+        }
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> LedgerError {
+    LedgerError::Unavailable(format!("redis: {e}"))
+}
+
+fn bad_reply(what: &str) -> LedgerError {
+    LedgerError::Unavailable(format!("redis: unexpected reply to {what}"))
+}
+
+// --- ledger ------------------------------------------------------------------
+
+/// KEYS: by_session, day, total, reserved, offer key per candidate.
+/// ARGV: field, daily cap, total cap (-1: none), n, (amount, code) * n,
+/// campaign, session, day, issued, expires.
+const RESERVE: &str = r#"
+local code = redis.call('HGET', KEYS[1], ARGV[1])
+if code then return {'already', code} end
+local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end
+local rem = tonumber(ARGV[2]) - num(KEYS[2], 'reserved') - num(KEYS[2], 'captured')
+local tcap = tonumber(ARGV[3])
+if tcap >= 0 then
+  local t = tcap - num(KEYS[3], 'reserved') - num(KEYS[3], 'captured')
+  if t < rem then rem = t end
+end
+if rem < 0 then rem = 0 end
+local n = tonumber(ARGV[4])
+local base = 4 + 2 * n
+for i = 1, n do
+  local amount = ARGV[3 + 2 * i]
+  local c = ARGV[4 + 2 * i]
+  local a = tonumber(amount)
+  if a > 0 and a <= rem then
+    local okey = KEYS[4 + i]
+    if redis.call('EXISTS', okey) == 1 then return {'collision', c} end
+    redis.call('HSET', okey, 'campaign', ARGV[base + 1], 'session', ARGV[base + 2],
+      'day', ARGV[base + 3], 'amount', amount, 'issued', ARGV[base + 4],
+      'expires', ARGV[base + 5], 'state', 'reserved')
+    redis.call('HSET', KEYS[1], ARGV[1], c)
+    for _, k in ipairs({KEYS[2], KEYS[3]}) do
+      redis.call('HINCRBY', k, 'reserved', amount)
+      redis.call('HINCRBY', k, 'offers', 1)
+    end
+    redis.call('ZADD', KEYS[4], ARGV[base + 5], c)
+    return {'reserved', c}
+  end
+end
+return {'exhausted', tostring(rem)}
+"#;
+
+/// Moves an offer out of `reserved` (shared by redeem and the sweeper).
+const SETTLE_FN: &str = r#"
+local function settle(prefix, code, r, state, now, order)
+  -- r = {campaign, day, amount}
+  local amount = r[3]
+  redis.call('HSET', prefix .. ':offer:' .. code, 'state', state, 'settled', now)
+  if order then redis.call('HSET', prefix .. ':offer:' .. code, 'order', order) end
+  for _, k in ipairs({prefix .. ':day:' .. r[1] .. ':' .. r[2], prefix .. ':total:' .. r[1]}) do
+    redis.call('HINCRBY', k, 'reserved', '-' .. amount)
+    if state == 'captured' then redis.call('HINCRBY', k, 'captured', amount) end
+  end
+  redis.call('ZREM', prefix .. ':reserved', code)
+  if state == 'captured' then redis.call('ZADD', prefix .. ':captured', now, code) end
+end
+"#;
+
+/// ARGV: prefix, code, session, now, order, min order.
+const REDEEM: &str = r#"
+local prefix, code = ARGV[1], ARGV[2]
+local r = redis.call('HMGET', prefix .. ':offer:' .. code,
+  'campaign', 'day', 'amount', 'session', 'state', 'expires')
+if not r[4] or r[4] ~= ARGV[3] then return {'invalid'} end
+if r[5] == 'captured' then return {'already'} end
+if r[5] == 'voided' then return {'expired'} end
+if tonumber(r[6]) <= tonumber(ARGV[4]) then
+  settle(prefix, code, r, 'voided', ARGV[4], nil)
+  return {'expired'}
+end
+if tonumber(ARGV[5]) < tonumber(ARGV[6]) then return {'below'} end
+settle(prefix, code, r, 'captured', ARGV[4], ARGV[5])
+return {'accepted', r[3]}
+"#;
+
+/// ARGV: prefix, now, batch. Returns {voided, scanned}.
+const VOID_EXPIRED: &str = r#"
+local prefix = ARGV[1]
+local codes = redis.call('ZRANGEBYSCORE', prefix .. ':reserved', '-inf', ARGV[2],
+  'LIMIT', 0, tonumber(ARGV[3]))
+local voided = 0
+for _, code in ipairs(codes) do
+  local r = redis.call('HMGET', prefix .. ':offer:' .. code, 'campaign', 'day', 'amount', 'state')
+  if r[4] == 'reserved' then
+    settle(prefix, code, r, 'voided', ARGV[2], nil)
+    voided = voided + 1
+  else
+    redis.call('ZREM', prefix .. ':reserved', code)
+  end
+end
+return {voided, #codes}
+"#;
+
+/// ARGV: prefix, since. Returns campaign, session, amount, settled per row.
+const CAPTURED: &str = r#"
+local prefix = ARGV[1]
+local out = {}
+for _, code in ipairs(redis.call('ZRANGEBYSCORE', prefix .. ':captured', ARGV[2], '+inf')) do
+  local r = redis.call('HMGET', prefix .. ':offer:' .. code, 'campaign', 'session', 'amount', 'settled')
+  for i = 1, 4 do out[#out + 1] = r[i] or '' end
+end
+return out
+"#;
+
+/// KEYS: outcomes, outcome_at. ARGV: session, `converted:order`, at.
+const RECORD_OUTCOME: &str = r#"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local new = ARGV[2] .. ':' .. ARGV[3]
+if old and string.sub(old, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], new)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"#;
+
+/// KEYS: outcomes, outcome_at. ARGV: since. Returns session, value per row.
+const OUTCOMES: &str = r#"
+local out = {}
+for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf')) do
+  out[#out + 1] = s
+  out[#out + 1] = redis.call('HGET', KEYS[1], s) or ''
+end
+return out
+"#;
+
+/// How many nonces to try on code collisions (as the in-process core).
+const MINT_TRIES: usize = 16;
+/// Offers voided per script run (keeps each run short for other clients).
+const VOID_BATCH: usize = 500;
+
+/// The ledger in Redis: any number of replicas share one budget.
+pub struct RedisLedger {
+    conn: RedisConn,
+    budgets: Budgets,
+    key: VoucherKey,
+    reserve: Script,
+    redeem: Script,
+    void: Script,
+    captured: Script,
+    record_outcome: Script,
+    outcomes: Script,
+}
+
+impl RedisLedger {
+    pub fn new(conn: RedisConn, budgets: Budgets, key: VoucherKey) -> Self {
+        RedisLedger {
+            conn,
+            budgets,
+            key,
+            reserve: Script::new(RESERVE),
+            redeem: Script::new(&format!("{SETTLE_FN}{REDEEM}")),
+            void: Script::new(&format!("{SETTLE_FN}{VOID_EXPIRED}")),
+            captured: Script::new(CAPTURED),
+            record_outcome: Script::new(RECORD_OUTCOME),
+            outcomes: Script::new(OUTCOMES),
+        }
+    }
+
+    fn session_field(campaign: &str, session_id: &str) -> String {
+        format!("{campaign}\x1f{session_id}")
+    }
+
+    async fn offer_by_code(&self, code: &str) -> Result<Offer, LedgerError> {
+        let mut con = self.conn.con();
+        let (amount, expires): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+            .arg(self.conn.key(&["offer", code]))
+            .arg(&["amount", "expires"][..])
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        match (amount, expires) {
+            (Some(amount_cents), Some(expires_at_ms)) => Ok(Offer {
+                voucher_code: code.to_owned(),
+                amount_cents,
+                expires_at_ms,
+            }),
+            _ => Err(bad_reply("an offer lookup")),
+        }
+    }
+}
+
+#[async_trait]
+impl Ledger for RedisLedger {
+    async fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, LedgerError> {
+        let b = self
+            .budgets
+            .campaigns
+            .get(req.campaign)
+            .ok_or_else(|| LedgerError::UnknownCampaign(req.campaign.to_owned()))?;
+        let day = self.budgets.day_of(req.now_ms);
+        for _ in 0..MINT_TRIES {
+            let nonce = rand::random::<u32>();
+            let mut codes = Vec::with_capacity(req.candidates.len());
+            for &amount in req.candidates {
+                // A non-positive amount is never reserved; mint() refuses it.
+                let code = if amount > 0 {
+                    voucher::mint(&self.key, req.session_id, amount, req.expires_at_ms, nonce)
+                        .map_err(|e| LedgerError::Unavailable(format!("cannot mint a code: {e}")))?
+                } else {
+                    String::new()
+                };
+                codes.push(code);
+            }
+            let mut inv = self.reserve.prepare_invoke();
+            inv.key(self.conn.key(&["by_session"]))
+                .key(self.conn.key(&["day", req.campaign, &day]))
+                .key(self.conn.key(&["total", req.campaign]))
+                .key(self.conn.key(&["reserved"]));
+            for c in &codes {
+                inv.key(self.conn.key(&["offer", c]));
+            }
+            inv.arg(Self::session_field(req.campaign, req.session_id))
+                .arg(b.daily_cap_cents)
+                .arg(b.total_cap_cents.unwrap_or(-1))
+                .arg(codes.len());
+            for (amount, code) in req.candidates.iter().zip(&codes) {
+                inv.arg(*amount).arg(code);
+            }
+            inv.arg(req.campaign)
+                .arg(req.session_id)
+                .arg(&day)
+                .arg(req.now_ms)
+                .arg(req.expires_at_ms);
+            let mut con = self.conn.con();
+            let reply: Vec<String> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+            match reply.as_slice() {
+                [tag, code] if tag == "reserved" => {
+                    return Ok(ReserveOutcome::Reserved(self.offer_by_code(code).await?))
+                }
+                [tag, code] if tag == "already" => {
+                    return Ok(ReserveOutcome::AlreadyOffered(
+                        self.offer_by_code(code).await?,
+                    ))
+                }
+                [tag, rem] if tag == "exhausted" => {
+                    let remaining_cents = rem.parse().map_err(|_| bad_reply("reserve"))?;
+                    return Ok(ReserveOutcome::Exhausted { remaining_cents });
+                }
+                [tag, _] if tag == "collision" => continue,
+                _ => return Err(bad_reply("reserve")),
+            }
+        }
+        Err(LedgerError::Unavailable(
+            "voucher code space exhausted".into(),
+        ))
+    }
+
+    async fn offer_for(
+        &self,
+        campaign: &str,
+        session_id: &str,
+    ) -> Result<Option<Offer>, LedgerError> {
+        let mut con = self.conn.con();
+        let code: Option<String> = con
+            .hget(
+                self.conn.key(&["by_session"]),
+                Self::session_field(campaign, session_id),
+            )
+            .await
+            .map_err(unavailable)?;
+        match code {
+            Some(code) => Ok(Some(self.offer_by_code(&code).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn redeem(&self, req: RedeemRequest<'_>) -> Result<RedeemOutcome, LedgerError> {
+        let mut con = self.conn.con();
+        let reply: Vec<String> = self
+            .redeem
+            .prepare_invoke()
+            .arg(&self.conn.prefix)
+            .arg(req.code)
+            .arg(req.session_id)
+            .arg(req.now_ms)
+            .arg(req.order_value_cents)
+            .arg(req.min_order_cents)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(match reply.first().map(String::as_str) {
+            Some("invalid") => RedeemOutcome::Invalid,
+            Some("already") => RedeemOutcome::AlreadyRedeemed,
+            Some("expired") => RedeemOutcome::Expired,
+            Some("below") => RedeemOutcome::OrderBelowMinimum {
+                min_order_cents: req.min_order_cents,
+            },
+            Some("accepted") => RedeemOutcome::Accepted {
+                discount_cents: reply
+                    .get(1)
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| bad_reply("redeem"))?,
+            },
+            _ => return Err(bad_reply("redeem")),
+        })
+    }
+
+    async fn void_expired(&self, now_ms: i64) -> Result<u64, LedgerError> {
+        let mut total = 0u64;
+        loop {
+            let mut con = self.conn.con();
+            let (voided, scanned): (u64, usize) = self
+                .void
+                .prepare_invoke()
+                .arg(&self.conn.prefix)
+                .arg(now_ms)
+                .arg(VOID_BATCH)
+                .invoke_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            total += voided;
+            if scanned < VOID_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn snapshot(&self, campaign: &str, now_ms: i64) -> Result<BudgetSnapshot, LedgerError> {
+        let b = self
+            .budgets
+            .campaigns
+            .get(campaign)
+            .ok_or_else(|| LedgerError::UnknownCampaign(campaign.to_owned()))?;
+        let day = self.budgets.day_of(now_ms);
+        let fields = &["reserved", "captured", "offers"][..];
+        let mut con = self.conn.con();
+        let ((dr, dc, doffers), (tr, tc, _)): (
+            (Option<i64>, Option<i64>, Option<u64>),
+            (Option<i64>, Option<i64>, Option<u64>),
+        ) = redis::pipe()
+            .cmd("HMGET")
+            .arg(self.conn.key(&["day", campaign, &day]))
+            .arg(fields)
+            .cmd("HMGET")
+            .arg(self.conn.key(&["total", campaign]))
+            .arg(fields)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let (dr, dc, tr, tc) = (
+            dr.unwrap_or(0),
+            dc.unwrap_or(0),
+            tr.unwrap_or(0),
+            tc.unwrap_or(0),
+        );
+        let mut remaining = b.daily_cap_cents - dr - dc;
+        if let Some(total) = b.total_cap_cents {
+            remaining = remaining.min(total - tr - tc);
+        }
+        Ok(BudgetSnapshot {
+            campaign: campaign.to_owned(),
+            day,
+            cap_cents: b.daily_cap_cents,
+            reserved_cents: dr,
+            captured_cents: dc,
+            remaining_cents: remaining.max(0),
+            offers: doffers.unwrap_or(0),
+            total_cap_cents: b.total_cap_cents,
+            total_reserved_cents: tr,
+            total_captured_cents: tc,
+        })
+    }
+
+    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError> {
+        let mut con = self.conn.con();
+        let changed: i64 = self
+            .record_outcome
+            .prepare_invoke()
+            .key(self.conn.key(&["outcomes"]))
+            .key(self.conn.key(&["outcome_at"]))
+            .arg(&outcome.session_id)
+            .arg(upsert_outcome_key(&outcome))
+            .arg(outcome.at_ms)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(changed == 1)
+    }
+
+    async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError> {
+        let mut con = self.conn.con();
+        let flat: Vec<String> = self
+            .captured
+            .prepare_invoke()
+            .arg(&self.conn.prefix)
+            .arg(since_ms)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let mut v = Vec::with_capacity(flat.len() / 4);
+        for row in flat.chunks(4) {
+            let [campaign, session_id, amount, settled] = row else {
+                return Err(bad_reply("captured"));
+            };
+            v.push(Captured {
+                campaign: campaign.clone(),
+                session_id: session_id.clone(),
+                amount_cents: amount.parse().map_err(|_| bad_reply("captured"))?,
+                captured_ms: settled.parse().map_err(|_| bad_reply("captured"))?,
+            });
+        }
+        v.sort_by(|a, b| (a.captured_ms, &a.session_id).cmp(&(b.captured_ms, &b.session_id)));
+        Ok(v)
+    }
+
+    async fn outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError> {
+        let mut con = self.conn.con();
+        let flat: Vec<String> = self
+            .outcomes
+            .prepare_invoke()
+            .key(self.conn.key(&["outcomes"]))
+            .key(self.conn.key(&["outcome_at"]))
+            .arg(since_ms)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let mut v = Vec::with_capacity(flat.len() / 2);
+        for row in flat.chunks(2) {
+            let [session_id, value] = row else {
+                return Err(bad_reply("outcomes"));
+            };
+            let mut it = value.split(':');
+            let parsed = (|| {
+                let converted = it.next()? == "1";
+                let order_value_cents = it.next()?.parse().ok()?;
+                let at_ms = it.next()?.parse().ok()?;
+                Some(Outcome {
+                    session_id: session_id.clone(),
+                    converted,
+                    order_value_cents,
+                    at_ms,
+                })
+            })();
+            v.push(parsed.ok_or_else(|| bad_reply("outcomes"))?);
+        }
+        v.sort_by(|a, b| (a.at_ms, &a.session_id).cmp(&(b.at_ms, &b.session_id)));
+        Ok(v)
+    }
+}
+
+// --- session store -----------------------------------------------------------
+
+/// KEYS: session. ARGV: expected old value ('' = absent), new value, px.
+const CAS: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if (cur or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"#;
+
+/// How often a session update is redone after losing a race.
+const CAS_TRIES: usize = 200;
+/// Redis keeps an idle session this much longer than the TTL (memory
+/// reclamation only; expiry semantics use the injected clock, as in memory).
+const RECLAIM_SLACK: Duration = Duration::from_secs(60);
+
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    state: SessionState,
+    touched_ms: i64,
+}
+
+/// Session state in Redis, shared by every replica.
+pub struct RedisSessionStore {
+    conn: RedisConn,
+    idle_ttl_ms: i64,
+    cas: Script,
+}
+
+impl RedisSessionStore {
+    pub fn new(conn: RedisConn, idle_ttl: Duration) -> Self {
+        RedisSessionStore {
+            conn,
+            idle_ttl_ms: i64::try_from(idle_ttl.as_millis()).unwrap_or(i64::MAX),
+            cas: Script::new(CAS),
+        }
+    }
+
+    fn live(&self, raw: &str, now_ms: i64) -> Result<Option<SessionState>, StoreError> {
+        let s: StoredSession = serde_json::from_str(raw)
+            .map_err(|e| StoreError::Unavailable(format!("redis: unreadable session: {e}")))?;
+        Ok((now_ms.saturating_sub(s.touched_ms) <= self.idle_ttl_ms).then_some(s.state))
+    }
+}
+
+fn store_unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn fold(
+    mut state: SessionState,
+    context: Option<Context>,
+    update: &SessionUpdate<'_>,
+) -> SessionState {
+    if let Some(ctx) = context {
+        state.context = ctx;
+    }
+    for ev in update.events {
+        state.apply(ev);
+    }
+    state
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn apply(
+        &self,
+        session_id: &str,
+        update: SessionUpdate<'_>,
+    ) -> Result<SessionState, StoreError> {
+        let key = self.conn.key(&["sess", session_id]);
+        let px = u64::try_from(self.idle_ttl_ms)
+            .unwrap_or(u64::MAX / 2)
+            .saturating_add(RECLAIM_SLACK.as_millis() as u64);
+        let mut con = self.conn.con();
+        for _ in 0..CAS_TRIES {
+            let old: Option<String> = con.get(&key).await.map_err(store_unavailable)?;
+            let base = match &old {
+                Some(raw) => self.live(raw, update.now_ms)?.unwrap_or_default(),
+                None => SessionState::default(),
+            };
+            let state = fold(base, update.context, &update);
+            let new = serde_json::to_string(&StoredSession {
+                state: state.clone(),
+                touched_ms: update.now_ms,
+            })
+            .map_err(|e| StoreError::Unavailable(format!("session encode: {e}")))?;
+            let ok: i64 = self
+                .cas
+                .key(&key)
+                .arg(old.as_deref().unwrap_or(""))
+                .arg(&new)
+                .arg(px)
+                .invoke_async(&mut con)
+                .await
+                .map_err(store_unavailable)?;
+            if ok == 1 {
+                return Ok(state);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "redis: session {session_id:?} changed under {CAS_TRIES} updates in a row"
+        )))
+    }
+
+    async fn get_many(
+        &self,
+        session_ids: &[&str],
+        now_ms: i64,
+    ) -> Result<Vec<Option<SessionState>>, StoreError> {
+        if session_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = session_ids
+            .iter()
+            .map(|id| self.conn.key(&["sess", id]))
+            .collect();
+        let mut con = self.conn.con();
+        let raws: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut con)
+            .await
+            .map_err(store_unavailable)?;
+        raws.iter()
+            .map(|r| match r {
+                Some(raw) => self.live(raw, now_ms),
+                None => Ok(None),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_redis_password() {
+        for (url, shown) in [
+            ("redis://:s3cret@h:6379/0", "redis://:<redacted>@h:6379/0"),
+            ("rediss://app:s3cret@h/1", "rediss://app:<redacted>@h/1"),
+            ("redis://s3cret@h", "redis://<redacted>@h"),
+            ("redis://h:6379/0", "redis://h:6379/0"),
+            ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            let s = RedisSettings {
+                url: url.into(),
+                key_prefix: "nudge".into(),
+                timeout: Duration::from_millis(500),
+            };
+            assert!(!format!("{s:?}").contains("s3cret"));
+        }
+    }
+}
