@@ -2,18 +2,24 @@
 //! - `apply_event`: folding one event into a session aggregate;
 //! - `assess`: features + score + segment + voucher rule (the decision path);
 //! - `engine_decide`: the full in-process Decide (session store update,
-//!   assess, ledger), without gRPC.
+//!   assess, ledger), without gRPC;
+//! - `engine_decide_redis`: the same with the Redis session store and
+//!   ledger on a private `redis-server` over a Unix socket (skipped with a
+//!   message when there is no `redis-server`).
 //!
 //! Run: `cargo bench --bench decision`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use nudge::clock::ManualClock;
 use nudge::config::Settings;
-use nudge::engine::assess;
+use nudge::engine::{assess, Engine};
+use nudge::log_writer::DecisionLog;
 use nudge::model::{ClientFeatures, Model};
+use nudge::redis_backend::{RedisConn, RedisLedger, RedisSessionStore, RedisSettings};
 use nudge::server::memory_engine;
 use nudge::session::{Context, Event, EventKind, PageKind, ProductKey, SessionState, Signal};
 use nudge::validate::DecideInput;
+use nudge::voucher::VoucherKey;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -118,5 +124,95 @@ fn benches(c: &mut Criterion) {
     );
 }
 
-criterion_group!(decision, benches);
+/// A private redis-server on a Unix socket, killed on drop.
+struct Redis(std::process::Child, tempfile::TempDir);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_server() -> Option<(Redis, String)> {
+    let dir = tempfile::tempdir().ok()?;
+    let sock = dir.path().join("redis.sock");
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let redis = Redis(child, dir);
+    for _ in 0..500 {
+        if sock.exists() {
+            return Some((redis, format!("unix://{}", sock.display())));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
+}
+
+fn redis_benches(c: &mut Criterion) {
+    let Some((_redis, url)) = redis_server() else {
+        eprintln!("engine_decide_redis skipped: no redis-server (apt-get install redis-server)");
+        return;
+    };
+    let settings = Settings::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = rt.enter();
+    let conn = RedisConn::new(&RedisSettings {
+        url,
+        key_prefix: "bench".into(),
+        timeout: std::time::Duration::from_secs(5),
+    })
+    .unwrap();
+    let key = VoucherKey::from_secret("bench secret, not for production");
+    let engine = Engine::new(
+        &settings,
+        Arc::new(model()),
+        Arc::new(RedisSessionStore::new(conn.clone(), settings.idle_ttl)),
+        Arc::new(RedisLedger::new(
+            conn,
+            settings.budgets.clone(),
+            key.clone(),
+        )),
+        Arc::new(ManualClock::new(NOW)),
+        key,
+        DecisionLog::disabled(),
+    );
+    let one = hesitant_events()[3];
+    let mut i = 0u64;
+    c.bench_function(
+        "engine_decide_redis (redis store + assess + redis ledger, 1 new event)",
+        |b| {
+            b.iter(|| {
+                i += 1;
+                let input = DecideInput {
+                    session_id: format!("s{}", i % 10_000),
+                    visitor_id: None,
+                    context: None,
+                    events: vec![one],
+                    client: ClientFeatures::default(),
+                    intent_value_cents: None,
+                    campaign: String::new(),
+                };
+                rt.block_on(engine.decide(input)).unwrap()
+            })
+        },
+    );
+}
+
+criterion_group!(decision, benches, redis_benches);
 criterion_main!(decision);

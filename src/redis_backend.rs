@@ -130,7 +130,12 @@ impl std::fmt::Debug for RedisConn {
 impl RedisConn {
     /// Does not connect: the first command does (so a service whose Redis
     /// is down still starts and scores).
+    /// Must be called inside a Tokio runtime (the connection's driver task
+    /// is spawned on it); outside one this is an error, not a panic.
     pub fn new(settings: &RedisSettings) -> Result<Self, String> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err("redis: the connection needs a running tokio runtime".into());
+        }
         let client =
             redis::Client::open(settings.url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
         let config = ConnectionManagerConfig::new()
@@ -202,10 +207,15 @@ fn bad_reply(what: &str) -> LedgerError {
 
 /// KEYS: by_session, day, total, reserved, offer key per candidate.
 /// ARGV: field, daily cap, total cap (-1: none), n, (amount, code) * n,
-/// campaign, session, day, issued, expires.
+/// campaign, session, day, issued, expires, prefix. Answers the offer with
+/// its amount and expiry (no second round trip).
 const RESERVE: &str = r#"
+local base0 = 10 + 2 * tonumber(ARGV[4])
 local code = redis.call('HGET', KEYS[1], ARGV[1])
-if code then return {'already', code} end
+if code then
+  local o = redis.call('HMGET', ARGV[base0] .. ':offer:' .. code, 'amount', 'expires')
+  return {'already', code, o[1] or '', o[2] or ''}
+end
 local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end
 local rem = tonumber(ARGV[2]) - num(KEYS[2], 'reserved') - num(KEYS[2], 'captured')
 local tcap = tonumber(ARGV[3])
@@ -232,7 +242,7 @@ for i = 1, n do
       redis.call('HINCRBY', k, 'offers', 1)
     end
     redis.call('ZADD', KEYS[4], ARGV[base + 5], c)
-    return {'reserved', c}
+    return {'reserved', c, amount, ARGV[base + 5]}
   end
 end
 return {'exhausted', tostring(rem)}
@@ -320,6 +330,26 @@ end
 return out
 "#;
 
+/// KEYS: by_session. ARGV: field, prefix. Returns {code, amount, expires}
+/// or an empty array.
+const OFFER_FOR: &str = r#"
+local code = redis.call('HGET', KEYS[1], ARGV[1])
+if not code then return {} end
+local o = redis.call('HMGET', ARGV[2] .. ':offer:' .. code, 'amount', 'expires')
+return {code, o[1] or '', o[2] or ''}
+"#;
+
+fn parse_offer(code: &str, amount: &str, expires: &str) -> Result<Offer, LedgerError> {
+    match (amount.parse(), expires.parse()) {
+        (Ok(amount_cents), Ok(expires_at_ms)) => Ok(Offer {
+            voucher_code: code.to_owned(),
+            amount_cents,
+            expires_at_ms,
+        }),
+        _ => Err(bad_reply("an offer lookup")),
+    }
+}
+
 /// How many nonces to try on code collisions (as the in-process core).
 const MINT_TRIES: usize = 16;
 /// Offers voided per script run (keeps each run short for other clients).
@@ -331,6 +361,7 @@ pub struct RedisLedger {
     budgets: Budgets,
     key: VoucherKey,
     reserve: Script,
+    offer_for: Script,
     redeem: Script,
     void: Script,
     captured: Script,
@@ -345,6 +376,7 @@ impl RedisLedger {
             budgets,
             key,
             reserve: Script::new(RESERVE),
+            offer_for: Script::new(OFFER_FOR),
             redeem: Script::new(&format!("{SETTLE_FN}{REDEEM}")),
             void: Script::new(&format!("{SETTLE_FN}{VOID_EXPIRED}")),
             captured: Script::new(CAPTURED),
@@ -355,24 +387,6 @@ impl RedisLedger {
 
     fn session_field(campaign: &str, session_id: &str) -> String {
         format!("{campaign}\x1f{session_id}")
-    }
-
-    async fn offer_by_code(&self, code: &str) -> Result<Offer, LedgerError> {
-        let mut con = self.conn.con();
-        let (amount, expires): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
-            .arg(self.conn.key(&["offer", code]))
-            .arg(&["amount", "expires"][..])
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        match (amount, expires) {
-            (Some(amount_cents), Some(expires_at_ms)) => Ok(Offer {
-                voucher_code: code.to_owned(),
-                amount_cents,
-                expires_at_ms,
-            }),
-            _ => Err(bad_reply("an offer lookup")),
-        }
     }
 }
 
@@ -417,17 +431,20 @@ impl Ledger for RedisLedger {
                 .arg(req.session_id)
                 .arg(&day)
                 .arg(req.now_ms)
-                .arg(req.expires_at_ms);
+                .arg(req.expires_at_ms)
+                .arg(&self.conn.prefix);
             let mut con = self.conn.con();
             let reply: Vec<String> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
             match reply.as_slice() {
-                [tag, code] if tag == "reserved" => {
-                    return Ok(ReserveOutcome::Reserved(self.offer_by_code(code).await?))
+                [tag, code, amount, expires] if tag == "reserved" => {
+                    return Ok(ReserveOutcome::Reserved(parse_offer(
+                        code, amount, expires,
+                    )?));
                 }
-                [tag, code] if tag == "already" => {
-                    return Ok(ReserveOutcome::AlreadyOffered(
-                        self.offer_by_code(code).await?,
-                    ))
+                [tag, code, amount, expires] if tag == "already" => {
+                    return Ok(ReserveOutcome::AlreadyOffered(parse_offer(
+                        code, amount, expires,
+                    )?));
                 }
                 [tag, rem] if tag == "exhausted" => {
                     let remaining_cents = rem.parse().map_err(|_| bad_reply("reserve"))?;
@@ -448,16 +465,18 @@ impl Ledger for RedisLedger {
         session_id: &str,
     ) -> Result<Option<Offer>, LedgerError> {
         let mut con = self.conn.con();
-        let code: Option<String> = con
-            .hget(
-                self.conn.key(&["by_session"]),
-                Self::session_field(campaign, session_id),
-            )
+        let reply: Vec<String> = self
+            .offer_for
+            .key(self.conn.key(&["by_session"]))
+            .arg(Self::session_field(campaign, session_id))
+            .arg(&self.conn.prefix)
+            .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
-        match code {
-            Some(code) => Ok(Some(self.offer_by_code(&code).await?)),
-            None => Ok(None),
+        match reply.as_slice() {
+            [] => Ok(None),
+            [code, amount, expires] => Ok(Some(parse_offer(code, amount, expires)?)),
+            _ => Err(bad_reply("an offer lookup")),
         }
     }
 
