@@ -124,8 +124,9 @@ fn benches(c: &mut Criterion) {
     );
 }
 
-/// A private redis-server on a Unix socket, killed on drop.
-struct Redis(std::process::Child, tempfile::TempDir);
+/// A private redis-server on a Unix socket, killed on drop (the directory
+/// holding the socket is removed with it).
+struct Redis(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Redis {
     fn drop(&mut self) {
