@@ -217,14 +217,33 @@ impl DecisionLog {
     }
 }
 
-/// Reads every record of every `*.jsonl` file in `dir` (sorted by name, so
-/// in write order). Unparseable lines are errors naming file and line.
+/// Reads every record of every `*.jsonl` file in `dir` and its non-hidden
+/// subdirectories (sorted by path, so in write order within a folder; one
+/// folder per replica when several replicas share a Redis backend).
+/// Unparseable lines are errors naming file and line.
 pub fn read_dir(dir: &Path) -> Result<Vec<LogRecord>, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for e in entries {
+            let p = e
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+                .path();
+            if p.file_name()
+                .is_none_or(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|x| x == "jsonl") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
     files.sort();
     let mut out = Vec::new();
     for f in files {
@@ -286,5 +305,25 @@ mod tests {
         assert!(files > 2, "rotated by size and hour: {files} files");
         let back = read_dir(dir.path()).unwrap();
         assert_eq!(back, (0..150).map(outcome).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn reads_the_logs_of_several_replicas_from_their_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        for (sub, range) in [("replica-a", 0..3), ("replica-b", 3..5)] {
+            let d = dir.path().join(sub);
+            std::fs::create_dir(&d).unwrap();
+            let text: String = range
+                .map(|i| serde_json::to_string(&outcome(i)).unwrap() + "\n")
+                .collect();
+            // The same file name in both folders, as two replicas write.
+            std::fs::write(d.join("decisions-2026112210-0001.jsonl"), text).unwrap();
+        }
+        std::fs::create_dir(dir.path().join(".hidden")).unwrap();
+        std::fs::write(dir.path().join(".hidden/x.jsonl"), "not json\n").unwrap();
+        assert_eq!(
+            read_dir(dir.path()).unwrap(),
+            (0..5).map(outcome).collect::<Vec<_>>()
+        );
     }
 }

@@ -92,6 +92,11 @@ struct ReportArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Decision log directory, overriding `<data_dir>/log`. With several
+    /// replicas, a directory holding a copy of each replica's `log/` in its
+    /// own folder: every replica's decisions join the shared outcomes.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Default)]
@@ -273,7 +278,10 @@ async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map(parse_since)
         .transpose()?
         .unwrap_or(0);
-    let log_dir = settings.data_dir.join("log");
+    let log_dir = args
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("log"));
     if !log_dir.is_dir() {
         return Err(format!(
             "no decision log under {} (has the service run with this data directory?)",
