@@ -74,6 +74,13 @@
 //!   `mu` bisected to the smallest budget-feasible value, then the leftover
 //!   budget is filled greedily by value per euro). Its realised outcomes use
 //!   the same common random numbers.
+//! - **oracle-in-rule**: the same oracle, restricted to the visits the
+//!   product rule lets nudge treat (hesitant by the served model with intent
+//!   value >= `policy.min_intent_cents` at some decision moment). The gap
+//!   from **oracle** to it is the value the rule itself leaves (profitable
+//!   vouchers for visitors the model calls hot or cold); the gap from it to
+//!   **nudge** is what nudge does not know (the final purchase probability
+//!   and each visitor's response) within the rule.
 //!
 //! # Metrics (per policy and budget)
 //!
@@ -123,6 +130,7 @@ pub const NUDGE: &str = "nudge";
 pub const NUDGE_NO_HOLDOUT: &str = "nudge-no-holdout";
 pub const NUDGE_EXIT_INTENT: &str = "nudge-exit-intent";
 pub const ORACLE: &str = "oracle";
+pub const ORACLE_IN_RULE: &str = "oracle-in-rule";
 
 /// What `nudge simulate` takes. Every field has the documented default
 /// ([`Default`]); the CLI maps one flag to each field.
@@ -331,6 +339,14 @@ pub struct Acceptance {
     /// be met at all in this world (the oracle maximises net margin, not
     /// ROI, so this is a yardstick, not a bound).
     pub oracle_roi_over_blanket: Option<f64>,
+    /// nudge's net incremental margin over the in-rule oracle's (realised,
+    /// then expected): the share of what perfect knowledge earns when it
+    /// must keep the product rule (hesitant, intent >= the minimum) that
+    /// nudge keeps. The 80 % bar above is against the unrestricted oracle.
+    pub share_of_oracle_in_rule: Option<f64>,
+    pub expected_share_of_oracle_in_rule: Option<f64>,
+    /// The in-rule oracle's realised ROI over blanket's.
+    pub oracle_in_rule_roi_over_blanket: Option<f64>,
 }
 
 /// The four bars, nudge against blanket and the oracle.
@@ -780,7 +796,14 @@ fn true_env(visit: &Visit, v: i64, m: f64) -> f64 {
 }
 
 /// The hindsight oracle; returns the offers and the per-day shadow price.
-fn run_oracle(w: &World, tiers: &[i64], m: f64, cap_cents: i64) -> (Offers, Vec<f64>) {
+/// `only`: the visits it may offer to (None: every visit).
+fn run_oracle(
+    w: &World,
+    tiers: &[i64],
+    m: f64,
+    cap_cents: i64,
+    only: Option<&[bool]>,
+) -> (Offers, Vec<f64>) {
     let mut o = Offers::new(w.visits.len());
     let mut mus = Vec::with_capacity(w.days);
     for day in 0..w.days {
@@ -789,7 +812,7 @@ fn run_oracle(w: &World, tiers: &[i64], m: f64, cap_cents: i64) -> (Offers, Vec<
             .visits
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.day == day && v.redeemable)
+            .filter(|(i, v)| v.day == day && v.redeemable && only.is_none_or(|o| o[*i]))
             .filter_map(|(i, v)| {
                 let opts: Vec<(i64, f64)> = tiers
                     .iter()
@@ -988,19 +1011,22 @@ pub async fn simulate(
         days: u32::try_from(w.days).unwrap_or(u32::MAX),
         ..Traffic::default()
     };
+    // Visits the product rule lets any policy offer to: hesitant (by the
+    // served model) with intent >= the minimum at some decision moment.
+    let mut in_rule_visits = vec![false; w.visits.len()];
     {
         let mut hi = vec![false; w.visits.len()];
-        let mut hes = vec![false; w.visits.len()];
         for mo in &w.moments {
             if mo.intent_cents >= min_intent {
                 hi[mo.visit as usize] = true;
                 if mo.segment == Segment::Hesitant {
-                    hes[mo.visit as usize] = true;
+                    in_rule_visits[mo.visit as usize] = true;
                 }
             }
         }
         traffic.sessions_high_intent = hi.iter().filter(|x| **x).count() as u64;
-        traffic.sessions_hesitant_high_intent = hes.iter().filter(|x| **x).count() as u64;
+        traffic.sessions_hesitant_high_intent =
+            in_rule_visits.iter().filter(|x| **x).count() as u64;
         let mut first_p: Vec<Option<f64>> = vec![None; w.visits.len()];
         for mo in &w.moments {
             let v = mo.visit as usize;
@@ -1075,8 +1101,17 @@ pub async fn simulate(
             let o = run_nudge(&w, &s, &model, cap, smallest, None).await?;
             policies.push(evaluate(&w, NUDGE_EXIT_INTENT, &o, m, &tiers, Some(&none)));
         }
-        let (oracle, mus) = run_oracle(&w, &tiers, m, cap);
+        let (oracle, mus) = run_oracle(&w, &tiers, m, cap, None);
         policies.push(evaluate(&w, ORACLE, &oracle, m, &tiers, Some(&none)));
+        let (in_rule, _) = run_oracle(&w, &tiers, m, cap, Some(&in_rule_visits));
+        policies.push(evaluate(
+            &w,
+            ORACLE_IN_RULE,
+            &in_rule,
+            m,
+            &tiers,
+            Some(&none),
+        ));
         runs.push(BudgetRun {
             budget_eur,
             total_budget_cents: cap.saturating_mul(w.days as i64),
@@ -1117,6 +1152,7 @@ pub async fn simulate(
 fn acceptance(run: &BudgetRun) -> Acceptance {
     let get = |n: &str| run.policy(n).cloned().unwrap_or_default();
     let (nudge, blanket, oracle) = (get(NUDGE), get(BLANKET), get(ORACLE));
+    let in_rule = get(ORACLE_IN_RULE);
     let realised = |p: &PolicyResult| Money {
         roi: p.roi,
         cost: p.cost_cents as f64,
@@ -1133,6 +1169,17 @@ fn acceptance(run: &BudgetRun) -> Acceptance {
         realised: Bars::new(realised(&nudge), realised(&blanket), realised(&oracle)),
         expected: Bars::new(expected(&nudge), expected(&blanket), expected(&oracle)),
         oracle_roi_over_blanket: match (oracle.roi, blanket.roi) {
+            (Some(o), Some(b)) if b > 0.0 => Some(o / b),
+            _ => None,
+        },
+        share_of_oracle_in_rule: (in_rule.net_incremental_margin_cents > 0.0)
+            .then(|| nudge.net_incremental_margin_cents / in_rule.net_incremental_margin_cents),
+        expected_share_of_oracle_in_rule: (in_rule.expected.net_incremental_margin_cents > 0.0)
+            .then(|| {
+                nudge.expected.net_incremental_margin_cents
+                    / in_rule.expected.net_incremental_margin_cents
+            }),
+        oracle_in_rule_roi_over_blanket: match (in_rule.roi, blanket.roi) {
             (Some(o), Some(b)) if b > 0.0 => Some(o / b),
             _ => None,
         },
@@ -1297,11 +1344,20 @@ pub fn render_table(r: &SimReport) -> String {
         ] {
             let _ = writeln!(out, "  {label} {}", bars_text(bars));
         }
+        let x = |r: Option<f64>| r.map_or_else(|| "n/a x".into(), |r| format!("{r:.2} x"));
+        let pct =
+            |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{:.0} %", v * 100.0));
         let _ = writeln!(
             out,
-            "  yardstick: the oracle's own ROI is {} blanket's (realised)",
-            acc.oracle_roi_over_blanket
-                .map_or_else(|| "n/a x".into(), |r| format!("{r:.2} x"))
+            "  yardstick: the oracle's own ROI is {} blanket's, the in-rule oracle's {} (realised)",
+            x(acc.oracle_roi_over_blanket),
+            x(acc.oracle_in_rule_roi_over_blanket)
+        );
+        let _ = writeln!(
+            out,
+            "  share of the in-rule oracle's net (same product rule as nudge): {} realised, {} in expectation",
+            pct(acc.share_of_oracle_in_rule),
+            pct(acc.expected_share_of_oracle_in_rule)
         );
     }
     let names = policy_names(r);
@@ -1349,6 +1405,7 @@ fn colour(name: &str) -> &'static str {
         NUDGE_NO_HOLDOUT => "#17becf",
         NUDGE_EXIT_INTENT => "#bcbd22",
         ORACLE => "#2ca02c",
+        ORACLE_IN_RULE => "#98df8a",
         _ => "#9467bd",
     }
 }
@@ -1499,7 +1556,7 @@ pub fn render_svg(r: &SimReport) -> String {
                 })
             })
             .collect();
-        let dash = if name == ORACLE || name == NUDGE_NO_HOLDOUT {
+        let dash = if name == ORACLE || name == ORACLE_IN_RULE || name == NUDGE_NO_HOLDOUT {
             r#" stroke-dasharray="6 4""#
         } else {
             ""
@@ -1711,7 +1768,7 @@ mod diag {
             );
             }
         }
-        let (o, _) = run_oracle(&w, &tiers, m, i64::MAX / 4);
+        let (o, _) = run_oracle(&w, &tiers, m, i64::MAX / 4, None);
         let r = evaluate(&w, "oracle", &o, m, &tiers, None);
         println!(
             "oracle unconstrained: vouchers {} used {} E[net] {:.0} E[roi] {:.2}",
@@ -1720,5 +1777,167 @@ mod diag {
             r.expected.net_incremental_margin_cents / 100.0,
             r.expected.roi.unwrap_or(0.0)
         );
+    }
+
+    /// How much of the per-visitor voucher response a lift that is linear in
+    /// the served features could capture with unlimited data: regress each
+    /// tier's true lift on the features (log1p for counts, as the model's
+    /// transforms) at in-rule exit-intent-or-last moments by least squares,
+    /// then run the exit-or-last rule with the model's p0 and the fitted
+    /// lifts. An upper bound for a learner of that form.
+    #[test]
+    #[ignore]
+    fn lift_predictability() {
+        let args = SimulateArgs {
+            sessions_per_hour: 2_000.0,
+            ..SimulateArgs::default()
+        };
+        let settings = Settings::default();
+        let model = Model::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.json"),
+        )
+        .unwrap();
+        let w = build_world(&args, &settings, &model).unwrap();
+        let m = 0.3;
+        let tiers = [500i64, 1_000, 2_000];
+        let feats = |v: &Visit, mo: &Moment| -> Vec<f64> {
+            let f = crate::synth::replay(
+                &v.s,
+                &crate::synth::DecisionPoint {
+                    after_events: mo.after_events as usize,
+                    at_ms: mo.at_ms,
+                },
+            );
+            let mut x = vec![1.0];
+            for (d, val) in crate::features::FEATURES.iter().zip(f.0.iter()) {
+                x.push(match d.scale {
+                    crate::features::Scale::Log => val.max(0.0).ln_1p(),
+                    _ => *val,
+                });
+            }
+            // The response's own shape: tier / intent value.
+            let intent = f.get(crate::features::F::intent_value_eur).max(1.0);
+            x.push(1.0 / intent);
+            x
+        };
+        let exit_or_last = |visit: &Visit, mo: &Moment| {
+            let n = mo.after_events as usize;
+            n == visit.s.events.len()
+                || matches!(
+                    visit.s.events[n - 1].kind,
+                    crate::session::EventKind::Interaction {
+                        signal: crate::session::Signal::ExitIntent
+                    }
+                )
+        };
+        // In-rule moments at exit intent or the last event.
+        let mut rows: Vec<(usize, usize, Vec<f64>)> = Vec::new();
+        for (k, mo) in w.moments.iter().enumerate() {
+            let v = &w.visits[mo.visit as usize];
+            if mo.intent_cents >= 9_900 && mo.segment == Segment::Hesitant && exit_or_last(v, mo) {
+                rows.push((k, mo.visit as usize, feats(v, mo)));
+            }
+        }
+        let d = rows[0].2.len();
+        // Ridge-stabilised normal equations, solved by Gaussian elimination.
+        let solve = |y: &dyn Fn(usize) -> f64| -> Vec<f64> {
+            let mut a = vec![vec![0.0; d + 1]; d];
+            for (_, vi, x) in &rows {
+                let t = y(*vi);
+                for i in 0..d {
+                    for j in 0..d {
+                        a[i][j] += x[i] * x[j];
+                    }
+                    a[i][d] += x[i] * t;
+                }
+            }
+            for (i, row) in a.iter_mut().enumerate() {
+                row[i] += 1e-6;
+            }
+            for c in 0..d {
+                let p = (c..d)
+                    .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+                    .unwrap();
+                a.swap(c, p);
+                let piv = a[c][c];
+                if piv.abs() < 1e-12 {
+                    continue;
+                }
+                for j in c..=d {
+                    a[c][j] /= piv;
+                }
+                for i in 0..d {
+                    if i != c {
+                        let f = a[i][c];
+                        if f != 0.0 {
+                            for j in c..=d {
+                                a[i][j] -= f * a[c][j];
+                            }
+                        }
+                    }
+                }
+            }
+            a.iter().map(|r| r[d]).collect()
+        };
+        let mut betas = Vec::new();
+        for &t in &tiers {
+            let truth = |vi: usize| w.visits[vi].s.truth.lift(t);
+            let b = solve(&truth);
+            let (mut ss, mut st, mut mean) = (0.0, 0.0, 0.0);
+            for (_, vi, _) in &rows {
+                mean += truth(*vi);
+            }
+            mean /= rows.len() as f64;
+            for (_, vi, x) in &rows {
+                let pred: f64 = b.iter().zip(x).map(|(a, b)| a * b).sum();
+                ss += (truth(*vi) - pred).powi(2);
+                st += (truth(*vi) - mean).powi(2);
+            }
+            println!(
+                "tier {t}: {} rows, mean true lift {mean:.3}, R^2 of a linear lift {:.2}",
+                rows.len(),
+                1.0 - ss / st
+            );
+            betas.push(b);
+        }
+        for (name, lift) in [
+            ("fitted linear lift", 0usize),
+            ("true lift", 1),
+            ("mean lift", 2),
+        ] {
+            let mut o = Offers::new(w.visits.len());
+            let mut done = vec![false; w.visits.len()];
+            for (k, vi, x) in &rows {
+                if done[*vi] {
+                    continue;
+                }
+                let mo = &w.moments[*k];
+                let p0 = mo.p.clamp(1e-6, 1.0 - 1e-6);
+                let mv = m * mo.intent_cents as f64;
+                let best = (0..3)
+                    .map(|i| {
+                        let l = match lift {
+                            0 => betas[i].iter().zip(x).map(|(a, b)| a * b).sum(),
+                            1 => w.visits[*vi].s.truth.lift(tiers[i]),
+                            _ => [0.11, 0.20, 0.37][i],
+                        };
+                        let pv = crate::model::sigmoid(crate::model::logit(p0) + l);
+                        (pv * (mv - tiers[i] as f64) - p0 * mv, tiers[i])
+                    })
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .unwrap();
+                if best.0 > 0.0 {
+                    o.amount[*vi] = best.1;
+                    done[*vi] = true;
+                }
+            }
+            let r = evaluate(&w, name, &o, m, &tiers, None);
+            println!(
+                "model p0, {name:<20} vouchers {:>6} E[net] {:>8.0} E[roi] {:.2}",
+                r.vouchers_offered,
+                r.expected.net_incremental_margin_cents / 100.0,
+                r.expected.roi.unwrap_or(0.0)
+            );
+        }
     }
 }

@@ -49,7 +49,7 @@ async fn report() -> &'static SimReport {
         .await
 }
 
-const POLICIES: [&str; 7] = [
+const POLICIES: [&str; 8] = [
     simulate::NONE,
     simulate::BLANKET,
     simulate::HEAT_TIER,
@@ -57,6 +57,7 @@ const POLICIES: [&str; 7] = [
     simulate::NUDGE_NO_HOLDOUT,
     simulate::NUDGE_EXIT_INTENT,
     simulate::ORACLE,
+    simulate::ORACLE_IN_RULE,
 ];
 
 #[tokio::test]
@@ -164,6 +165,20 @@ async fn oracle_is_the_best_in_expectation_at_every_budget() {
             );
         }
         assert!(run.oracle_mu.iter().all(|mu| *mu >= 0.0));
+        // Within the product rule, perfect knowledge beats every nudge
+        // variant (they only ever treat in-rule visitors).
+        let in_rule = run.policy(simulate::ORACLE_IN_RULE).unwrap();
+        for p in &run.policies {
+            if p.policy.starts_with(simulate::NUDGE) {
+                assert!(
+                    in_rule.expected.net_incremental_margin_cents + 1e-6
+                        >= p.expected.net_incremental_margin_cents,
+                    "budget {}: in-rule oracle below {}",
+                    run.budget_eur,
+                    p.policy
+                );
+            }
+        }
     }
     // A bigger budget never hurts the hindsight optimum.
     for w in r.runs.windows(2) {
@@ -194,7 +209,7 @@ async fn same_seed_same_report() {
         serde_json::to_string(&a).unwrap(),
         serde_json::to_string(&b).unwrap()
     );
-    assert_eq!(a.runs[0].policies.len(), 5);
+    assert_eq!(a.runs[0].policies.len(), 6);
 }
 
 #[tokio::test]
