@@ -1787,6 +1787,7 @@ mod diag {
     /// lifts. An upper bound for a learner of that form.
     #[test]
     #[ignore]
+    #[allow(clippy::needless_range_loop)] // Gaussian elimination reads best by index.
     fn lift_predictability() {
         let args = SimulateArgs {
             sessions_per_hour: 2_000.0,
