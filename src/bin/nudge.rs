@@ -199,6 +199,16 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     let settings = settings(&args)?;
     let (model, source) = server::load_model(&settings)?;
     tracing::info!(model = %source, version = model.version(), "model loaded");
+    tracing::info!(
+        ledger = ?settings.ledger_backend,
+        sessions = ?settings.session_backend,
+        redis = %settings
+            .redis
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |r| nudge::redis_backend::redact_url(&r.url)),
+        data_dir = %settings.data_dir.display(),
+        "state backends"
+    );
     if check_only {
         println!(
             "config ok: {settings:#?}\nmodel ok: {source} ({})",
