@@ -426,3 +426,104 @@ async fn offers_survive_a_redis_crash_with_appendfsync_always() {
         .unwrap();
     assert_eq!(again, ReserveOutcome::AlreadyOffered(offers[0].1.clone()));
 }
+
+/// Two replicas share one Redis; sessions decide on one replica and redeem
+/// and report their outcome on the other. `nudge report --log-dir` over a
+/// folder holding both replicas' logs joins every decision to the shared
+/// outcomes and redemptions: the report counts every session once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_joins_the_logs_of_two_replicas() {
+    let Some(redis) = redis_server() else { return };
+    let url = redis.settings("x").url;
+    let toml = format!(
+        "[ledger]\nbackend = \"redis\"\n[sessions]\nbackend = \"redis\"\n[redis]\nurl = \"{url}\"\nkey_prefix = \"report\"\n[budget]\ndaily_cap_cents = 1000000\n[experiment]\nholdout_share = 0.5\nexplore_share = 0.0\n"
+    );
+    let mut a = util::start(
+        util::settings(&toml),
+        util::fixture_model("flat_hesitant.json"),
+    )
+    .await;
+    let mut b = util::start(
+        util::settings(&toml),
+        util::fixture_model("flat_hesitant.json"),
+    )
+    .await;
+    let mut clients = [a.client().await, b.client().await];
+    let (mut treated, mut held, mut cost, mut conversions) = (0u64, 0u64, 0i64, 0u64);
+    for i in 0..40usize {
+        let session = format!("r{i}");
+        let r = clients[i % 2]
+            .decide(decide(&session, hesitant_session(20_000)))
+            .await
+            .unwrap()
+            .into_inner();
+        let other = &mut clients[(i + 1) % 2];
+        let buys = i % 3 != 0;
+        if r.holdout {
+            held += 1;
+        } else {
+            treated += 1;
+            let offer = r.offer.expect("treated sessions get the offer");
+            if buys {
+                let red = other
+                    .redeem(pb::RedeemRequest {
+                        voucher_code: offer.voucher_code,
+                        session_id: session.clone(),
+                        order_value_cents: 20_000,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(red.status, pb::RedeemStatus::Accepted as i32);
+                cost += red.discount_cents;
+            }
+        }
+        conversions += u64::from(buys);
+        other
+            .record_outcome(pb::RecordOutcomeRequest {
+                session_id: session,
+                converted: buys,
+                order_value_cents: if buys { 20_000 } else { 0 },
+            })
+            .await
+            .unwrap();
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    let merged = tempfile::tempdir().unwrap();
+    for (name, s) in [("a", &a), ("b", &b)] {
+        let to = merged.path().join(name);
+        std::fs::create_dir(&to).unwrap();
+        for f in std::fs::read_dir(s.data.path().join("log")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let config = merged.path().join("nudge.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["report", "--json", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(merged.path())
+        .arg("--log-dir")
+        .arg(merged.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: nudge::report::RoiReport = serde_json::from_slice(&out.stdout).unwrap();
+    let total = &report.campaigns[0].total;
+    assert_eq!(
+        (total.treatment.sessions, total.holdout.sessions),
+        (treated, held)
+    );
+    assert_eq!(
+        total.treatment.conversions + total.holdout.conversions,
+        conversions
+    );
+    assert_eq!(total.treatment.voucher_cost_cents, cost);
+}
