@@ -755,8 +755,11 @@ impl Engine {
     }
 
     /// The ROI report over the decision log (flushed first) and the
-    /// ledger's outcomes and captures. Returns (JSON, table).
-    pub async fn report(&self, since_ms: i64) -> Result<(String, String), ServiceError> {
+    /// ledger's outcomes and captures. Returns (report, JSON, table).
+    pub async fn report(
+        &self,
+        since_ms: i64,
+    ) -> Result<(crate::report::RoiReport, String, String), ServiceError> {
         let Some(dir) = self.log.dir().map(std::path::Path::to_owned) else {
             return Err(ServiceError::FailedPrecondition(
                 "the decision log is disabled ([log] enabled = false): no report".into(),
@@ -809,6 +812,7 @@ impl Engine {
         });
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        Ok((json, crate::report::render_table(&report)))
+        let table = crate::report::render_table(&report);
+        Ok((report, json, table))
     }
 }

@@ -155,7 +155,12 @@ impl pb::offers_server::Offers for OffersService {
                 crate::error::ServiceError::invalid("since_ms", "must not be negative").into(),
             );
         }
-        let (json, table) = self.engine.report(since).await?;
-        Ok(Response::new(pb::ReportResponse { json, table }))
+        let (report, json, table) = self.engine.report(since).await?;
+        Ok(Response::new(pb::ReportResponse {
+            json,
+            table,
+            campaigns: crate::report::to_proto(&report),
+            margin_rate: report.margin_rate,
+        }))
     }
 }

@@ -311,7 +311,7 @@ async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
     if log_cfg.is_some() {
         engine.log = nudge::log_writer::DecisionLog::reader(log_dir);
     }
-    let (json, table) = engine.report(since).await?;
+    let (_, json, table) = engine.report(since).await?;
     if args.json {
         println!("{json}");
     } else {

@@ -84,6 +84,34 @@ async fn report_over_grpc_and_cli_matches_what_happened() {
     assert!((total.incremental.margin_cents.unwrap() - want).abs() < 1e-6);
     assert!((total.incremental.roi.unwrap() - want / cost as f64).abs() < 1e-9);
 
+    // The typed answer carries the same numbers as the JSON.
+    assert_eq!(rpc.campaigns.len(), report.campaigns.len());
+    assert_eq!(rpc.margin_rate, report.margin_rate);
+    let typed = &rpc.campaigns[0];
+    assert_eq!(typed.campaign, "default");
+    assert_eq!(typed.cells.len(), camp.cells.len());
+    let t = typed.total.as_ref().unwrap();
+    assert_eq!((t.policy_tier_cents, t.segment.as_str()), (None, ""));
+    let (tr, ho) = (t.treatment.as_ref().unwrap(), t.holdout.as_ref().unwrap());
+    assert_eq!(
+        (tr.sessions, ho.sessions, tr.conversions, ho.conversions),
+        (n_t, n_h, conv_t, conv_h)
+    );
+    assert_eq!(tr.voucher_cost_cents, cost);
+    let inc = t.incremental.as_ref().unwrap();
+    assert_eq!(inc.margin_cents, total.incremental.margin_cents);
+    assert_eq!(inc.roi, total.incremental.roi);
+    assert_eq!(
+        inc.net_margin_ci95.map(|i| (i.lo, i.hi)),
+        total.incremental.net_margin_ci95.map(|i| (i.lo, i.hi))
+    );
+    let first = &typed.cells[0];
+    assert_eq!(first.policy_tier_cents, camp.cells[0].policy_tier_cents);
+    assert_eq!(
+        Some(first.segment.as_str()),
+        camp.cells[0].segment.as_deref()
+    );
+
     // The CLI reads the same files and prints the same document.
     s.shutdown().await;
     let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
