@@ -19,11 +19,12 @@
 //!
 //! # Keys
 //!
-//! Every key starts with `{prefix}:` (default `{nudge}:`). The braces are a
-//! Redis Cluster hash tag: every key of one deployment lands in one slot,
-//! which the scripts need because they derive the day and campaign counter
-//! keys from the offer they touch. Use a standalone Redis (with a replica
-//! for fail-over) or a cluster; either way one deployment is one slot.
+//! Every key starts with `{prefix}:` (default `{nudge}:`). The client
+//! speaks to one standalone Redis (or Valkey, or a managed service's
+//! primary endpoint); Redis Cluster is not supported. The braces are
+//! nevertheless a cluster hash tag, so every key of one deployment would
+//! land in one slot, as the scripts need (they derive the day and campaign
+//! counter keys from the offer they touch).
 //!
 //! | key | type | holds |
 //! |---|---|---|
