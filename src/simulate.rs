@@ -347,6 +347,10 @@ pub struct Acceptance {
     pub expected_share_of_oracle_in_rule: Option<f64>,
     /// The in-rule oracle's realised ROI over blanket's.
     pub oracle_in_rule_roi_over_blanket: Option<f64>,
+    /// The same two ratios in expectation (without the purchase-draw noise
+    /// that dominates blanket's realised ROI on one day).
+    pub expected_oracle_roi_over_blanket: Option<f64>,
+    pub expected_oracle_in_rule_roi_over_blanket: Option<f64>,
 }
 
 /// The four bars, nudge against blanket and the oracle.
@@ -1183,6 +1187,15 @@ fn acceptance(run: &BudgetRun) -> Acceptance {
             (Some(o), Some(b)) if b > 0.0 => Some(o / b),
             _ => None,
         },
+        expected_oracle_roi_over_blanket: match (oracle.expected.roi, blanket.expected.roi) {
+            (Some(o), Some(b)) if b > 0.0 => Some(o / b),
+            _ => None,
+        },
+        expected_oracle_in_rule_roi_over_blanket: match (in_rule.expected.roi, blanket.expected.roi)
+        {
+            (Some(o), Some(b)) if b > 0.0 => Some(o / b),
+            _ => None,
+        },
     }
 }
 
@@ -1349,9 +1362,11 @@ pub fn render_table(r: &SimReport) -> String {
             |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{:.0} %", v * 100.0));
         let _ = writeln!(
             out,
-            "  yardstick: the oracle's own ROI is {} blanket's, the in-rule oracle's {} (realised)",
+            "  yardstick: the oracle's own ROI is {} blanket's, the in-rule oracle's {} (realised; in expectation {} and {})",
             x(acc.oracle_roi_over_blanket),
-            x(acc.oracle_in_rule_roi_over_blanket)
+            x(acc.oracle_in_rule_roi_over_blanket),
+            x(acc.expected_oracle_roi_over_blanket),
+            x(acc.expected_oracle_in_rule_roi_over_blanket)
         );
         let _ = writeln!(
             out,
@@ -1940,5 +1955,119 @@ mod diag {
                 r.expected.roi.unwrap_or(0.0)
             );
         }
+    }
+
+    /// Whether the four simulate bars can hold together for a policy with
+    /// perfect knowledge: the best expected net under the day's face-value
+    /// cap *and* an expected redemption cost of at most half blanket's,
+    /// against 80 % of the (face-value capped) oracle's expected net.
+    /// `NUDGE_DIAG_HOURS` (default 24) and `NUDGE_DIAG_BUDGET_EUR` (1000).
+    #[test]
+    #[ignore]
+    fn bars_feasibility() {
+        let env_f = |k: &str, d: f64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let args = SimulateArgs {
+            sessions_per_hour: 2_000.0,
+            hours: env_f("NUDGE_DIAG_HOURS", 24.0),
+            ..SimulateArgs::default()
+        };
+        let settings = Settings::default();
+        let model = Model::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.json"),
+        )
+        .unwrap();
+        let w = build_world(&args, &settings, &model).unwrap();
+        let m = 0.3;
+        let tiers = [500i64, 1_000, 2_000];
+        let cap = (env_f("NUDGE_DIAG_BUDGET_EUR", 1_000.0) * 100.0) as i64;
+        let blanket = first_come(&w, cap, 500, |mo| {
+            (mo.intent_cents >= 9_900).then_some(1_000)
+        });
+        let b = evaluate(&w, "blanket", &blanket, m, &tiers, None);
+        let (o, _) = run_oracle(&w, &tiers, m, cap, None);
+        let o = evaluate(&w, "oracle", &o, m, &tiers, None);
+        let cost_cap = 0.5 * b.expected.cost_cents;
+        let ecost = |v: &Visit, a: i64| {
+            if v.redeemable {
+                v.s.truth.p_buy(a) * a as f64
+            } else {
+                0.0
+            }
+        };
+        // Per visit, per tier: (face, E[cost], ENV).
+        let cands: Vec<(usize, Vec<(i64, f64, f64)>)> = w
+            .visits
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.redeemable)
+            .filter_map(|(i, v)| {
+                let opts: Vec<_> = tiers
+                    .iter()
+                    .map(|&a| (a, ecost(v, a), true_env(v, a, m)))
+                    .filter(|x| x.2 > 0.0)
+                    .collect();
+                (!opts.is_empty()).then_some((i, opts))
+            })
+            .collect();
+        let pick = |mc: f64, mf: f64| {
+            let mut face = vec![0i64; w.days];
+            let (mut cost, mut net) = (0.0, 0.0);
+            for (i, opts) in &cands {
+                if let Some(best) = opts
+                    .iter()
+                    .map(|&(a, c, e)| (e - mc * c - mf * a as f64, a, c, e))
+                    .filter(|x| x.0 > 0.0)
+                    .max_by(|x, y| x.0.total_cmp(&y.0))
+                {
+                    face[w.visits[*i].day] += best.1;
+                    cost += best.2;
+                    net += best.3;
+                }
+            }
+            (face.into_iter().max().unwrap_or(0), cost, net)
+        };
+        let mut best: Option<(f64, f64, f64, f64)> = None;
+        for k in 0..40 {
+            let mf = if k == 0 { 0.0 } else { 1e-3 * 1.3f64.powi(k) };
+            let (mut lo, mut hi) = (0.0f64, 1e3f64);
+            for _ in 0..60 {
+                let mid = 0.5 * (lo + hi);
+                if pick(mid, mf).1 > cost_cap {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            let (face, cost, net) = pick(hi, mf);
+            if face <= cap && cost <= cost_cap && best.is_none_or(|b| net > b.0) {
+                best = Some((net, cost, hi, mf));
+            }
+        }
+        let (net, cost, _, _) = best.unwrap();
+        let roi = (net + cost) / cost;
+        println!(
+            "budget {} EUR/day over {} h: blanket E[cost] {:.0} E[net] {:.0} E[roi] {:.2}; oracle E[cost] {:.0} E[net] {:.0} E[roi] {:.2}",
+            cap / 100,
+            args.hours,
+            b.expected.cost_cents / 100.0,
+            b.expected.net_incremental_margin_cents / 100.0,
+            b.expected.roi.unwrap_or(0.0),
+            o.expected.cost_cents / 100.0,
+            o.expected.net_incremental_margin_cents / 100.0,
+            o.expected.roi.unwrap_or(0.0),
+        );
+        println!(
+            "perfect knowledge with E[cost] <= 50 % of blanket's ({:.0}): E[net] {:.0} = {:.0} % of the oracle's, E[roi] {:.2} = {:.1} x blanket's",
+            cost_cap / 100.0,
+            net / 100.0,
+            100.0 * net / o.expected.net_incremental_margin_cents,
+            roi,
+            roi / b.expected.roi.unwrap_or(f64::NAN)
+        );
     }
 }
