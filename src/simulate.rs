@@ -2000,7 +2000,8 @@ mod diag {
             }
         };
         // Per visit, per tier: (face, E[cost], ENV).
-        let cands: Vec<(usize, Vec<(i64, f64, f64)>)> = w
+        type Options = Vec<(i64, f64, f64)>;
+        let cands: Vec<(usize, Options)> = w
             .visits
             .iter()
             .enumerate()
