@@ -106,15 +106,16 @@ pub struct RawSessions {
     pub max_sessions: Option<u64>,
     /// `memory` (the default: one replica) or `redis` (sessions shared by
     /// every replica, so a session's requests may reach any of them; needs
-    /// `[redis] url`).
+    /// `[redis] url` and `ledger.backend = "redis"`).
     pub backend: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
-    /// `redis://[user:password@]host:port/db`, `rediss://...` (TLS) or
-    /// `unix:///path/to/redis.sock`. Required when a backend is `redis`.
+    /// `redis://[user:password@]host:port/db` or
+    /// `unix:///path/to/redis.sock[?db=N&pass=...]` (TLS, `rediss://`, is
+    /// not built in). Required when a backend is `redis`.
     pub url: Option<String>,
     /// Prefix of every key, used as a Redis Cluster hash tag (`{nudge}:...`)
     /// so that one deployment's keys share a slot. Default `nudge`. Letters,
@@ -524,6 +525,15 @@ impl RawConfig {
                 ))
             }
         };
+        if session_backend == SessionBackend::Redis && ledger_backend != LedgerBackend::Redis {
+            // Shared sessions mean several replicas; each with its own
+            // ledger would spend its own cap (N replicas, N times the budget)
+            // and could offer one session twice.
+            return Err(invalid(
+                "sessions.backend",
+                "\"redis\" shares sessions between replicas, which must then share the budget: set ledger.backend = \"redis\" too",
+            ));
+        }
         let redis = validate_redis(
             self.redis,
             ledger_backend == LedgerBackend::Redis || session_backend == SessionBackend::Redis,
@@ -734,7 +744,15 @@ mod tests {
             ("[ledger]\nbackend = \"postgres\"", "ledger.backend"),
             ("[sessions]\nbackend = \"sqlite\"", "sessions.backend"),
             ("[ledger]\nbackend = \"redis\"", "redis.url"),
-            ("[sessions]\nbackend = \"redis\"", "redis.url"),
+            ("[sessions]\nbackend = \"redis\"", "sessions.backend"),
+            (
+                "[sessions]\nbackend = \"redis\"\n[redis]\nurl = \"redis://h/\"",
+                "sessions.backend",
+            ),
+            (
+                "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"rediss://h/\"",
+                "redis.url",
+            ),
             ("[redis]\nurl = \"redis://127.0.0.1/\"", "redis"),
             (
                 "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"http://x\"",

@@ -73,7 +73,7 @@ use std::time::Duration;
 /// `Debug` hides a password in the URL (`check-config` prints settings).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `redis://host:port/db`, `rediss://...` or `unix:///path/to/socket`.
+    /// `redis://host:port/db` or `unix:///path/to/socket` (no TLS).
     pub url: String,
     /// Key prefix, without the braces.
     pub key_prefix: String,
@@ -91,25 +91,49 @@ impl std::fmt::Debug for RedisSettings {
     }
 }
 
-/// The URL with the password of its user info, if any, replaced.
+/// The URL with its password replaced: the one in the user info
+/// (`redis://user:pw@host`) and the `pass` / `password` query parameters
+/// (`unix:///run/redis.sock?pass=pw`).
 pub fn redact_url(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
     };
-    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
-    match url[start..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &url[start..start + at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let shown = if userinfo.contains(':') {
-                format!("{user}:<redacted>")
-            } else {
-                "<redacted>".to_owned()
-            };
-            format!("{}{shown}{}", &url[..start], &url[start + at..])
+    let mut out = match base.find("://").map(|i| i + 3) {
+        None => base.to_owned(),
+        Some(start) => {
+            let authority_end = base[start..].find('/').map_or(base.len(), |i| start + i);
+            match base[start..authority_end].rfind('@') {
+                Some(at) => {
+                    let userinfo = &base[start..start + at];
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    let shown = if userinfo.contains(':') {
+                        format!("{user}:<redacted>")
+                    } else {
+                        "<redacted>".to_owned()
+                    };
+                    format!("{}{shown}{}", &base[..start], &base[start + at..])
+                }
+                None => base.to_owned(),
+            }
         }
-        None => url.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
+                {
+                    format!("{k}=<redacted>")
+                }
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// A lazily connecting, self-healing connection shared by the store and the
@@ -142,7 +166,9 @@ impl RedisConn {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
             .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(1)
+            // No connect retries inside a call: a Redis that is down costs
+            // one timeout per command, and the next call dials again.
+            .set_number_of_retries(0)
             .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| format!("redis: {e}"))?;
@@ -171,7 +197,7 @@ impl RedisConn {
         let mut con = self.con();
         let got: Result<Vec<String>, _> = redis::cmd("CONFIG")
             .arg("GET")
-            .arg("append*")
+            .arg("*")
             .query_async(&mut con)
             .await;
         match got {
@@ -183,6 +209,15 @@ impl RedisConn {
                         .unwrap_or_default()
                 };
                 let (aof, fsync) = (get("appendonly"), get("appendfsync"));
+                let policy = get("maxmemory-policy");
+                if !(policy == "noeviction" || policy.starts_with("volatile-")) {
+                    // Ledger keys have no TTL: only an allkeys-* policy can
+                    // evict them, and an evicted day counter resets a budget.
+                    tracing::warn!(
+                        maxmemory_policy = %policy,
+                        "redis may evict ledger keys under memory pressure, which would reset budgets (set maxmemory-policy noeviction)"
+                    );
+                }
                 if aof != "yes" || fsync != "always" {
                     tracing::warn!(
                         appendonly = %aof,
@@ -232,6 +267,7 @@ for i = 1, n do
   local c = ARGV[4 + 2 * i]
   local a = tonumber(amount)
   if a > 0 and a <= rem then
+    if c == '' then return {'unmintable', amount} end
     local okey = KEYS[4 + i]
     if redis.call('EXISTS', okey) == 1 then return {'collision', c} end
     redis.call('HSET', okey, 'campaign', ARGV[base + 1], 'session', ARGV[base + 2],
@@ -246,7 +282,7 @@ for i = 1, n do
     return {'reserved', c, amount, ARGV[base + 5]}
   end
 end
-return {'exhausted', tostring(rem)}
+return {'exhausted', string.format('%.0f', rem)}
 "#;
 
 /// Moves an offer out of `reserved` (shared by redeem and the sweeper).
@@ -300,17 +336,6 @@ end
 return {voided, #codes}
 "#;
 
-/// ARGV: prefix, since. Returns campaign, session, amount, settled per row.
-const CAPTURED: &str = r#"
-local prefix = ARGV[1]
-local out = {}
-for _, code in ipairs(redis.call('ZRANGEBYSCORE', prefix .. ':captured', ARGV[2], '+inf')) do
-  local r = redis.call('HMGET', prefix .. ':offer:' .. code, 'campaign', 'session', 'amount', 'settled')
-  for i = 1, 4 do out[#out + 1] = r[i] or '' end
-end
-return out
-"#;
-
 /// KEYS: outcomes, outcome_at. ARGV: session, `converted:order`, at.
 const RECORD_OUTCOME: &str = r#"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -319,16 +344,6 @@ if old and string.sub(old, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], new)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
-"#;
-
-/// KEYS: outcomes, outcome_at. ARGV: since. Returns session, value per row.
-const OUTCOMES: &str = r#"
-local out = {}
-for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf')) do
-  out[#out + 1] = s
-  out[#out + 1] = redis.call('HGET', KEYS[1], s) or ''
-end
-return out
 "#;
 
 /// KEYS: by_session. ARGV: field, prefix. Returns {code, amount, expires}
@@ -355,6 +370,9 @@ fn parse_offer(code: &str, amount: &str, expires: &str) -> Result<Offer, LedgerE
 const MINT_TRIES: usize = 16;
 /// Offers voided per script run (keeps each run short for other clients).
 const VOID_BATCH: usize = 500;
+/// Rows per page of the report reads (`captured`, `outcomes`): plain
+/// commands in pages, never one long script that would stall every replica.
+const READ_PAGE: usize = 1_000;
 
 /// The ledger in Redis: any number of replicas share one budget.
 pub struct RedisLedger {
@@ -365,9 +383,7 @@ pub struct RedisLedger {
     offer_for: Script,
     redeem: Script,
     void: Script,
-    captured: Script,
     record_outcome: Script,
-    outcomes: Script,
 }
 
 impl RedisLedger {
@@ -380,9 +396,7 @@ impl RedisLedger {
             offer_for: Script::new(OFFER_FOR),
             redeem: Script::new(&format!("{SETTLE_FN}{REDEEM}")),
             void: Script::new(&format!("{SETTLE_FN}{VOID_EXPIRED}")),
-            captured: Script::new(CAPTURED),
             record_outcome: Script::new(RECORD_OUTCOME),
-            outcomes: Script::new(OUTCOMES),
         }
     }
 
@@ -404,10 +418,12 @@ impl Ledger for RedisLedger {
             let nonce = rand::random::<u32>();
             let mut codes = Vec::with_capacity(req.candidates.len());
             for &amount in req.candidates {
-                // A non-positive amount is never reserved; mint() refuses it.
+                // An amount the code cannot carry gets no code: the script
+                // answers `unmintable` only if it is the one that fits, as
+                // the in-process core would fail only then.
                 let code = if amount > 0 {
                     voucher::mint(&self.key, req.session_id, amount, req.expires_at_ms, nonce)
-                        .map_err(|e| LedgerError::Unavailable(format!("cannot mint a code: {e}")))?
+                        .unwrap_or_default()
                 } else {
                     String::new()
                 };
@@ -452,6 +468,11 @@ impl Ledger for RedisLedger {
                     return Ok(ReserveOutcome::Exhausted { remaining_cents });
                 }
                 [tag, _] if tag == "collision" => continue,
+                [tag, amount] if tag == "unmintable" => {
+                    return Err(LedgerError::Unavailable(format!(
+                        "cannot mint a code for {amount} cents"
+                    )))
+                }
                 _ => return Err(bad_reply("reserve")),
             }
         }
@@ -545,6 +566,7 @@ impl Ledger for RedisLedger {
             (Option<i64>, Option<i64>, Option<u64>),
             (Option<i64>, Option<i64>, Option<u64>),
         ) = redis::pipe()
+            .atomic()
             .cmd("HMGET")
             .arg(self.conn.key(&["day", campaign, &day]))
             .arg(fields)
@@ -595,64 +617,117 @@ impl Ledger for RedisLedger {
     }
 
     async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError> {
+        let mut v = Vec::new();
         let mut con = self.conn.con();
-        let flat: Vec<String> = self
-            .captured
-            .prepare_invoke()
-            .arg(&self.conn.prefix)
-            .arg(since_ms)
-            .invoke_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        let mut v = Vec::with_capacity(flat.len() / 4);
-        for row in flat.chunks(4) {
-            let [campaign, session_id, amount, settled] = row else {
-                return Err(bad_reply("captured"));
+        let mut offset = 0usize;
+        loop {
+            let codes: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(self.conn.key(&["captured"]))
+                .arg(since_ms)
+                .arg("+inf")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(READ_PAGE)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            let mut pipe = redis::pipe();
+            for code in &codes {
+                pipe.cmd("HMGET")
+                    .arg(self.conn.key(&["offer", code]))
+                    .arg(&["campaign", "session", "amount", "settled"][..]);
+            }
+            type Row = (Option<String>, Option<String>, Option<i64>, Option<i64>);
+            let rows: Vec<Row> = if codes.is_empty() {
+                Vec::new()
+            } else {
+                pipe.query_async(&mut con).await.map_err(unavailable)?
             };
-            v.push(Captured {
-                campaign: campaign.clone(),
-                session_id: session_id.clone(),
-                amount_cents: amount.parse().map_err(|_| bad_reply("captured"))?,
-                captured_ms: settled.parse().map_err(|_| bad_reply("captured"))?,
-            });
+            for row in rows {
+                let (Some(campaign), Some(session_id), Some(amount_cents), Some(captured_ms)) = row
+                else {
+                    return Err(bad_reply("captured"));
+                };
+                v.push(Captured {
+                    campaign,
+                    session_id,
+                    amount_cents,
+                    captured_ms,
+                });
+            }
+            if codes.len() < READ_PAGE {
+                break;
+            }
+            offset += READ_PAGE;
         }
-        v.sort_by(|a, b| (a.captured_ms, &a.session_id).cmp(&(b.captured_ms, &b.session_id)));
+        v.sort_by(|a, b| {
+            (a.captured_ms, &a.session_id, &a.campaign).cmp(&(
+                b.captured_ms,
+                &b.session_id,
+                &b.campaign,
+            ))
+        });
         Ok(v)
     }
 
     async fn outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError> {
+        let mut by_session = std::collections::HashMap::new();
         let mut con = self.conn.con();
-        let flat: Vec<String> = self
-            .outcomes
-            .prepare_invoke()
-            .key(self.conn.key(&["outcomes"]))
-            .key(self.conn.key(&["outcome_at"]))
-            .arg(since_ms)
-            .invoke_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        let mut v = Vec::with_capacity(flat.len() / 2);
-        for row in flat.chunks(2) {
-            let [session_id, value] = row else {
-                return Err(bad_reply("outcomes"));
+        let mut offset = 0usize;
+        loop {
+            let sessions: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(self.conn.key(&["outcome_at"]))
+                .arg(since_ms)
+                .arg("+inf")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(READ_PAGE)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            let values: Vec<Option<String>> = if sessions.is_empty() {
+                Vec::new()
+            } else {
+                redis::cmd("HMGET")
+                    .arg(self.conn.key(&["outcomes"]))
+                    .arg(&sessions)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(unavailable)?
             };
-            let mut it = value.split(':');
-            let parsed = (|| {
-                let converted = it.next()? == "1";
-                let order_value_cents = it.next()?.parse().ok()?;
-                let at_ms = it.next()?.parse().ok()?;
-                Some(Outcome {
-                    session_id: session_id.clone(),
-                    converted,
-                    order_value_cents,
-                    at_ms,
-                })
-            })();
-            v.push(parsed.ok_or_else(|| bad_reply("outcomes"))?);
+            for (session_id, value) in sessions.iter().zip(values) {
+                let o = value
+                    .as_deref()
+                    .and_then(|v| parse_outcome(session_id, v))
+                    .ok_or_else(|| bad_reply("outcomes"))?;
+                // A correction moving a session while we page is read once.
+                if o.at_ms >= since_ms {
+                    by_session.insert(session_id.clone(), o);
+                }
+            }
+            if sessions.len() < READ_PAGE {
+                break;
+            }
+            offset += READ_PAGE;
         }
+        let mut v: Vec<Outcome> = by_session.into_values().collect();
         v.sort_by(|a, b| (a.at_ms, &a.session_id).cmp(&(b.at_ms, &b.session_id)));
         Ok(v)
     }
+}
+
+/// `converted:order:at` (see [`RECORD_OUTCOME`]).
+fn parse_outcome(session_id: &str, value: &str) -> Option<Outcome> {
+    let mut it = value.split(':');
+    let converted = it.next()? == "1";
+    let order_value_cents = it.next()?.parse().ok()?;
+    let at_ms = it.next()?.parse().ok()?;
+    Some(Outcome {
+        session_id: session_id.to_owned(),
+        converted,
+        order_value_cents,
+        at_ms,
+    })
 }
 
 // --- session store -----------------------------------------------------------
@@ -693,10 +768,18 @@ impl RedisSessionStore {
         }
     }
 
-    fn live(&self, raw: &str, now_ms: i64) -> Result<Option<SessionState>, StoreError> {
-        let s: StoredSession = serde_json::from_str(raw)
-            .map_err(|e| StoreError::Unavailable(format!("redis: unreadable session: {e}")))?;
-        Ok((now_ms.saturating_sub(s.touched_ms) <= self.idle_ttl_ms).then_some(s.state))
+    /// The live state in a stored value. A value that does not parse (a
+    /// format from another release, a hand edit) is logged and treated as
+    /// no session: the session starts afresh instead of failing every
+    /// request until the key expires.
+    fn live(&self, session_id: &str, raw: &str, now_ms: i64) -> Option<SessionState> {
+        match serde_json::from_str::<StoredSession>(raw) {
+            Ok(s) => (now_ms.saturating_sub(s.touched_ms) <= self.idle_ttl_ms).then_some(s.state),
+            Err(e) => {
+                tracing::warn!(session = %session_id, error = %e, "unreadable session state in redis, starting afresh");
+                None
+            }
+        }
     }
 }
 
@@ -733,7 +816,9 @@ impl SessionStore for RedisSessionStore {
         for _ in 0..CAS_TRIES {
             let old: Option<String> = con.get(&key).await.map_err(store_unavailable)?;
             let base = match &old {
-                Some(raw) => self.live(raw, update.now_ms)?.unwrap_or_default(),
+                Some(raw) => self
+                    .live(session_id, raw, update.now_ms)
+                    .unwrap_or_default(),
                 None => SessionState::default(),
             };
             let state = fold(base, update.context, &update);
@@ -778,12 +863,11 @@ impl SessionStore for RedisSessionStore {
             .query_async(&mut con)
             .await
             .map_err(store_unavailable)?;
-        raws.iter()
-            .map(|r| match r {
-                Some(raw) => self.live(raw, now_ms),
-                None => Ok(None),
-            })
-            .collect()
+        Ok(raws
+            .iter()
+            .zip(session_ids)
+            .map(|(r, id)| r.as_deref().and_then(|raw| self.live(id, raw, now_ms)))
+            .collect())
     }
 }
 
@@ -799,6 +883,14 @@ mod tests {
             ("redis://s3cret@h", "redis://<redacted>@h"),
             ("redis://h:6379/0", "redis://h:6379/0"),
             ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+            (
+                "unix:///run/redis.sock?db=2&pass=s3cret",
+                "unix:///run/redis.sock?db=2&pass=<redacted>",
+            ),
+            (
+                "redis+unix:///r.sock?user=app&password=s3cret",
+                "redis+unix:///r.sock?user=app&password=<redacted>",
+            ),
         ] {
             assert_eq!(redact_url(url), shown);
             let s = RedisSettings {

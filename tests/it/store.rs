@@ -232,6 +232,12 @@ async fn ledger_suite(make: impl Fn(Budgets) -> Arc<dyn Ledger>) {
     let cap = l.captured(0).await.unwrap();
     assert_eq!(cap.len(), 1);
     assert_eq!(
+        l.captured(NOW_MS + 2).await.unwrap(),
+        cap,
+        "since is inclusive"
+    );
+    assert!(l.captured(NOW_MS + 3).await.unwrap().is_empty());
+    assert_eq!(
         (cap[0].session_id.as_str(), cap[0].amount_cents),
         ("a", 1_000)
     );
@@ -332,6 +338,8 @@ async fn ledger_suite(make: impl Fn(Budgets) -> Arc<dyn Ledger>) {
     let all = l.outcomes(0).await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].order_value_cents, 25_000);
+    assert_eq!(l.outcomes(all[0].at_ms).await.unwrap(), all);
+    assert!(l.outcomes(all[0].at_ms + 1).await.unwrap().is_empty());
 
     // Zero cap: nothing is ever reserved.
     let z = make(budgets(0, None));
