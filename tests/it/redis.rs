@@ -842,3 +842,54 @@ async fn concurrent_updates_through_several_connections_are_never_lost() {
     let got = stores[0].get_many(&["hot"], NOW_MS).await.unwrap();
     assert_eq!(got[0].as_ref().map(|s| s.events), Some(n as u32));
 }
+
+/// The binary with a Redis config: refuses to start without a shared
+/// voucher secret (saying which), and with one serves decisions on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_on_redis_only_with_a_shared_secret() {
+    let Some(redis) = redis_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nudge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[ledger]\nbackend = \"redis\"\n[sessions]\nbackend = \"redis\"\n[redis]\nurl = \"{}\"\nkey_prefix = \"bin\"\n",
+            dir.path().join("data"),
+            redis.settings("bin").url
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env_remove("NUDGE_VOUCHER_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NUDGE_VOUCHER_SECRET"), "{err}");
+
+    let (mut child, addr) = util::spawn_nudge(
+        &["--config".as_ref(), config.as_os_str()],
+        &[(
+            "NUDGE_VOUCHER_SECRET",
+            "binary test secret, not for production",
+        )],
+    );
+    let mut c = pb::offers_client::OffersClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let r = c
+        .decide(decide("bin-1", hesitant_session(20_000)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(util::reason(&r), pb::Reason::BudgetUnavailable, "{r:?}");
+    assert_ne!(
+        util::reason(&r),
+        pb::Reason::SessionStoreUnavailable,
+        "{r:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
