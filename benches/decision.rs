@@ -177,6 +177,7 @@ fn redis_benches(c: &mut Criterion) {
         url,
         key_prefix: "bench".into(),
         timeout: std::time::Duration::from_secs(5),
+        tls_ca_file: None,
     })
     .unwrap();
     let key = VoucherKey::from_secret("bench secret, not for production");

@@ -113,10 +113,13 @@ pub struct RawSessions {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
-    /// `redis://[user:password@]host:port/db` or
-    /// `unix:///path/to/redis.sock[?db=N&pass=...]` (TLS, `rediss://`, is
-    /// not built in). Required when a backend is `redis`.
+    /// `redis://[user:password@]host:port/db`, `rediss://...` (TLS) or
+    /// `unix:///path/to/redis.sock[?db=N&pass=...]`. Required when a
+    /// backend is `redis`.
     pub url: Option<String>,
+    /// With `rediss://`: PEM file of the CA that signed the server's
+    /// certificate. Default: the system's trusted roots.
+    pub tls_ca_file: Option<PathBuf>,
     /// Prefix of every key, used as a Redis Cluster hash tag (`{nudge}:...`)
     /// so that one deployment's keys share a slot. Default `nudge`. Letters,
     /// digits, `-`, `_`, `.`, at most 64.
@@ -303,7 +306,10 @@ fn validate_redis(
     raw: RawRedis,
     used: bool,
 ) -> Result<Option<crate::redis_backend::RedisSettings>, ConfigError> {
-    let given = raw.url.is_some() || raw.key_prefix.is_some() || raw.timeout_ms.is_some();
+    let given = raw.url.is_some()
+        || raw.key_prefix.is_some()
+        || raw.timeout_ms.is_some()
+        || raw.tls_ca_file.is_some();
     if !used {
         return if given {
             Err(invalid(
@@ -322,6 +328,12 @@ fn validate_redis(
     })?;
     if let Err(e) = redis::Client::open(url.as_str()) {
         return Err(invalid("redis.url", e.to_string()));
+    }
+    if raw.tls_ca_file.is_some() && !url.starts_with("rediss://") {
+        return Err(invalid(
+            "redis.tls_ca_file",
+            "only with a rediss:// (TLS) url",
+        ));
     }
     let key_prefix = raw.key_prefix.unwrap_or_else(|| "nudge".to_owned());
     if key_prefix.is_empty()
@@ -343,6 +355,7 @@ fn validate_redis(
         url,
         key_prefix,
         timeout: Duration::from_millis(timeout_ms),
+        tls_ca_file: raw.tls_ca_file,
     }))
 }
 
@@ -750,8 +763,8 @@ mod tests {
                 "sessions.backend",
             ),
             (
-                "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"rediss://h/\"",
-                "redis.url",
+                "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"redis://h/\"\ntls_ca_file = \"ca.pem\"",
+                "redis.tls_ca_file",
             ),
             ("[redis]\nurl = \"redis://127.0.0.1/\"", "redis"),
             (

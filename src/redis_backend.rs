@@ -73,12 +73,16 @@ use std::time::Duration;
 /// `Debug` hides a password in the URL (`check-config` prints settings).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `redis://host:port/db` or `unix:///path/to/socket` (no TLS).
+    /// `redis://host:port/db`, `rediss://host:port/db` (TLS) or
+    /// `unix:///path/to/socket`.
     pub url: String,
     /// Key prefix, without the braces.
     pub key_prefix: String,
     /// Connect and response timeout of one command.
     pub timeout: Duration,
+    /// With `rediss://`: PEM file of the CA that signed the server's
+    /// certificate; None trusts the system's roots.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -87,6 +91,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("url", &redact_url(&self.url))
             .field("key_prefix", &self.key_prefix)
             .field("timeout", &self.timeout)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -161,8 +166,28 @@ impl RedisConn {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err("redis: the connection needs a running tokio runtime".into());
         }
-        let client =
-            redis::Client::open(settings.url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
+        let client = if settings.url.starts_with("rediss://") {
+            // rustls is built without a default crypto provider: use ring
+            // (no cmake needed). Installing it twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match &settings.tls_ca_file {
+                Some(path) => {
+                    let pem = std::fs::read(path)
+                        .map_err(|e| format!("redis.tls_ca_file {}: {e}", path.display()))?;
+                    redis::Client::build_with_tls(
+                        settings.url.as_str(),
+                        redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(pem),
+                        },
+                    )
+                }
+                None => redis::Client::open(settings.url.as_str()),
+            }
+        } else {
+            redis::Client::open(settings.url.as_str())
+        }
+        .map_err(|e| format!("redis.url: {e}"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
             .set_response_timeout(Some(settings.timeout))
@@ -897,6 +922,7 @@ mod tests {
                 url: url.into(),
                 key_prefix: "nudge".into(),
                 timeout: Duration::from_millis(500),
+                tls_ca_file: None,
             };
             assert!(!format!("{s:?}").contains("s3cret"));
         }

@@ -55,6 +55,7 @@ impl RedisServer {
             url: format!("unix://{}", self.socket.display()),
             key_prefix: prefix.to_owned(),
             timeout: Duration::from_secs(5),
+            tls_ca_file: None,
         }
     }
 
@@ -288,6 +289,7 @@ async fn redis_down_scores_but_gives_no_voucher() {
         ),
         key_prefix: "down".into(),
         timeout: Duration::from_millis(200),
+        tls_ca_file: None,
     };
     let ledger = Arc::new(RedisLedger::new(
         RedisConn::new(&settings).unwrap(),
@@ -774,6 +776,7 @@ async fn silent_redis_costs_a_bounded_wait() {
         url: format!("redis://{addr}/0"),
         key_prefix: "silent".into(),
         timeout: Duration::from_millis(200),
+        tls_ca_file: None,
     };
     let conn = RedisConn::new(&settings).unwrap();
     let e = engine_on(
@@ -892,4 +895,158 @@ async fn binary_serves_on_redis_only_with_a_shared_secret() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// TLS (`rediss://`): a private `redis-server` with a certificate signed by
+/// a throw-away CA (made with the `openssl` CLI). With `tls_ca_file` the
+/// ledger works over TLS; trusting only the system's roots, the same
+/// server is refused (no voucher, not a panic).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_over_tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    };
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    let made = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=nudge-test-ca",
+        ][..],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    ]
+    .iter()
+    .map(|a| openssl(a))
+    .collect::<Result<Vec<_>, _>>();
+    match made {
+        Ok(s) if s.iter().all(|s| s.success()) => {}
+        other => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "openssl is needed under CI: {other:?}"
+            );
+            eprintln!("skipped: no openssl to make test certificates ({other:?})");
+            return;
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let tls = tempfile::tempdir().unwrap();
+    let path = |f: &str| d.join(f).display().to_string();
+    let Some(_redis) = start(
+        tls,
+        &[
+            "--appendonly",
+            "no",
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &path("server.crt"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ],
+    ) else {
+        return;
+    };
+    let settings = |ca: Option<PathBuf>| RedisSettings {
+        url: format!("rediss://127.0.0.1:{port}/0"),
+        key_prefix: "tls".into(),
+        timeout: Duration::from_secs(2),
+        tls_ca_file: ca,
+    };
+    let ledger = RedisLedger::new(
+        RedisConn::new(&settings(Some(d.join("ca.crt")))).unwrap(),
+        Budgets::single(1_000),
+        key(),
+    );
+    let req = ReserveRequest {
+        campaign: "default",
+        session_id: "tls",
+        candidates: &[500],
+        now_ms: NOW_MS,
+        expires_at_ms: NOW_MS + 3_600_000,
+    };
+    // The server may still be opening its TLS port.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        match ledger.reserve(req).await {
+            Ok(o) => break o,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no TLS connection: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(matches!(out, ReserveOutcome::Reserved(_)), "{out:?}");
+    assert_eq!(
+        ledger
+            .snapshot("default", NOW_MS)
+            .await
+            .unwrap()
+            .reserved_cents,
+        500
+    );
+    let untrusting = RedisLedger::new(
+        RedisConn::new(&settings(None)).unwrap(),
+        Budgets::single(1_000),
+        key(),
+    );
+    assert!(untrusting.snapshot("default", NOW_MS).await.is_err());
 }
