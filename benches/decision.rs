@@ -103,25 +103,39 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let engine = memory_engine(&settings, model.clone(), Arc::new(ManualClock::new(NOW)));
-    let mut i = 0u64;
-    c.bench_function(
+    bench_decide(
+        c,
         "engine_decide (store + assess + ledger, 1 new event)",
-        |b| {
-            b.iter(|| {
-                i += 1;
-                let input = DecideInput {
-                    session_id: format!("s{}", i % 10_000),
-                    visitor_id: None,
-                    context: None,
-                    events: vec![one],
-                    client: ClientFeatures::default(),
-                    intent_value_cents: None,
-                    campaign: String::new(),
-                };
-                rt.block_on(engine.decide(input)).unwrap()
-            })
-        },
+        &engine,
+        &rt,
+        one,
     );
+}
+
+/// Decide with one new event on 10,000 rotating sessions.
+fn bench_decide(
+    c: &mut Criterion,
+    name: &str,
+    engine: &Engine,
+    rt: &tokio::runtime::Runtime,
+    event: Event,
+) {
+    let mut i = 0u64;
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            i += 1;
+            let input = DecideInput {
+                session_id: format!("s{}", i % 10_000),
+                visitor_id: None,
+                context: None,
+                events: vec![event],
+                client: ClientFeatures::default(),
+                intent_value_cents: None,
+                campaign: String::new(),
+            };
+            rt.block_on(engine.decide(input)).unwrap()
+        })
+    });
 }
 
 /// A private redis-server on a Unix socket, killed on drop (the directory
@@ -194,25 +208,12 @@ fn redis_benches(c: &mut Criterion) {
         key,
         DecisionLog::disabled(),
     );
-    let one = hesitant_events()[3];
-    let mut i = 0u64;
-    c.bench_function(
+    bench_decide(
+        c,
         "engine_decide_redis (redis store + assess + redis ledger, 1 new event)",
-        |b| {
-            b.iter(|| {
-                i += 1;
-                let input = DecideInput {
-                    session_id: format!("s{}", i % 10_000),
-                    visitor_id: None,
-                    context: None,
-                    events: vec![one],
-                    client: ClientFeatures::default(),
-                    intent_value_cents: None,
-                    campaign: String::new(),
-                };
-                rt.block_on(engine.decide(input)).unwrap()
-            })
-        },
+        &engine,
+        &rt,
+        hesitant_events()[3],
     );
 }
 

@@ -90,6 +90,19 @@ pub struct CampaignBudget {
     pub total_cap_cents: Option<i64>,
 }
 
+impl CampaignBudget {
+    /// What can still be reserved: the day cap less the day's reserved and
+    /// captured cents, bounded by the lifetime cap less the lifetime's,
+    /// never below zero. The one budget rule of every ledger.
+    pub fn remaining_cents(&self, day_committed: i64, total_committed: i64) -> i64 {
+        let mut rem = self.daily_cap_cents - day_committed;
+        if let Some(total_cap) = self.total_cap_cents {
+            rem = rem.min(total_cap - total_committed);
+        }
+        rem.max(0)
+    }
+}
+
 /// All campaigns and the time zone their days are counted in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Budgets {
@@ -364,12 +377,8 @@ impl LedgerCore {
             .get(&(campaign.to_owned(), day.to_owned()))
             .copied()
             .unwrap_or_default();
-        let mut rem = b.daily_cap_cents - d.reserved - d.captured;
-        if let Some(total_cap) = b.total_cap_cents {
-            let t = self.total.get(campaign).copied().unwrap_or_default();
-            rem = rem.min(total_cap - t.reserved - t.captured);
-        }
-        Ok(rem.max(0))
+        let t = self.total.get(campaign).copied().unwrap_or_default();
+        Ok(b.remaining_cents(d.reserved + d.captured, t.reserved + t.captured))
     }
 
     pub fn offer_for(&self, campaign: &str, session_id: &str) -> Option<Offer> {

@@ -266,6 +266,8 @@ fn bad_reply(what: &str) -> LedgerError {
 
 // --- ledger ------------------------------------------------------------------
 
+/// The budget rule is `CampaignBudget::remaining_cents`, here in Lua so
+/// that the check and the reservation are one atomic step.
 /// KEYS: by_session, day, total, reserved, offer key per candidate.
 /// ARGV: field, daily cap, total cap (-1: none), n, (amount, code) * n,
 /// campaign, session, day, issued, expires, prefix. Answers the offer with
@@ -427,6 +429,27 @@ impl RedisLedger {
 
     fn session_field(campaign: &str, session_id: &str) -> String {
         format!("{campaign}\x1f{session_id}")
+    }
+
+    /// One page (`READ_PAGE` members from `offset`) of a sorted set, scores
+    /// `since..`.
+    async fn page(
+        &self,
+        con: &mut ConnectionManager,
+        zset: &str,
+        since: i64,
+        offset: usize,
+    ) -> Result<Vec<String>, LedgerError> {
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(self.conn.key(&[zset]))
+            .arg(since)
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(offset)
+            .arg(READ_PAGE)
+            .query_async(con)
+            .await
+            .map_err(unavailable)
     }
 }
 
@@ -607,17 +630,13 @@ impl Ledger for RedisLedger {
             tr.unwrap_or(0),
             tc.unwrap_or(0),
         );
-        let mut remaining = b.daily_cap_cents - dr - dc;
-        if let Some(total) = b.total_cap_cents {
-            remaining = remaining.min(total - tr - tc);
-        }
         Ok(BudgetSnapshot {
             campaign: campaign.to_owned(),
             day,
             cap_cents: b.daily_cap_cents,
             reserved_cents: dr,
             captured_cents: dc,
-            remaining_cents: remaining.max(0),
+            remaining_cents: b.remaining_cents(dr + dc, tr + tc),
             offers: doffers.unwrap_or(0),
             total_cap_cents: b.total_cap_cents,
             total_reserved_cents: tr,
@@ -646,16 +665,7 @@ impl Ledger for RedisLedger {
         let mut con = self.conn.con();
         let mut offset = 0usize;
         loop {
-            let codes: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                .arg(self.conn.key(&["captured"]))
-                .arg(since_ms)
-                .arg("+inf")
-                .arg("LIMIT")
-                .arg(offset)
-                .arg(READ_PAGE)
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
+            let codes = self.page(&mut con, "captured", since_ms, offset).await?;
             let mut pipe = redis::pipe();
             for code in &codes {
                 pipe.cmd("HMGET")
@@ -700,16 +710,7 @@ impl Ledger for RedisLedger {
         let mut con = self.conn.con();
         let mut offset = 0usize;
         loop {
-            let sessions: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                .arg(self.conn.key(&["outcome_at"]))
-                .arg(since_ms)
-                .arg("+inf")
-                .arg("LIMIT")
-                .arg(offset)
-                .arg(READ_PAGE)
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
+            let sessions = self.page(&mut con, "outcome_at", since_ms, offset).await?;
             let values: Vec<Option<String>> = if sessions.is_empty() {
                 Vec::new()
             } else {
