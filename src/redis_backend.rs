@@ -60,7 +60,7 @@ use crate::ledger::{
     upsert_outcome_key, BudgetSnapshot, Budgets, Captured, Ledger, LedgerError, Offer, Outcome,
     RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
 };
-use crate::session::{Context, SessionState};
+use crate::session::SessionState;
 use crate::store::{SessionStore, SessionUpdate, StoreError};
 use crate::voucher::{self, VoucherKey};
 use async_trait::async_trait;
@@ -813,20 +813,6 @@ fn store_unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
 }
 
-fn fold(
-    mut state: SessionState,
-    context: Option<Context>,
-    update: &SessionUpdate<'_>,
-) -> SessionState {
-    if let Some(ctx) = context {
-        state.context = ctx;
-    }
-    for ev in update.events {
-        state.apply(ev);
-    }
-    state
-}
-
 #[async_trait]
 impl SessionStore for RedisSessionStore {
     async fn apply(
@@ -847,7 +833,7 @@ impl SessionStore for RedisSessionStore {
                     .unwrap_or_default(),
                 None => SessionState::default(),
             };
-            let state = fold(base, update.context, &update);
+            let state = update.fold(base);
             let new = serde_json::to_string(&StoredSession {
                 state: state.clone(),
                 touched_ms: update.now_ms,

@@ -25,6 +25,20 @@ pub struct SessionUpdate<'a> {
     pub now_ms: i64,
 }
 
+impl SessionUpdate<'_> {
+    /// The update applied to `state`: every store folds through this one
+    /// function (and so through `SessionState::apply`, the feature path).
+    pub fn fold(&self, mut state: SessionState) -> SessionState {
+        if let Some(ctx) = self.context {
+            state.context = ctx;
+        }
+        for ev in self.events {
+            state.apply(ev);
+        }
+        state
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("session store unavailable: {0}")]
@@ -100,16 +114,10 @@ impl SessionStore for MemorySessionStore {
         self.cache
             .entry_by_ref(session_id)
             .and_compute_with(|existing| {
-                let mut state = match existing {
+                let state = update.fold(match existing {
                     Some(e) if self.live(e.value(), update.now_ms) => e.into_value().state,
                     _ => SessionState::default(),
-                };
-                if let Some(ctx) = update.context {
-                    state.context = ctx;
-                }
-                for ev in update.events {
-                    state.apply(ev);
-                }
+                });
                 out = Some(state.clone());
                 moka::ops::compute::Op::Put(Stored {
                     state,
