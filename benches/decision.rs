@@ -10,16 +10,18 @@
 //! Run: `cargo bench --bench decision`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use nudge::app::memory_engine;
 use nudge::clock::ManualClock;
 use nudge::config::Settings;
+use nudge::decision_log::writer::DecisionLog;
+use nudge::domain::model::{ClientFeatures, Model};
+use nudge::domain::session::{
+    Context, Event, EventKind, PageKind, ProductKey, SessionState, Signal,
+};
+use nudge::domain::voucher::VoucherKey;
+use nudge::engine::DecideInput;
 use nudge::engine::{assess, Engine};
-use nudge::log_writer::DecisionLog;
-use nudge::model::{ClientFeatures, Model};
-use nudge::redis_backend::{RedisConn, RedisLedger, RedisSessionStore, RedisSettings};
-use nudge::server::memory_engine;
-use nudge::session::{Context, Event, EventKind, PageKind, ProductKey, SessionState, Signal};
-use nudge::validate::DecideInput;
-use nudge::voucher::VoucherKey;
+use nudge::redis::{RedisConn, RedisLedger, RedisSessionStore, RedisSettings};
 use std::hint::black_box;
 use std::sync::Arc;
 

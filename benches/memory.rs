@@ -3,7 +3,7 @@
 //! growth of the resident set by N. Not a criterion benchmark (it measures
 //! bytes, not time); run: `cargo bench --bench memory`.
 
-use nudge::session::{Context, Event, EventKind, PageKind, ProductKey, SessionState};
+use nudge::domain::session::{Context, Event, EventKind, PageKind, ProductKey, SessionState};
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate};
 use std::time::Duration;
 

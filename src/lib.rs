@@ -5,56 +5,75 @@
 //! the budget allows, a voucher.
 //!
 //! # Layout
-//! - [`pb`]: generated protobuf/gRPC types (`proto/nudge/v1/nudge.proto`).
-//! - [`session`]: validated domain events and the fixed-size per-session aggregate.
-//! - [`features`]: the feature table computed from a session (serving and training).
-//! - [`model`]: the model file format, validated at load; scoring.
-//! - [`policy`]: segments and the voucher rule (expected net value), pure.
-//! - [`pacing`]: the budget pacing controller (shadow price on voucher cost).
-//! - [`report`]: the incremental ROI report (treatment versus holdout).
-//! - [`ledger`]: the voucher budget trait and its in-memory implementation.
-//! - [`simulate`]: the policy simulator (none, blanket, heat-tier, nudge, oracle) on generated traffic.
-//! - [`store`]: the session store trait and its in-memory (moka) implementation.
-//! - [`redis_backend`]: the Redis session store and ledger (shared state for several replicas).
+//!
+//! Where a Decide goes: [`grpc::service`] (handler) -> [`grpc::validate`]
+//! (protobuf in, [`engine::inputs`] out) -> [`engine::decide`] (the session
+//! from [`store`], the pure [`engine::assess`] over [`domain`], the money
+//! step against [`ledger`], one record to [`decision_log`]) ->
+//! [`grpc::convert`] (the answer out). [`app`] built all of it from
+//! [`config`] and serves it.
+//!
+//! - `bin/nudge.rs`: the binary; parses flags and calls [`app`] or [`sim`].
+//! - [`config`]: the TOML configuration (`raw`: as written; `sections`: each
+//!   section validated once) into [`config::Settings`], and the one loader.
+//! - [`domain`]: pure, no I/O, no transport.
+//!   - [`domain::session`]: validated events and the fixed-size per-session aggregate.
+//!   - [`domain::features`]: the feature table computed from a session (serving and training).
+//!   - [`domain::model`]: the model file format, validated at load; scoring.
+//!   - [`domain::logistic`]: the logistic link (sigmoid, logit).
+//!   - [`domain::policy`]: segments and the voucher rule (expected net value).
+//!   - [`domain::experiment`]: holdout and exploration draws, propensities.
+//!   - [`domain::pacing`]: the budget pacing controller (shadow price on voucher cost).
+//!   - [`domain::voucher`]: voucher codes: minting and verification (HMAC).
+//! - [`engine`]: the decision engine the fronts call; no transport.
+//!   - [`engine::inputs`] / [`engine::outputs`]: validated requests in, decisions out.
+//!   - [`engine::assess`]: features -> score -> segment -> verdict, pure.
+//!   - [`engine::decide`]: Decide as its steps (session, assess, money step).
+//!   - [`engine::records`]: what a decision writes to the log.
+//!   - [`engine::report`]: the ROI report over the log and the ledger.
+//!   - [`engine::error`]: the engine's one error type.
+//! - [`ledger`]: the voucher budget trait and its backends.
+//!   - [`ledger::budget`]: campaign caps, the budget day, the one budget rule.
+//!   - [`ledger::core`]: the bookkeeping state machine every local ledger wraps.
+//!   - [`ledger::memory`]: in memory (tests, simulation).
+//!   - [`ledger::sqlite`]: the embedded durable default.
+//! - [`store`]: the session store trait; [`store::memory`], the moka default.
+//! - [`redis`]: shared state for several replicas: the connection
+//!   ([`redis::RedisConn`]), the ledger in Lua scripts (`ledger`:
+//!   [`redis::RedisLedger`]) and the session store (`sessions`:
+//!   [`redis::RedisSessionStore`]).
+//! - [`decision_log`]: the JSON-lines record format; [`decision_log::writer`]
+//!   (the service's background writer) and [`decision_log::reader`] (the one
+//!   folder reader, for the report and the trainer).
+//! - [`report`]: the incremental ROI report (treatment versus holdout), no protobuf.
+//! - [`grpc`]: the gRPC adapter: [`grpc::service`] (thin handlers),
+//!   [`grpc::validate`], [`grpc::convert`], [`grpc::status`] (errors to
+//!   `tonic::Status`), [`grpc::pb`] (generated code).
+//! - [`app`]: the running service: [`app::wiring`] (engine from settings),
+//!   [`app::model_source`], [`app::secrets`] (the voucher key),
+//!   [`app::pacing_state`], [`app::tasks`] (sweeper, pacing loop),
+//!   [`app::serve`] (gRPC with graceful shutdown).
+//! - [`sim`]: the policy simulator on generated traffic (an offline tool):
+//!   [`sim::synth`] (the seeded visitor generator with its true behaviour),
+//!   `world` (visitors on the virtual clock), `policies` (blanket,
+//!   heat-tier, nudge through the real engine, the oracle), `score`,
+//!   `render` (table, SVG, HTML) and `diag` (diagnostics run by hand).
 //! - [`clock`]: injected time (system and manual clocks).
-//! - [`decision_log`]: the JSON-lines decision/event/outcome log format (written by the service, read by nudge-train).
-//! - [`config`]: the TOML configuration, validated once into settings.
-//! - [`validate`]: request validation, protobuf in, domain values out.
-//! - [`error`]: the service error enum and its mapping to gRPC codes.
-//! - [`engine`]: the decision engine the handlers call (assess + money step).
-//! - [`service`]: thin gRPC handlers.
-//! - [`server`]: wiring, health, reflection, serve with graceful shutdown.
-//! - [`synth`]: the seeded synthetic session generator with a ground-truth behaviour model.
+//! - [`files`]: the one atomic-write helper.
+//! - [`html`]: the one HTML escaper for written pages.
+//!
+//! Protobuf and `tonic` appear only in [`grpc`], [`app`] and the binary.
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod decision_log;
+pub mod domain;
 pub mod engine;
-pub mod error;
-pub mod experiment;
-pub mod features;
+pub mod files;
+pub mod grpc;
+pub mod html;
 pub mod ledger;
-pub mod ledger_sqlite;
-pub mod log_writer;
-pub mod model;
-pub mod pacing;
-pub mod policy;
-pub mod redis_backend;
+pub mod redis;
 pub mod report;
-pub mod server;
-pub mod service;
-pub mod session;
-pub mod simulate;
+pub mod sim;
 pub mod store;
-pub mod synth;
-pub mod validate;
-pub mod voucher;
-
-/// Generated protobuf and gRPC code for `nudge.v1`.
-#[allow(clippy::all, missing_docs)]
-pub mod pb {
-    tonic::include_proto!("nudge.v1");
-
-    /// Encoded file descriptor set, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/nudge_descriptor.bin"));
-}

@@ -284,45 +284,6 @@ fn cell(
     }
 }
 
-/// The report as typed protobuf messages (the gRPC `Report` answer carries
-/// them beside the JSON and the table).
-pub fn to_proto(r: &RoiReport) -> Vec<crate::pb::CampaignReport> {
-    use crate::pb;
-    let interval = |i: &Option<Interval>| i.map(|i| pb::Interval { lo: i.lo, hi: i.hi });
-    let arm = |a: &ArmStats| pb::ReportArm {
-        sessions: a.sessions,
-        offered: a.offered,
-        conversions: a.conversions,
-        conversion_rate: a.conversion_rate,
-        revenue_cents: a.revenue_cents,
-        voucher_cost_cents: a.voucher_cost_cents,
-    };
-    let cell = |c: &CellReport| pb::ReportCell {
-        policy_tier_cents: c.policy_tier_cents,
-        segment: c.segment.clone().unwrap_or_default(),
-        treatment: Some(arm(&c.treatment)),
-        holdout: Some(arm(&c.holdout)),
-        incremental: Some(pb::ReportIncremental {
-            conversions: c.incremental.conversions,
-            margin_cents: c.incremental.margin_cents,
-            margin_ci95: interval(&c.incremental.margin_ci95),
-            voucher_cost_cents: c.incremental.voucher_cost_cents,
-            net_margin_cents: c.incremental.net_margin_cents,
-            net_margin_ci95: interval(&c.incremental.net_margin_ci95),
-            roi: c.incremental.roi,
-        }),
-    };
-    r.campaigns
-        .iter()
-        .map(|c| pb::CampaignReport {
-            campaign: c.campaign.clone(),
-            total: Some(cell(&c.total)),
-            cells: c.cells.iter().map(cell).collect(),
-            unattributed_cost_cents: c.unattributed_cost_cents,
-        })
-        .collect()
-}
-
 /// Computes the report; see the module docs for every rule and formula.
 pub fn roi_report(input: &ReportInput) -> RoiReport {
     // Latest outcome per session.

@@ -27,11 +27,11 @@
 //! Run with `--nocapture` to see the hourly trajectories.
 
 use nudge::config::RawConfig;
+use nudge::domain::model::{ClientFeatures, Model};
+use nudge::domain::pacing::{target_fraction, Pacer, PacingConfig};
+use nudge::domain::policy::{self, Policy, Segment, Verdict};
 use nudge::engine;
-use nudge::model::{ClientFeatures, Model};
-use nudge::pacing::{target_fraction, Pacer, PacingConfig};
-use nudge::policy::{self, Policy, Segment, Verdict};
-use nudge::synth::{self, Generator, GeneratorConfig};
+use nudge::sim::synth::{self, Generator, GeneratorConfig};
 use std::path::Path;
 use std::sync::OnceLock;
 

@@ -12,8 +12,8 @@
 //! Run with `--nocapture` to see the table.
 
 use nudge::config::RawConfig;
-use nudge::model::Model;
-use nudge::simulate::{self, SimReport, SimulateArgs};
+use nudge::domain::model::Model;
+use nudge::sim::{self, SimReport, SimulateArgs};
 use std::path::Path;
 use tokio::sync::OnceCell;
 
@@ -40,30 +40,30 @@ async fn report() -> &'static SimReport {
     REPORT
         .get_or_init(|| async {
             let settings = RawConfig::default().validate().expect("defaults");
-            let r = simulate::simulate(&args(), &settings, model())
+            let r = sim::simulate(&args(), &settings, model())
                 .await
                 .expect("simulate");
-            println!("{}", simulate::render_table(&r));
+            println!("{}", sim::render_table(&r));
             r
         })
         .await
 }
 
 const POLICIES: [&str; 8] = [
-    simulate::NONE,
-    simulate::BLANKET,
-    simulate::HEAT_TIER,
-    simulate::NUDGE,
-    simulate::NUDGE_NO_HOLDOUT,
-    simulate::NUDGE_EXIT_INTENT,
-    simulate::ORACLE,
-    simulate::ORACLE_IN_RULE,
+    sim::NONE,
+    sim::BLANKET,
+    sim::HEAT_TIER,
+    sim::NUDGE,
+    sim::NUDGE_NO_HOLDOUT,
+    sim::NUDGE_EXIT_INTENT,
+    sim::ORACLE,
+    sim::ORACLE_IN_RULE,
 ];
 
 #[tokio::test]
 async fn sweep_has_every_policy_at_every_budget() {
     let r = report().await;
-    assert_eq!(r.format, simulate::FORMAT);
+    assert_eq!(r.format, sim::FORMAT);
     assert_eq!(r.runs.len(), BUDGETS.len());
     assert_eq!(r.acceptance.len(), BUDGETS.len());
     assert!(r.traffic.sessions > 5_000, "{}", r.traffic.sessions);
@@ -85,30 +85,30 @@ async fn sweep_has_every_policy_at_every_budget() {
     // JSON, table and plot render.
     let json = serde_json::to_value(r).expect("json");
     assert_eq!(json["runs"][0]["policies"][3]["policy"], "nudge");
-    let table = simulate::render_table(r);
+    let table = sim::render_table(r);
     for name in POLICIES {
         assert!(table.contains(name), "{name} missing from the table");
     }
-    let svg = simulate::render_svg(r);
+    let svg = sim::render_svg(r);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<polyline").count(), POLICIES.len());
-    let html = simulate::render_html(r);
+    let html = sim::render_html(r);
     assert!(html.contains("<svg") && html.contains("</html>"));
 }
 
 #[tokio::test]
 async fn baselines_and_budgets_are_sane() {
     let r = report().await;
-    let none = r.runs[0].policy(simulate::NONE).unwrap();
+    let none = r.runs[0].policy(sim::NONE).unwrap();
     for run in &r.runs {
-        let n = run.policy(simulate::NONE).unwrap();
+        let n = run.policy(sim::NONE).unwrap();
         assert_eq!(n.vouchers_offered, 0);
         assert_eq!(n.cost_cents, 0);
         assert_eq!(n.incremental_margin_cents, 0.0);
         assert_eq!(n.net_incremental_margin_cents, 0.0);
         assert_eq!(n.conversions, none.conversions);
         assert_eq!(n.conversions, r.traffic.conversions_without_vouchers);
-        let blanket = run.policy(simulate::BLANKET).unwrap();
+        let blanket = run.policy(sim::BLANKET).unwrap();
         assert!(blanket.vouchers_offered > 0 && blanket.cost_cents > 0);
         assert!(blanket.by_tier.iter().all(|t| t.0 == 1_000 || t.1 == 0));
         for p in &run.policies {
@@ -129,19 +129,19 @@ async fn baselines_and_budgets_are_sane() {
             assert!((p.net_incremental_margin_cents - net).abs() < 1e-6);
         }
         // nudge: the holdout is on, and it went through the engine's money step.
-        let nudge = run.policy(simulate::NUDGE).unwrap();
+        let nudge = run.policy(sim::NUDGE).unwrap();
         assert!(nudge.reasons.get("holdout").copied().unwrap_or(0) > 0);
         assert!(nudge.reasons.get("offered").copied().unwrap_or(0) > 0);
         assert_eq!(
             nudge.reasons.values().sum::<u64>(),
             r.traffic.decision_moments
         );
-        let no_holdout = run.policy(simulate::NUDGE_NO_HOLDOUT).unwrap();
+        let no_holdout = run.policy(sim::NUDGE_NO_HOLDOUT).unwrap();
         assert_eq!(no_holdout.reasons.get("holdout"), None);
     }
     // Budgets this small bind: blanket runs out within the first hours.
     for run in &r.runs {
-        let blanket = run.policy(simulate::BLANKET).unwrap();
+        let blanket = run.policy(sim::BLANKET).unwrap();
         assert!(blanket.refused_for_budget > 0);
         assert!(blanket.budget_exhausted_at_hour.is_some_and(|h| h < 6.0));
     }
@@ -151,7 +151,7 @@ async fn baselines_and_budgets_are_sane() {
 async fn oracle_is_the_best_in_expectation_at_every_budget() {
     let r = report().await;
     for run in &r.runs {
-        let oracle = run.policy(simulate::ORACLE).unwrap();
+        let oracle = run.policy(sim::ORACLE).unwrap();
         assert!(oracle.expected.net_incremental_margin_cents > 0.0);
         for p in &run.policies {
             assert!(
@@ -167,9 +167,9 @@ async fn oracle_is_the_best_in_expectation_at_every_budget() {
         assert!(run.oracle_mu.iter().all(|mu| *mu >= 0.0));
         // Within the product rule, perfect knowledge beats every nudge
         // variant (they only ever treat in-rule visitors).
-        let in_rule = run.policy(simulate::ORACLE_IN_RULE).unwrap();
+        let in_rule = run.policy(sim::ORACLE_IN_RULE).unwrap();
         for p in &run.policies {
-            if p.policy.starts_with(simulate::NUDGE) {
+            if p.policy.starts_with(sim::NUDGE) {
                 assert!(
                     in_rule.expected.net_incremental_margin_cents + 1e-6
                         >= p.expected.net_incremental_margin_cents,
@@ -182,8 +182,8 @@ async fn oracle_is_the_best_in_expectation_at_every_budget() {
     }
     // A bigger budget never hurts the hindsight optimum.
     for w in r.runs.windows(2) {
-        let a = w[0].policy(simulate::ORACLE).unwrap().expected;
-        let b = w[1].policy(simulate::ORACLE).unwrap().expected;
+        let a = w[0].policy(sim::ORACLE).unwrap().expected;
+        let b = w[1].policy(sim::ORACLE).unwrap().expected;
         assert!(b.net_incremental_margin_cents >= a.net_incremental_margin_cents - 1e-6);
     }
 }
@@ -199,12 +199,8 @@ async fn same_seed_same_report() {
         nudge_exit_intent: false,
         ..args()
     };
-    let a = simulate::simulate(&small, &settings, model())
-        .await
-        .unwrap();
-    let b = simulate::simulate(&small, &settings, model())
-        .await
-        .unwrap();
+    let a = sim::simulate(&small, &settings, model()).await.unwrap();
+    let b = sim::simulate(&small, &settings, model()).await.unwrap();
     assert_eq!(
         serde_json::to_string(&a).unwrap(),
         serde_json::to_string(&b).unwrap()
@@ -226,13 +222,13 @@ async fn runs_over_two_days_with_a_budget_per_day() {
         nudge_exit_intent: false,
         ..args()
     };
-    let r = simulate::simulate(&a, &settings, model()).await.unwrap();
+    let r = sim::simulate(&a, &settings, model()).await.unwrap();
     assert_eq!(r.traffic.days, 2);
     assert_eq!(r.timezone, "Europe/Berlin");
     let run = &r.runs[0];
     assert_eq!(run.total_budget_cents, 2 * 2_000);
     assert_eq!(run.oracle_mu.len(), 2);
-    let blanket = run.policy(simulate::BLANKET).unwrap();
+    let blanket = run.policy(sim::BLANKET).unwrap();
     // Blanket spends both days' budgets (more than one day's cap in total).
     assert!(
         blanket.budget_used_cents > 2_000,
@@ -263,7 +259,7 @@ async fn bad_arguments_are_refused() {
             ..args()
         },
     ] {
-        assert!(simulate::simulate(&bad, &settings, model()).await.is_err());
+        assert!(sim::simulate(&bad, &settings, model()).await.is_err());
     }
 }
 
@@ -290,8 +286,8 @@ async fn acceptance_bars_at_a_binding_budget() {
         nudge_exit_intent: false,
         ..args()
     };
-    let r = simulate::simulate(&a, &settings, model()).await.unwrap();
-    println!("{}", simulate::render_table(&r));
+    let r = sim::simulate(&a, &settings, model()).await.unwrap();
+    println!("{}", sim::render_table(&r));
     let acc = &r.acceptance[0];
     assert!(acc.binding, "{acc:?}");
     assert!(acc.realised.roi_at_least_3x_blanket, "{acc:?}");
@@ -311,7 +307,7 @@ async fn run_cli_writes_json_table_and_plot() {
         out_dir: Some(out.clone()),
         ..args()
     };
-    let text = simulate::run_cli(a.clone()).await.unwrap();
+    let text = sim::run_cli(a.clone()).await.unwrap();
     assert!(text.contains("sweep: net incremental margin"), "{text}");
     for f in [
         "simulate.json",
@@ -323,9 +319,9 @@ async fn run_cli_writes_json_table_and_plot() {
     }
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("simulate.json")).unwrap()).unwrap();
-    assert_eq!(doc["format"], simulate::FORMAT);
+    assert_eq!(doc["format"], sim::FORMAT);
     assert_eq!(doc["runs"].as_array().unwrap().len(), 2);
-    let json = simulate::run_cli(SimulateArgs {
+    let json = sim::run_cli(SimulateArgs {
         json: true,
         out_dir: None,
         ..a
@@ -345,7 +341,7 @@ async fn run_cli_writes_json_table_and_plot() {
 #[ignore]
 async fn cli_defaults() {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/simulation");
-    let text = simulate::run_cli(SimulateArgs {
+    let text = sim::run_cli(SimulateArgs {
         out_dir: Some(out),
         ..SimulateArgs::default()
     })
@@ -368,10 +364,8 @@ async fn writes_the_decision_log_for_retraining() {
         ..args()
     };
     let settings = nudge::config::RawConfig::default().validate().unwrap();
-    let r = nudge::simulate::simulate(&a, &settings, model())
-        .await
-        .unwrap();
-    let log = nudge::log_writer::read_dir(dir.path()).unwrap();
+    let r = nudge::sim::simulate(&a, &settings, model()).await.unwrap();
+    let log = nudge::decision_log::reader::read_dir(dir.path()).unwrap();
     use nudge::decision_log::LogRecord;
     let decisions: Vec<_> = log
         .iter()

@@ -7,12 +7,12 @@
 //! Needs no data file: the row is hard-coded (line 200 of
 //! `online_shoppers_intention.csv`).
 
+use nudge::app;
 use nudge::clock::{Clock, ManualClock};
 use nudge::config::RawConfig;
-use nudge::model::{Model, ModelFile, Transform};
-use nudge::pb;
-use nudge::pb::offers_client::OffersClient;
-use nudge::server;
+use nudge::domain::model::{Model, ModelFile, Transform};
+use nudge::grpc::pb;
+use nudge::grpc::pb::offers_client::OffersClient;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -89,13 +89,13 @@ async fn uci_model_is_served_through_client_features() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(MODEL);
     let file = ModelFile::load(&path).expect("models/uci_online_shoppers.json loads");
     let model = Model::load(&path).unwrap();
-    assert_eq!(model.input(), nudge::model::Input::Client);
+    assert_eq!(model.input(), nudge::domain::model::Input::Client);
     let (num, cat) = row();
     let want = by_hand(&file, &num, &cat);
     let direct = model
         .score(
-            &nudge::features::Features([0.0; nudge::features::N_FEATURES]),
-            &nudge::model::ClientFeatures {
+            &nudge::domain::features::Features([0.0; nudge::domain::features::N_FEATURES]),
+            &nudge::domain::model::ClientFeatures {
                 numeric: num.clone(),
                 categorical: cat.clone(),
             },
@@ -112,7 +112,7 @@ async fn uci_model_is_served_through_client_features() {
 
     let settings = RawConfig::from_toml("").unwrap().validate().unwrap();
     let clock = Arc::new(ManualClock::new(1_795_341_600_000));
-    let engine = Arc::new(server::memory_engine(
+    let engine = Arc::new(app::memory_engine(
         &settings,
         model,
         clock as Arc<dyn Clock>,
@@ -121,7 +121,7 @@ async fn uci_model_is_served_through_client_features() {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
-        server::run(listener, engine, async {
+        app::run(listener, engine, async {
             let _ = rx.await;
         })
         .await

@@ -1,10 +1,10 @@
 //! `nudge`: the service binary. Parses flags, reads the config file, and
-//! hands a listener and a shutdown signal to `nudge::server::run`.
+//! hands a listener and a shutdown signal to `nudge::app::run`.
 
 use clap::{Parser, Subcommand};
+use nudge::app;
 use nudge::clock::SystemClock;
 use nudge::config::RawConfig;
-use nudge::server;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -115,19 +115,8 @@ struct ServeArgs {
     data_dir: Option<PathBuf>,
 }
 
-fn raw_config(path: Option<&PathBuf>) -> Result<RawConfig, Box<dyn std::error::Error>> {
-    Ok(match path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-            RawConfig::from_toml(&text)?
-        }
-        None => RawConfig::default(),
-    })
-}
-
 fn settings(args: &ServeArgs) -> Result<nudge::config::Settings, Box<dyn std::error::Error>> {
-    let mut raw = raw_config(args.config.as_ref())?;
+    let mut raw = RawConfig::load(args.config.as_deref())?;
     if let Some(l) = &args.listen {
         raw.listen = Some(l.clone());
     }
@@ -197,7 +186,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let settings = settings(&args)?;
-    let (model, source) = server::load_model(&settings)?;
+    let (model, source) = app::load_model(&settings)?;
     tracing::info!(model = %source, version = model.version(), "model loaded");
     tracing::info!(
         ledger = ?settings.ledger_backend,
@@ -205,7 +194,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         redis = %settings
             .redis
             .as_ref()
-            .map_or_else(|| "-".to_owned(), |r| nudge::redis_backend::redact_url(&r.url)),
+            .map_or_else(|| "-".to_owned(), |r| nudge::redis::redact_url(&r.url)),
         data_dir = %settings.data_dir.display(),
         "state backends"
     );
@@ -218,22 +207,22 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     }
     // The environment is read here, once, and passed in.
     let env_secret = std::env::var("NUDGE_VOUCHER_SECRET").ok();
-    let key = server::voucher_key(&settings, env_secret.as_deref())?;
+    let key = app::voucher_key(&settings, env_secret.as_deref())?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let engine = Arc::new(server::build_engine(
+    let engine = Arc::new(app::build_engine(
         &settings,
         model,
         Arc::new(SystemClock),
         key,
     )?);
-    let background = server::Background::spawn(
+    let background = app::Background::spawn(
         engine.clone(),
         settings.sweep_interval,
-        server::pacing_file(&settings),
+        app::pacing_file(&settings),
     );
-    let served = server::run(listener, engine.clone(), shutdown_signal()).await;
+    let served = app::run(listener, engine.clone(), shutdown_signal()).await;
     background.stop().await;
     engine.log.flush().await;
     tracing::info!(
@@ -246,7 +235,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
 }
 
 async fn simulate(a: SimulateCli) -> Result<(), Box<dyn std::error::Error>> {
-    let args = nudge::simulate::SimulateArgs {
+    let args = nudge::sim::SimulateArgs {
         seed: a.seed,
         sessions_per_hour: a.sessions_per_hour,
         hours: a.hours,
@@ -260,9 +249,7 @@ async fn simulate(a: SimulateCli) -> Result<(), Box<dyn std::error::Error>> {
         blanket_voucher_cents: a.blanket_voucher_cents,
         log_dir: a.log_dir,
     };
-    let text = nudge::simulate::run_cli(args)
-        .await
-        .map_err(|e| e.to_string())?;
+    let text = nudge::sim::run_cli(args).await.map_err(|e| e.to_string())?;
     print!("{text}");
     Ok(())
 }
@@ -277,7 +264,7 @@ fn parse_since(s: &str) -> Result<i64, String> {
 }
 
 async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut raw = raw_config(args.config.as_ref())?;
+    let mut raw = RawConfig::load(args.config.as_deref())?;
     if let Some(d) = &args.data_dir {
         raw.data_dir = Some(d.clone());
     }
@@ -302,14 +289,14 @@ async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Read-only use of the service's files: a separate engine with the same
     // ledger file and log directory, no server. It mints no voucher, so it
     // needs no secret (and must not create a key file).
-    let key = nudge::voucher::VoucherKey::random();
-    let model = server::load_model(&settings)?.0;
+    let key = nudge::domain::voucher::VoucherKey::random();
+    let model = app::load_model(&settings)?.0;
     let mut settings = settings;
     // Never append to the service's log from a report.
     let log_cfg = settings.log.take();
-    let mut engine = server::build_engine(&settings, model, Arc::new(SystemClock), key)?;
+    let mut engine = app::build_engine(&settings, model, Arc::new(SystemClock), key)?;
     if log_cfg.is_some() {
-        engine.log = nudge::log_writer::DecisionLog::reader(log_dir);
+        engine.log = nudge::decision_log::writer::DecisionLog::reader(log_dir);
     }
     let (_, json, table) = engine.report(since).await?;
     if args.json {

@@ -1,5 +1,5 @@
 use crate::util::*;
-use nudge::pb::{self, event::Kind, PageKind};
+use nudge::grpc::pb::{self, event::Kind, PageKind};
 use tonic::Code;
 
 async fn expect_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, field: &str) {

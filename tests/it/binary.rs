@@ -1,4 +1,4 @@
-use nudge::pb;
+use nudge::grpc::pb;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tonic_health::pb::health_client::HealthClient;
@@ -54,7 +54,7 @@ async fn binary_serves_with_no_config_and_stops_on_sigterm() {
     }
     // The decision was flushed to the log on the way out, and the ledger,
     // the generated voucher key and the log live in the data directory.
-    let log = nudge::log_writer::read_dir(&data.path().join("log")).unwrap();
+    let log = nudge::decision_log::reader::read_dir(&data.path().join("log")).unwrap();
     assert!(log.iter().any(
         |r| matches!(r, nudge::decision_log::LogRecord::Decision(d) if d.session_id == "bin")
     ));

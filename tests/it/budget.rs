@@ -1,8 +1,8 @@
 use crate::util::*;
 use nudge::clock::ManualClock;
 use nudge::engine::Reason as R;
-use nudge::pb::{self, Reason};
-use nudge::validate;
+use nudge::grpc::pb::{self, Reason};
+use nudge::grpc::validate;
 use proptest::prelude::*;
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
+use nudge::grpc::pb::{self, event::Kind, Reason};
+use nudge::ledger::sqlite::SqliteLedger;
 use nudge::ledger::{Budgets, OfferState};
-use nudge::ledger_sqlite::SqliteLedger;
-use nudge::pb::{self, event::Kind, Reason};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command};
@@ -139,7 +139,7 @@ async fn sigkill_mid_load_loses_and_duplicates_no_offer() {
     let ledger = SqliteLedger::open(
         &data.join("ledger.sqlite3"),
         Budgets::single(CAP),
-        nudge::voucher::VoucherKey::from_secret(SECRET),
+        nudge::domain::voucher::VoucherKey::from_secret(SECRET),
     )
     .unwrap();
     let rows = ledger.rows().await.unwrap();

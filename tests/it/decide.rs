@@ -1,5 +1,5 @@
 use crate::util::*;
-use nudge::pb::{self, PageKind, Reason, Segment, Signal};
+use nudge::grpc::pb::{self, PageKind, Reason, Segment, Signal};
 
 /// Deep checkout: cart, address, shipping, payment steps. Buys anyway.
 pub fn hot_session() -> Vec<pb::Event> {

@@ -2,14 +2,14 @@ use crate::decide::hesitant_session;
 use crate::util::*;
 use async_trait::async_trait;
 use nudge::clock::ManualClock;
+use nudge::domain::session::SessionState;
 use nudge::engine::{Engine, Reason};
+use nudge::grpc::validate;
 use nudge::ledger::{
     BudgetSnapshot, Captured, Ledger, LedgerError, MemoryLedger, Offer, Outcome, RedeemOutcome,
     RedeemRequest, ReserveOutcome, ReserveRequest,
 };
-use nudge::session::SessionState;
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate, StoreError};
-use nudge::validate;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,8 +60,8 @@ fn engine_with(store: Arc<dyn SessionStore>, ledger: Arc<dyn Ledger>) -> Engine 
         store,
         ledger,
         Arc::new(ManualClock::new(NOW_MS)),
-        nudge::voucher::VoucherKey::random(),
-        nudge::log_writer::DecisionLog::disabled(),
+        nudge::domain::voucher::VoucherKey::random(),
+        nudge::decision_log::writer::DecisionLog::disabled(),
     )
 }
 
@@ -100,7 +100,7 @@ async fn session_store_down_scores_the_request_alone_and_gives_no_voucher() {
     let t = e
         .track(
             validate::track(
-                &nudge::pb::TrackRequest {
+                &nudge::grpc::pb::TrackRequest {
                     session_id: "f".into(),
                     ..Default::default()
                 },
@@ -110,5 +110,8 @@ async fn session_store_down_scores_the_request_alone_and_gives_no_voucher() {
             .unwrap(),
         )
         .await;
-    assert!(matches!(t, Err(nudge::error::ServiceError::Unavailable(_))));
+    assert!(matches!(
+        t,
+        Err(nudge::engine::error::ServiceError::Unavailable(_))
+    ));
 }

@@ -1,11 +1,11 @@
 use crate::util::NOW_MS;
+use nudge::domain::voucher::VoucherKey;
+use nudge::ledger::sqlite::SqliteLedger;
 use nudge::ledger::{
     Budgets, Ledger, MemoryLedger, OfferRow, OfferState, RedeemOutcome, RedeemRequest,
     ReserveOutcome, ReserveRequest,
 };
-use nudge::ledger_sqlite::SqliteLedger;
-use nudge::redis_backend::RedisLedger;
-use nudge::voucher::VoucherKey;
+use nudge::redis::RedisLedger;
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -34,3 +34,5 @@ mod trigger;
 mod pacing_state;
 // The Redis backends: replicas sharing a budget and sessions, Redis down.
 mod redis;
+// The Redis ledger against the core, faults, the binary on Redis, TLS.
+mod redis_more;

@@ -1,7 +1,7 @@
 use crate::decide::hesitant_session;
 use crate::util::*;
 use nudge::decision_log::LogRecord;
-use nudge::pb::{self, Reason, RedeemStatus};
+use nudge::grpc::pb::{self, Reason, RedeemStatus};
 use tonic::Code;
 
 fn redeem(code: &str, session: &str, order: i64) -> pb::RedeemRequest {
@@ -93,9 +93,11 @@ async fn forged_tampered_expired_and_other_session_codes_are_rejected() {
         .into_inner();
     assert_eq!(status(&r), RedeemStatus::Invalid);
     // Forged: a well-formed code minted with another secret.
-    let other = nudge::voucher::VoucherKey::from_secret("an attacker's guess at the secret");
+    let other =
+        nudge::domain::voucher::VoucherKey::from_secret("an attacker's guess at the secret");
     let forged =
-        nudge::voucher::mint(&other, "r2", offer.amount_cents, offer.expires_at_ms, 1).unwrap();
+        nudge::domain::voucher::mint(&other, "r2", offer.amount_cents, offer.expires_at_ms, 1)
+            .unwrap();
     let r = c
         .redeem(redeem(&forged, "r2", 20_000))
         .await
@@ -211,7 +213,7 @@ async fn holdout_never_gets_a_voucher_but_is_logged_with_the_tier_it_would_have_
     assert_eq!(again.holdout, first_is_held);
 
     s.shutdown().await;
-    let log = nudge::log_writer::read_dir(&s.data.path().join("log")).unwrap();
+    let log = nudge::decision_log::reader::read_dir(&s.data.path().join("log")).unwrap();
     let decisions: Vec<_> = log
         .iter()
         .filter_map(|r| match r {
@@ -222,7 +224,7 @@ async fn holdout_never_gets_a_voucher_but_is_logged_with_the_tier_it_would_have_
     assert_eq!(decisions.len(), 41);
     for d in &decisions {
         assert!(d.eligible);
-        assert_eq!(d.features.len(), nudge::features::N_FEATURES);
+        assert_eq!(d.features.len(), nudge::domain::features::N_FEATURES);
         assert_eq!(d.model_version, "flat-hesitant-test");
         if d.holdout {
             assert_eq!(d.action_cents, 0);
@@ -268,7 +270,7 @@ async fn exploration_draws_uniform_actions_and_logs_their_propensity() {
     );
     assert!(actions.values().all(|n| *n > 25), "{actions:?}");
     s.shutdown().await;
-    let log = nudge::log_writer::read_dir(&s.data.path().join("log")).unwrap();
+    let log = nudge::decision_log::reader::read_dir(&s.data.path().join("log")).unwrap();
     for r in log {
         if let LogRecord::Decision(d) = r {
             assert!(d.explored);

@@ -4,17 +4,17 @@
 
 use crate::decide::hesitant_session;
 use crate::util::*;
+use nudge::app;
 use nudge::clock::{Clock, ManualClock};
 use nudge::engine::{Engine, Reason};
-use nudge::server;
-use nudge::validate;
+use nudge::grpc::validate;
 use std::sync::Arc;
 use std::time::Duration;
 
 fn build(settings: &nudge::config::Settings) -> Arc<Engine> {
-    let key = server::voucher_key(settings, Some(TEST_SECRET)).unwrap();
+    let key = app::voucher_key(settings, Some(TEST_SECRET)).unwrap();
     Arc::new(
-        server::build_engine(
+        app::build_engine(
             settings,
             fixture_model("flat_hesitant.json"),
             Arc::new(ManualClock::new(NOW_MS)) as Arc<dyn Clock>,
@@ -31,7 +31,7 @@ async fn lambda_survives_a_restart_on_the_same_day() {
     // the pacing curve, so the controller raises lambda.
     let mut settings = settings("[budget]\ndaily_cap_cents = 2000\n");
     settings.data_dir = data.path().to_owned();
-    let file = server::pacing_file(&settings).expect("the SQLite ledger keeps pacing state");
+    let file = app::pacing_file(&settings).expect("the SQLite ledger keeps pacing state");
 
     let e = build(&settings);
     for id in ["a", "b", "c", "d"] {
@@ -47,7 +47,7 @@ async fn lambda_survives_a_restart_on_the_same_day() {
     }
     e.update_pacing().await;
     // The pacing loop saves the state when it stops (and after every tick).
-    let bg = server::Background::spawn(e.clone(), Duration::from_secs(60), Some(file.clone()));
+    let bg = app::Background::spawn(e.clone(), Duration::from_secs(60), Some(file.clone()));
     bg.stop().await;
     let lambda = e.budget("default").await.unwrap().lambda;
     assert!(lambda > 0.0, "{lambda}");
@@ -61,7 +61,7 @@ async fn lambda_survives_a_restart_on_the_same_day() {
     // A memory ledger forgets the spend: no pacing file.
     let mut memory = settings.clone();
     memory.ledger_backend = nudge::config::LedgerBackend::Memory;
-    assert!(server::pacing_file(&memory).is_none());
+    assert!(app::pacing_file(&memory).is_none());
 }
 
 #[tokio::test]
@@ -69,7 +69,7 @@ async fn an_unreadable_pacing_file_starts_pacing_afresh() {
     let data = tempfile::tempdir().unwrap();
     let mut settings = settings("");
     settings.data_dir = data.path().to_owned();
-    std::fs::write(data.path().join(server::PACING_FILE), "{ not json").unwrap();
+    std::fs::write(data.path().join(app::PACING_FILE), "{ not json").unwrap();
     let e = build(&settings);
     assert_eq!(e.budget("default").await.unwrap().lambda, 0.0);
 }

@@ -1,9 +1,9 @@
 use crate::util::*;
 use nudge::config::Settings;
-use nudge::engine::assess;
-use nudge::session::{
+use nudge::domain::session::{
     Context, Device, Event, EventKind, PageKind, ProductKey, SessionState, Signal, TrafficSource,
 };
+use nudge::engine::assess;
 use proptest::prelude::*;
 
 fn event() -> impl Strategy<Value = Event> {
@@ -123,8 +123,8 @@ proptest! {
         let a = assess(&state, &Default::default(), None, now, &model, &settings.policy, 0.0).unwrap();
         prop_assert!(a.features.0.iter().all(|v| v.is_finite()));
         prop_assert!((0.0..=1.0).contains(&a.score.probability));
-        if let nudge::policy::Verdict::Offer { ranked } = a.verdict {
-            prop_assert_eq!(a.segment, nudge::policy::Segment::Hesitant);
+        if let nudge::domain::policy::Verdict::Offer { ranked } = a.verdict {
+            prop_assert_eq!(a.segment, nudge::domain::policy::Segment::Hesitant);
             prop_assert!(a.intent_value_cents >= settings.policy.min_intent_cents);
             for c in ranked.iter().flatten() {
                 prop_assert!(settings.policy.tiers.iter().any(|t| t.amount_cents == c.amount_cents));

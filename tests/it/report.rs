@@ -1,6 +1,6 @@
 use crate::decide::hesitant_session;
 use crate::util::*;
-use nudge::pb::{self, RedeemStatus};
+use nudge::grpc::pb::{self, RedeemStatus};
 use nudge::report::RoiReport;
 use std::process::Command;
 

@@ -1,5 +1,5 @@
 use crate::util::*;
-use nudge::pb::{self, PageKind};
+use nudge::grpc::pb::{self, PageKind};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;

@@ -2,15 +2,15 @@
 //! implementation: memory, SQLite and Redis.
 
 use crate::util::NOW_MS;
+use nudge::domain::session::{Context, Device, Event, EventKind, Signal};
+use nudge::domain::voucher::{self, VoucherKey};
+use nudge::ledger::sqlite::SqliteLedger;
 use nudge::ledger::{
     Budgets, CampaignBudget, Ledger, MemoryLedger, Outcome, RedeemOutcome, RedeemRequest,
     ReserveOutcome, ReserveRequest, DEFAULT_CAMPAIGN, MS_PER_DAY,
 };
-use nudge::ledger_sqlite::SqliteLedger;
-use nudge::redis_backend::{RedisLedger, RedisSessionStore};
-use nudge::session::{Context, Device, Event, EventKind, Signal};
+use nudge::redis::{RedisLedger, RedisSessionStore};
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate};
-use nudge::voucher::{self, VoucherKey};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -7,10 +7,10 @@ use crate::decide::hesitant_session;
 use crate::util::*;
 use nudge::clock::ManualClock;
 use nudge::engine::{Engine, Reason};
+use nudge::grpc::pb;
+use nudge::grpc::validate;
 use nudge::ledger::MemoryLedger;
-use nudge::pb;
 use nudge::store::MemorySessionStore;
-use nudge::validate;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +21,8 @@ fn engine(toml: &str) -> Engine {
         Arc::new(MemorySessionStore::new(Duration::from_secs(3_600), 100)),
         Arc::new(MemoryLedger::with_daily_cap(100_000)),
         Arc::new(ManualClock::new(NOW_MS)),
-        nudge::voucher::VoucherKey::random(),
-        nudge::log_writer::DecisionLog::disabled(),
+        nudge::domain::voucher::VoucherKey::random(),
+        nudge::decision_log::writer::DecisionLog::disabled(),
     )
 }
 

@@ -1,13 +1,13 @@
 //! Fixtures: a real server on 127.0.0.1:0, clients, event builders.
 
+use nudge::app;
 use nudge::clock::{Clock, ManualClock};
 use nudge::config::{RawConfig, Settings};
+use nudge::domain::model::Model;
 use nudge::engine::Engine;
-use nudge::model::Model;
-use nudge::pb;
-use nudge::pb::event::Kind;
-use nudge::pb::offers_client::OffersClient;
-use nudge::server;
+use nudge::grpc::pb;
+use nudge::grpc::pb::event::Kind;
+use nudge::grpc::pb::offers_client::OffersClient;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -81,11 +81,7 @@ pub fn fixture_model(name: &str) -> Model {
 
 /// An in-memory engine (no files) for engine-level tests.
 pub fn engine(settings: &Settings, model: Model, clock: Arc<ManualClock>) -> Arc<Engine> {
-    Arc::new(server::memory_engine(
-        settings,
-        model,
-        clock as Arc<dyn Clock>,
-    ))
+    Arc::new(app::memory_engine(settings, model, clock as Arc<dyn Clock>))
 }
 
 /// The voucher secret of every test server.
@@ -102,16 +98,16 @@ pub async fn start(settings: Settings, model: Model) -> TestServer {
 pub async fn start_in(mut settings: Settings, model: Model, data: tempfile::TempDir) -> TestServer {
     settings.data_dir = data.path().to_owned();
     let clock = Arc::new(ManualClock::new(NOW_MS));
-    let key = server::voucher_key(&settings, Some(TEST_SECRET)).unwrap();
+    let key = app::voucher_key(&settings, Some(TEST_SECRET)).unwrap();
     let engine = Arc::new(
-        server::build_engine(&settings, model, clock.clone() as Arc<dyn Clock>, key).unwrap(),
+        app::build_engine(&settings, model, clock.clone() as Arc<dyn Clock>, key).unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let e = engine.clone();
     let handle = tokio::spawn(async move {
-        server::run(listener, e, async {
+        app::run(listener, e, async {
             let _ = rx.await;
         })
         .await

@@ -1,10 +1,10 @@
 //! Training data: generated sessions as JSON lines, and the decision-moment
 //! rows replayed from them through the one feature path
-//! ([`nudge::synth::replay`] = `SessionState::apply` + `features::compute`).
+//! ([`nudge::sim::synth::replay`] = `SessionState::apply` + `features::compute`).
 
 use anyhow::{Context as _, Result};
-use nudge::features::{Features, F};
-use nudge::synth::{GeneratedSession, Generator, GeneratorConfig};
+use nudge::domain::features::{Features, F};
+use nudge::sim::synth::{GeneratedSession, Generator, GeneratorConfig};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -84,7 +84,7 @@ pub fn rows(sessions: &[GeneratedSession], max_per_session: usize, seed: u64) ->
         for k in picked {
             out.push(Row {
                 session: i,
-                features: nudge::synth::replay(s, &s.decision_points[k]),
+                features: nudge::sim::synth::replay(s, &s.decision_points[k]),
                 converted: s.outcome.converted,
             });
         }

@@ -2,7 +2,7 @@
 //! calibration and the confusion tables at the segment thresholds.
 
 use crate::metrics::{self, CalibrationBin, Confusion};
-use nudge::model::SegmentThresholds;
+use nudge::domain::policy::SegmentThresholds;
 use serde::Serialize;
 
 /// Rows and conversions of one segment.

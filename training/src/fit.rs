@@ -18,7 +18,7 @@
 //!    as the CSV path ([`crate::tabular`]). Within a fold the alphas run
 //!    from the largest down, each fit warm-started at the previous alpha's
 //!    solution; folds run in parallel (the result does not depend on it).
-//! 4. Transforms per feature from [`nudge::features::FEATURES`]`[i].scale`,
+//! 4. Transforms per feature from [`nudge::domain::features::FEATURES`]`[i].scale`,
 //!    learned on the training split only:
 //!    - `Log`: `clip [min, q]` -> `log1p` -> `standardise`;
 //!    - `Linear`: `clip [min, q]` -> `standardise`;
@@ -53,9 +53,11 @@ use anyhow::{bail, Context as _, Result};
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
-use nudge::features::{Scale, FEATURES};
-use nudge::model::{sigmoid, Input, ModelFile, SegmentThresholds, Term, Transform, FORMAT};
-use nudge::synth::GeneratedSession;
+use nudge::domain::features::{Scale, FEATURES};
+use nudge::domain::logistic::sigmoid;
+use nudge::domain::policy::SegmentThresholds;
+use nudge::domain::model::{Input, ModelFile, Term, Transform, FORMAT};
+use nudge::sim::synth::GeneratedSession;
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
@@ -308,10 +310,10 @@ pub fn session_folds(rows: &[Row], train: &[usize], k: usize, seed: u64) -> Resu
     Ok(of_row.iter().map(|&s| session_fold[s]).collect())
 }
 
-/// Applies transforms exactly like `nudge::model` does when scoring (it is
+/// Applies transforms exactly like `nudge::domain::model` does when scoring (it is
 /// the same function).
 pub fn apply(transforms: &[Transform], x: f64) -> f64 {
-    nudge::model::apply_transforms(transforms, x)
+    nudge::domain::model::apply_transforms(transforms, x)
 }
 
 fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
@@ -817,29 +819,8 @@ pub fn fit_rows(
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory, flushed to disk, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("write {}", path.display()))
+    nudge::files::atomic_write(path, bytes, nudge::files::Access::Default)
+        .with_context(|| format!("write {}", path.display()))
 }
 
 /// Serialises a model file as pretty JSON with a trailing newline.
@@ -993,25 +974,13 @@ mod tests {
 
     #[test]
     fn transforms_follow_the_scale_hints() {
-        let j = nudge::features::index_of("page_views").unwrap();
+        let j = nudge::domain::features::index_of("page_views").unwrap();
         let ts = learn_transforms(j, &[0.0, 1.0, 3.0, 100.0], 1.0).unwrap();
         assert!(matches!(ts[0], Transform::Clip { lo, hi } if lo == 0.0 && hi == 100.0));
         assert_eq!(ts[1], Transform::Log1p);
         assert!(matches!(ts[2], Transform::Standardise { .. }));
-        let flag = nudge::features::index_of("device_mobile").unwrap();
+        let flag = nudge::domain::features::index_of("device_mobile").unwrap();
         assert_eq!(learn_transforms(flag, &[1.0, 1.0], 0.999), None);
         assert_eq!(learn_transforms(flag, &[0.0, 1.0], 0.999).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn atomic_write_leaves_no_temp_file() {
-        let dir = std::env::temp_dir().join(format!("nudge-train-aw-{}", std::process::id()));
-        let path = dir.join("m.json");
-        write_atomic(&path, b"one").unwrap();
-        write_atomic(&path, b"two").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-        assert_eq!(names.len(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

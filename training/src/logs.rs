@@ -3,11 +3,11 @@
 //! the one feature path, and writing generated sessions in that format.
 //!
 //! # Reading
-//! - Input: one file, or a directory whose regular, non-hidden files (and
-//!   those of its non-hidden subdirectories, one per replica when several
-//!   replicas share a Redis backend) are read in path order (rotated files
-//!   must sort chronologically, e.g. `decisions-000017.jsonl`). Blank lines are skipped; any other line must
-//!   be a `LogRecord` with `v = 1`, or the error names the file and line.
+//! - Input: one file, or a folder read by the service's own reader
+//!   ([`nudge::decision_log::reader`]): its `*.jsonl` files and those of its
+//!   non-hidden subfolders (one per replica when several replicas share a
+//!   Redis backend), in path order. Blank lines are skipped; any other line
+//!   must be a `LogRecord` with `v = 1`, or the error names the file and line.
 //! - Records are grouped by `session_id`. Within a session they are ordered
 //!   by `at_ms`, ties keeping file order (a stable sort).
 //! - Replay: a fresh `SessionState`; an `events` record replaces the context
@@ -35,13 +35,14 @@
 //!   CV folds.
 
 use crate::data::Row;
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
+use nudge::decision_log::reader;
 use nudge::decision_log::{
     DecisionRecord, EventsRecord, LogRecord, OutcomeRecord, LOG_FORMAT_VERSION,
 };
-use nudge::features::{self, Features, FEATURES};
-use nudge::session::SessionState;
-use nudge::synth::GeneratedSession;
+use nudge::domain::features::{self, Features, FEATURES};
+use nudge::domain::session::SessionState;
+use nudge::sim::synth::GeneratedSession;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -90,76 +91,21 @@ pub struct LogSummary {
     pub skew_examples: Vec<Skew>,
 }
 
-/// The files to read: `path` itself, or the regular non-hidden files of a
-/// directory and of its non-hidden subdirectories, in path order. The
-/// subdirectories are for several replicas: copy each replica's `log/`
-/// into its own folder under one directory (their file names repeat).
-pub fn log_files(path: &Path) -> Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        for e in
-            std::fs::read_dir(dir).with_context(|| format!("read directory {}", dir.display()))?
-        {
-            let p = e
-                .with_context(|| format!("read directory {}", dir.display()))?
-                .path();
-            let hidden = p
-                .file_name()
-                .map(|n| n.to_string_lossy().starts_with('.'))
-                .unwrap_or(true);
-            if hidden {
-                continue;
-            }
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if p.is_file() {
-                out.push(p);
-            }
-        }
-        Ok(())
-    }
-    if path.is_dir() {
-        let mut files = Vec::new();
-        walk(path, &mut files)?;
-        files.sort();
-        if files.is_empty() {
-            bail!("{} holds no log files", path.display());
-        }
-        Ok(files)
-    } else {
-        Ok(vec![path.to_path_buf()])
-    }
-}
-
 /// All bytes of the log files, concatenated in read order (for the
-/// lineage hash), and the parsed records in that order.
+/// lineage hash), and the parsed records in that order. The files are those
+/// of [`nudge::decision_log::reader::log_files`]: `path` itself, or the
+/// `*.jsonl` files of a folder and its non-hidden subfolders (one per
+/// replica: copy each replica's `log/` into its own folder).
 pub fn read_records(path: &Path) -> Result<(Vec<PathBuf>, Vec<u8>, Vec<LogRecord>)> {
-    let files = log_files(path)?;
+    let files = reader::log_files(path)?;
+    if files.is_empty() {
+        bail!("{} holds no log files (*.jsonl)", path.display());
+    }
     let mut all = Vec::new();
     let mut records = Vec::new();
     for f in &files {
-        let bytes = std::fs::read(f).with_context(|| format!("read {}", f.display()))?;
-        let text =
-            std::str::from_utf8(&bytes).with_context(|| format!("{} is not UTF-8", f.display()))?;
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let r: LogRecord = serde_json::from_str(line)
-                .with_context(|| format!("{} line {}: not a log record", f.display(), i + 1))?;
-            let v = match &r {
-                LogRecord::Events(e) => e.v,
-                LogRecord::Decision(d) => d.v,
-                LogRecord::Outcome(o) => o.v,
-            };
-            if v != LOG_FORMAT_VERSION {
-                bail!(
-                    "{} line {}: log format v{v}, this build reads v{LOG_FORMAT_VERSION}",
-                    f.display(),
-                    i + 1
-                );
-            }
-            records.push(r);
-        }
+        let bytes = reader::read_file(f)?;
+        records.extend(reader::parse_records(f, &bytes)?);
         all.extend_from_slice(&bytes);
     }
     Ok((files, all, records))
@@ -301,7 +247,7 @@ pub fn read(path: &Path, missing: MissingOutcome) -> Result<(Vec<LogRow>, LogSum
 /// other: per decision point an `events` record with the events since the
 /// previous point (at the decision time; the first one carries the
 /// context) and a `decision` record whose features come from
-/// [`nudge::synth::replay`]; then the remaining events and the outcome.
+/// [`nudge::sim::synth::replay`]; then the remaining events and the outcome.
 /// Decision fields the generator does not decide are neutral: model
 /// version `"generated"`, probability 0, segment `"unscored"`, no action,
 /// propensity 1, reason `"generated"`.
@@ -327,8 +273,8 @@ pub fn generated_to_log(sessions: &[GeneratedSession]) -> Vec<u8> {
                 }));
                 done = upto.max(done);
             }
-            let f = nudge::synth::replay(s, dp);
-            let state = nudge::synth::state_at(s, dp.after_events);
+            let f = nudge::sim::synth::replay(s, dp);
+            let state = nudge::sim::synth::state_at(s, dp.after_events);
             push(LogRecord::Decision(DecisionRecord {
                 v: LOG_FORMAT_VERSION,
                 at_ms: dp.at_ms,
@@ -409,7 +355,7 @@ mod tests {
         for (si, s) in sessions.iter().enumerate() {
             for dp in &s.decision_points {
                 assert_eq!(rows[k].row.session, si);
-                assert_eq!(rows[k].row.features, nudge::synth::replay(s, dp));
+                assert_eq!(rows[k].row.features, nudge::sim::synth::replay(s, dp));
                 assert_eq!(rows[k].row.converted, s.outcome.converted);
                 k += 1;
             }

@@ -23,8 +23,8 @@
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ndarray::Array2;
-use nudge::features::FEATURES;
-use nudge::model::{Input, ModelFile};
+use nudge::domain::features::FEATURES;
+use nudge::domain::model::{Input, ModelFile};
 use nudge_train::logs::MissingOutcome;
 use nudge_train::{cv, data, eval, fit, logs, report, spec, tabular};
 use serde_json::json;
@@ -482,7 +482,7 @@ fn run_fit_csv(a: &FitArgs, spec_path: &Path) -> Result<()> {
             let extra = format!(
                 "<h2>Cross-validation (training split)</h2>\n<pre>{}</pre>\n<h2>Lineage</h2>\n<pre>{}</pre>\n",
                 cv_table_text(&r.cv, Some(r.chosen)),
-                html_escape(&serde_json::to_string_pretty(&json!({
+                nudge::html::escape(&serde_json::to_string_pretty(&json!({
                     "data_sha256": info.data_sha256,
                     "spec_sha256": info.spec_sha256,
                     "command": r.model.training["command"],
@@ -563,12 +563,6 @@ fn run_fit_csv(a: &FitArgs, spec_path: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 fn run_fit(a: FitArgs) -> Result<()> {
@@ -818,7 +812,7 @@ fn score(
                 );
             }
             let (rows, summary, bytes) = logs::read(data_path, missing)?;
-            let empty = nudge::model::ClientFeatures::default();
+            let empty = nudge::domain::model::ClientFeatures::default();
             let p = rows
                 .iter()
                 .map(|r| {
@@ -851,7 +845,7 @@ fn run_evaluate(a: EvalArgs) -> Result<()> {
     if s.p.is_empty() {
         bail!("no rows to evaluate");
     }
-    let t = nudge::model::SegmentThresholds {
+    let t = nudge::domain::policy::SegmentThresholds {
         hot_at_or_above: a
             .hot_at_or_above
             .unwrap_or(s.model.segments.hot_at_or_above),
@@ -941,7 +935,7 @@ fn run_bench(
     }
     if n_rows > 0 {
         let t0 = Instant::now();
-        let mut gen = nudge::synth::Generator::new(nudge::synth::GeneratorConfig {
+        let mut gen = nudge::sim::synth::Generator::new(nudge::sim::synth::GeneratorConfig {
             seed,
             ..Default::default()
         });

@@ -77,9 +77,9 @@ use crate::logs::MissingOutcome;
 use anyhow::{bail, Result};
 use estimate::{Interval, Unit};
 use nudge::decision_log::{DecisionRecord, LogRecord, OutcomeRecord};
-use nudge::features::{self, Features, N_FEATURES};
-use nudge::model::{ClientFeatures, Model};
-use nudge::policy::{self, OfferTrigger, Policy, Verdict};
+use nudge::domain::features::{self, Features, N_FEATURES};
+use nudge::domain::model::{ClientFeatures, Model};
+use nudge::domain::policy::{self, OfferTrigger, Policy, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -493,7 +493,7 @@ fn design(s: &SessionUnit, a: i64, o: &Options) -> Vec<f64> {
     let p = s.logged_probability.clamp(1e-6, 1.0 - 1e-6);
     let v = s.value_hint_cents.max(100) as f64;
     let redeemable = s.value_hint_cents >= o.min_order_cents;
-    let mut x = vec![1.0, nudge::model::logit(p), (v / 10_000.0).ln()];
+    let mut x = vec![1.0, nudge::domain::logistic::logit(p), (v / 10_000.0).ln()];
     x.extend(
         o.tiers
             .iter()
@@ -745,14 +745,6 @@ pub fn render_text(r: &ReplayReport) -> String {
 /// order.
 pub fn load_settings(config: Option<&std::path::Path>) -> Result<nudge::config::Settings> {
     use anyhow::Context as _;
-    let raw = match config {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
-            nudge::config::RawConfig::from_toml(&text)
-                .with_context(|| format!("config {}", p.display()))?
-        }
-        None => nudge::config::RawConfig::default(),
-    };
+    let raw = nudge::config::RawConfig::load(config)?;
     raw.validate().context("invalid config")
 }

@@ -208,13 +208,6 @@ fn coefficients_svg(coefs: &[(String, f64)]) -> Result<String> {
     Ok(s)
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn opt(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.4}"))
 }
@@ -250,8 +243,8 @@ pub fn render_html(r: &ReportInput) -> Result<String> {
          table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}\
          th{{background:#f3f3f3}}td.l{{text-align:left}}figure{{display:inline-block;margin:8px;vertical-align:top}}\
          </style></head><body>\n<h1>{t}</h1>\n<p>{st}</p>\n",
-        t = esc(r.title),
-        st = esc(r.subtitle)
+        t = nudge::html::escape(r.title),
+        st = nudge::html::escape(r.subtitle)
     );
     let _ = write!(
         h,
@@ -322,7 +315,7 @@ pub fn render_html(r: &ReportInput) -> Result<String> {
     }
     h.push_str("</table>\n<h2>Coefficients</h2>\n<table id=\"coefficient-table\"><tr><th class=\"l\">term</th><th>coefficient</th></tr>");
     for (n, c) in r.coefficients {
-        let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{c:.6}</td></tr>", esc(n));
+        let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{c:.6}</td></tr>", nudge::html::escape(n));
     }
     h.push_str("</table>\n");
     h.push_str(r.extra_html);
@@ -343,7 +336,7 @@ pub fn write_report(dir: &Path, r: &ReportInput, metrics: &serde_json::Value) ->
 }
 
 /// The coefficient list of a model file (intercept first).
-pub fn coefficients(model: &nudge::model::ModelFile) -> Vec<(String, f64)> {
+pub fn coefficients(model: &nudge::domain::model::ModelFile) -> Vec<(String, f64)> {
     let mut v = vec![("(intercept)".to_string(), model.intercept)];
     v.extend(model.terms.iter().map(|t| {
         (
@@ -360,7 +353,7 @@ pub fn coefficients(model: &nudge::model::ModelFile) -> Vec<(String, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nudge::model::SegmentThresholds;
+    use nudge::domain::policy::SegmentThresholds;
 
     #[test]
     fn page_holds_four_inline_svg_plots_and_the_coefficient_table() {

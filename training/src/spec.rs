@@ -223,8 +223,8 @@ impl Table {
     }
 
     /// The client features of row `i` as Decide would carry them.
-    pub fn client_features(&self, i: usize) -> nudge::model::ClientFeatures {
-        let mut c = nudge::model::ClientFeatures::default();
+    pub fn client_features(&self, i: usize) -> nudge::domain::model::ClientFeatures {
+        let mut c = nudge::domain::model::ClientFeatures::default();
         for col in &self.columns {
             match &col.values {
                 Values::Numeric(v) => {

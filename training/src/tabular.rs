@@ -17,7 +17,7 @@
 //!    it), by the precision / NPV rule of [`crate::fit::choose_thresholds`];
 //!    `--hot-at-or-above` / `--cold-below` override them.
 //! 6. Held-out evaluation scored by the service's own scorer
-//!    ([`nudge::model::Model::score`] on the compiled model file), after
+//!    ([`nudge::domain::model::Model::score`] on the compiled model file), after
 //!    checking it agrees with the trainer's probabilities to 1e-9.
 //!
 //! Class imbalance (UCI: 15.5 % positives) is not reweighted: linfa-logistic
@@ -34,7 +34,9 @@ use crate::fit::{self, apply, fit_logistic, Logistic};
 use crate::spec::{Column, ColumnSpec, Table, TransformSpec, Values};
 use anyhow::{bail, Context as _, Result};
 use ndarray::Array2;
-use nudge::model::{sigmoid, Input, Model, ModelFile, SegmentThresholds, Term, Transform, FORMAT};
+use nudge::domain::logistic::sigmoid;
+use nudge::domain::policy::SegmentThresholds;
+use nudge::domain::model::{Input, Model, ModelFile, Term, Transform, FORMAT};
 use serde_json::json;
 use std::time::Instant;
 
@@ -349,7 +351,7 @@ pub fn score_table(model: &Model, table: &Table, rows: &[usize]) -> Result<Vec<f
             ),
         }
     }
-    let empty = nudge::features::Features([0.0; nudge::features::N_FEATURES]);
+    let empty = nudge::domain::features::Features([0.0; nudge::domain::features::N_FEATURES]);
     rows.iter()
         .map(|&i| {
             let mut c = table.client_features(i);

@@ -16,7 +16,7 @@
 //! levels) are learned once on the **pooled** training rows of all arms, so
 //! every arm reads the same transformed features and `z_v(x) - z_0(x)` is a
 //! clean contrast. That is exactly what the model file serves
-//! ([`nudge::model::UpliftFile`]): the log-odds lift of tier `v` for a
+//! ([`nudge::domain::model::UpliftFile`]): the log-odds lift of tier `v` for a
 //! visitor is `z_v(x) - z_0(x)`, added to the intent model's logit. The
 //! predicted uplift used for metrics is the probability difference
 //! `p_v(x) - p_0(x)` with `p_a = sigmoid(z_a)`.
@@ -79,8 +79,9 @@ use crate::tabular::Encoder;
 use anyhow::{bail, Context as _, Result};
 use ndarray::Array2;
 use nudge::decision_log::{DecisionRecord, LogRecord};
-use nudge::features::{Features, FEATURES};
-use nudge::model::{sigmoid, Input, ModelFile, Term, Transform, UpliftArm, UpliftFile};
+use nudge::domain::features::{Features, FEATURES};
+use nudge::domain::logistic::sigmoid;
+use nudge::domain::model::{Input, ModelFile, Term, Transform, UpliftArm, UpliftFile};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -189,9 +189,9 @@ fn csv_fit_writes_model_and_report_with_four_plots_then_evaluate_and_predict_agr
     assert_eq!(lines[0], "row,probability");
     assert_eq!(lines.len(), 501);
     // The same number through the service's loader and scorer.
-    let m = nudge::model::Model::load(&d.join("m.json")).unwrap();
+    let m = nudge::domain::model::Model::load(&d.join("m.json")).unwrap();
     let p0: f64 = lines[1].split(',').nth(1).unwrap().parse().unwrap();
-    let mut c = nudge::model::ClientFeatures::default();
+    let mut c = nudge::domain::model::ClientFeatures::default();
     let first = toy_csv(1);
     let cells: Vec<&str> = first.lines().nth(1).unwrap().split(',').collect();
     c.numeric.insert("pages".into(), cells[0].parse().unwrap());
@@ -200,7 +200,7 @@ fn csv_fit_writes_model_and_report_with_four_plots_then_evaluate_and_predict_agr
         .insert("weekend".into(), if cells[2] == "TRUE" { 1.0 } else { 0.0 });
     let s = m
         .score(
-            &nudge::features::Features([0.0; nudge::features::N_FEATURES]),
+            &nudge::domain::features::Features([0.0; nudge::domain::features::N_FEATURES]),
             &c,
         )
         .unwrap();

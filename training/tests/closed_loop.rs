@@ -27,8 +27,8 @@ mod common;
 
 use common::block_on;
 use nudge::config::RawConfig;
-use nudge::model::Model;
-use nudge::simulate::{self, SimReport, SimulateArgs};
+use nudge::domain::model::Model;
+use nudge::sim::{self, SimReport, SimulateArgs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -77,12 +77,12 @@ fn run(
         ..SimulateArgs::default()
     };
     let model = Model::load(model).expect("model");
-    block_on(simulate::simulate(&args, &settings, model)).expect("simulate")
+    block_on(sim::simulate(&args, &settings, model)).expect("simulate")
 }
 
 fn nudge_net(r: &SimReport, budget: i64) -> (f64, f64) {
     let run = r.runs.iter().find(|b| b.budget_eur == budget).unwrap();
-    let p = run.policy(simulate::NUDGE).unwrap();
+    let p = run.policy(sim::NUDGE).unwrap();
     (
         p.expected.net_incremental_margin_cents / 100.0,
         p.net_incremental_margin_cents / 100.0,
@@ -137,8 +137,8 @@ fn retraining_from_the_logs_raises_the_incremental_margin() {
     let budgets = [BINDING_EUR, UNCONSTRAINED_EUR];
     let before = run(&default_model_path(), EVAL_SEED, &budgets, 0.05, None);
     let after = run(&looped, EVAL_SEED, &budgets, 0.05, None);
-    println!("before (priors):\n{}", simulate::render_table(&before));
-    println!("after (retrained):\n{}", simulate::render_table(&after));
+    println!("before (priors):\n{}", sim::render_table(&before));
+    println!("after (retrained):\n{}", sim::render_table(&after));
     for b in budgets {
         let (e0, r0) = nudge_net(&before, b);
         let (e1, r1) = nudge_net(&after, b);

@@ -16,9 +16,9 @@ mod common;
 
 use common::block_on;
 use nudge::config::{RawConfig, Settings};
-use nudge::model::Model;
-use nudge::simulate::{simulate, SimulateArgs};
-use nudge::synth::{Generator, GeneratorConfig, Truth};
+use nudge::domain::model::Model;
+use nudge::sim::{simulate, SimulateArgs};
+use nudge::sim::synth::{Generator, GeneratorConfig, Truth};
 use nudge_train::logs;
 use nudge_train::replay::{self, Candidate, Options, Population, ReplayReport, Reward};
 use std::collections::HashMap;
@@ -84,7 +84,7 @@ fn simulate_world(seed: u64, hours: f64) -> World {
         .map(|s| {
             // The simulator's order value: final cart, else the generator's
             // fallbacks (its `intent_value_cents`), else the basket budget.
-            let v = match nudge::synth::state_at(&s, usize::MAX).intent_value_cents() {
+            let v = match nudge::sim::synth::state_at(&s, usize::MAX).intent_value_cents() {
                 v if v > 0 => v,
                 _ => (s.truth.basket_eur * 100.0).round() as i64,
             };
@@ -166,8 +166,8 @@ fn ope_of_known_policies_covers_the_simulator_truth() {
             "exit intent",
             Candidate::Rule {
                 model: w.model.clone(),
-                policy: nudge::policy::Policy {
-                    trigger: nudge::policy::OfferTrigger::ExitIntent { window_ms: 10_000 },
+                policy: nudge::domain::policy::Policy {
+                    trigger: nudge::domain::policy::OfferTrigger::ExitIntent { window_ms: 10_000 },
                     ..w.settings.policy.clone()
                 },
             },

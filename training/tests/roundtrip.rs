@@ -1,8 +1,8 @@
 //! The written model file loads with the service's loader and, scored on
 //! replayed features, reproduces the trainer's probabilities.
 
-use nudge::model::Model;
-use nudge::synth::replay;
+use nudge::domain::model::Model;
+use nudge::sim::synth::replay;
 use nudge_train::{data, fit};
 
 #[test]
@@ -29,7 +29,7 @@ fn written_model_loads_and_reproduces_fitted_probabilities() {
     let dir = std::env::temp_dir().join(format!("nudge-train-rt-{}", std::process::id()));
     let path = dir.join("model.json");
     fit::write_atomic(&path, &fit::model_json(&result.model).unwrap()).unwrap();
-    let model = Model::load(&path).expect("loads with nudge::model::Model::load");
+    let model = Model::load(&path).expect("loads with nudge::domain::model::Model::load");
     std::fs::remove_dir_all(&dir).unwrap();
 
     assert_eq!(
@@ -61,7 +61,7 @@ fn written_model_loads_and_reproduces_fitted_probabilities() {
     // data::rows) and score with the service's model.
     let rows = data::rows(&sessions, opts.max_points_per_session, opts.seed);
     assert_eq!(rows.len(), result.rows.len());
-    let empty = nudge::model::ClientFeatures::default();
+    let empty = nudge::domain::model::ClientFeatures::default();
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row.features, result.rows[i].features);
         let score = model.score(&row.features, &empty).unwrap();
@@ -83,13 +83,13 @@ fn shipped_default_model_loads() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default.json");
     let model = Model::load(&path).expect("models/default.json loads");
     assert!(model.version().starts_with("default-"));
-    let file = nudge::model::ModelFile::load(&path).unwrap();
+    let file = nudge::domain::model::ModelFile::load(&path).unwrap();
     assert_eq!(file.training["converged"], serde_json::json!(true));
-    let s = nudge::synth::Generator::new(Default::default()).next_session();
+    let s = nudge::sim::synth::Generator::new(Default::default()).next_session();
     let p = model
         .score(
             &replay(&s, s.decision_points.last().unwrap()),
-            &nudge::model::ClientFeatures::default(),
+            &nudge::domain::model::ClientFeatures::default(),
         )
         .unwrap()
         .probability;

@@ -7,7 +7,7 @@ use nudge_train::data::{self, Row};
 use nudge_train::{fit, logs};
 use std::collections::{BTreeSet, HashMap};
 
-fn sessions(n: usize, seed: u64) -> (Vec<nudge::synth::GeneratedSession>, fit::DataInfo) {
+fn sessions(n: usize, seed: u64) -> (Vec<nudge::sim::synth::GeneratedSession>, fit::DataInfo) {
     let bytes = data::generate_jsonl(n, seed);
     let info = fit::DataInfo {
         sha256: data::sha256_hex(&bytes),

@@ -55,9 +55,9 @@ fn uci_five_fold_cv_auc_reaches_the_reference() {
 fn shipped_uci_model_scores_the_file_with_the_spec() {
     let Some((_, t)) = uci() else { return };
     let path = workspace().join("models/uci_online_shoppers.json");
-    let file = nudge::model::ModelFile::load(&path).unwrap();
+    let file = nudge::domain::model::ModelFile::load(&path).unwrap();
     let model = file.compile().unwrap();
-    assert_eq!(model.input(), nudge::model::Input::Client);
+    assert_eq!(model.input(), nudge::domain::model::Input::Client);
     let rows: Vec<usize> = (0..t.len()).collect();
     let p = tabular::score_table(&model, &t, &rows).unwrap();
     let auc = nudge_train::metrics::roc_auc(&p, &t.y).unwrap();

@@ -5,9 +5,9 @@
 //! hand-computed examples live in `src/qini.rs`.
 
 use nudge::decision_log::LogRecord;
-use nudge::model::{ClientFeatures, Model};
-use nudge::policy::Tier;
-use nudge::synth::{Generator, GeneratorConfig};
+use nudge::domain::model::{ClientFeatures, Model};
+use nudge::domain::policy::Tier;
+use nudge::sim::synth::{Generator, GeneratorConfig};
 use nudge_train::logs::{self, MissingOutcome};
 use nudge_train::uplift::{self, UpliftOptions, UpliftSpec};
 use rand::{Rng, SeedableRng};
@@ -199,7 +199,7 @@ fn logs_uplift_cli_writes_a_servable_model_with_ordered_lifts() {
     assert!(mean[0] > 0.0, "{mean:?}");
     assert!(mean[0] < mean[1] && mean[1] < mean[2], "{mean:?}");
     // Same the other way: the lineage names the rows and the metrics.
-    let file = nudge::model::ModelFile::load(&out).unwrap();
+    let file = nudge::domain::model::ModelFile::load(&out).unwrap();
     let t = &file.uplift.unwrap().training;
     assert_eq!(t["rows_per_arm"].as_array().unwrap().len(), 4);
     assert!(t["data_sha256"].as_str().unwrap().len() == 64);

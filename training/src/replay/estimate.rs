@@ -201,7 +201,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn sigmoid(z: f64) -> f64 {
-    nudge::model::sigmoid(z)
+    nudge::domain::logistic::sigmoid(z)
 }
 
 /// Solves `a x = b` by Gaussian elimination with partial pivoting.

@@ -1,0 +1,31 @@
+//! The running service: builds the engine from settings (backends, the
+//! voucher secret, restored pacing state), runs its background tasks and
+//! serves gRPC until shutdown.
+
+pub mod model_source;
+pub mod pacing_state;
+pub mod secrets;
+pub mod serve;
+pub mod tasks;
+pub mod wiring;
+
+pub use model_source::{load_model, EMBEDDED_DEFAULT_MODEL};
+pub use pacing_state::{load_pacing, pacing_file, save_pacing, PACING_FILE};
+pub use secrets::{voucher_key, VOUCHER_KEY_FILE};
+pub use serve::{run, DRAIN_GRACE};
+pub use tasks::{spawn_sweeper, Background, PACING_TICK};
+pub use wiring::{build_engine, memory_engine, LEDGER_FILE};
+
+use crate::domain::model::ModelError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Setup(String),
+}

@@ -1,0 +1,113 @@
+//! Background work of a running service, each task with a shutdown path:
+//! the expiry sweeper (any ledger) and the pacing loop.
+
+use crate::app::pacing_state::save_pacing;
+use crate::engine::Engine;
+use crate::ledger::Ledger;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the pacing controllers read the spend.
+pub const PACING_TICK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Voids expired offers every `every` until `shutdown` fires. The returned
+/// handle finishes after the last sweep.
+pub fn spawn_sweeper(
+    ledger: Arc<dyn Ledger>,
+    clock: Arc<dyn crate::clock::Clock>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match ledger.void_expired(clock.now_ms()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(voided = n, "expired offers voided"),
+                        Err(e) => tracing::warn!(error = %e, "sweep failed"),
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::debug!("sweeper stopped");
+    })
+}
+
+/// Background work of a running service: the expiry sweeper and the pacing
+/// loop (which also saves the pacing state to `pacing_file`, if any, after
+/// every tick and when it stops). Dropping it does not stop them; call
+/// [`Background::stop`].
+pub struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn spawn(
+        engine: Arc<Engine>,
+        sweep_interval: std::time::Duration,
+        pacing_file: Option<std::path::PathBuf>,
+    ) -> Background {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let sweeper = spawn_sweeper(
+            engine.ledger.clone(),
+            engine.clock.clone(),
+            sweep_interval,
+            rx.clone(),
+        );
+        let mut rx_pacing = rx;
+        let e = engine.clone();
+        let pacing = tokio::spawn(async move {
+            let save = |e: &Engine| {
+                let path = pacing_file.clone()?;
+                let saved = e.save_pacing();
+                Some(tokio::task::spawn_blocking(move || {
+                    if let Err(err) = save_pacing(&saved, &path) {
+                        tracing::warn!(path = %path.display(), error = %err, "cannot save the pacing state");
+                    }
+                }))
+            };
+            let mut tick = tokio::time::interval(PACING_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        e.update_pacing().await;
+                        if let Some(h) = save(&e) {
+                            let _ = h.await;
+                        }
+                    }
+                    changed = rx_pacing.changed() => {
+                        if changed.is_err() || *rx_pacing.borrow() {
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(h) = save(&e) {
+                let _ = h.await;
+            }
+            tracing::debug!("pacing loop stopped");
+        });
+        Background {
+            stop,
+            tasks: vec![sweeper, pacing],
+        }
+    }
+
+    /// Stops the tasks and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

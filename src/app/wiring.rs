@@ -1,0 +1,104 @@
+//! Builds the engine with the configured backends.
+
+use crate::app::pacing_state::{load_pacing, pacing_file};
+use crate::app::ServerError;
+use crate::clock::Clock;
+use crate::config::{LedgerBackend, SessionBackend, Settings};
+use crate::decision_log::writer::{DecisionLog, LogSettings};
+use crate::domain::model::Model;
+use crate::domain::voucher::VoucherKey;
+use crate::engine::Engine;
+use crate::ledger::sqlite::SqliteLedger;
+use crate::ledger::{Ledger, MemoryLedger};
+use crate::redis::{RedisConn, RedisLedger, RedisSessionStore};
+use crate::store::{MemorySessionStore, SessionStore};
+use std::sync::Arc;
+
+/// File (under the data directory) of the SQLite ledger.
+pub const LEDGER_FILE: &str = "ledger.sqlite3";
+
+/// Builds the engine with the configured backends: the ledger (SQLite,
+/// Redis or memory), the session store (memory or Redis), the decision log.
+/// Nothing here dials Redis (see [`RedisConn::new`]).
+pub fn build_engine(
+    settings: &Settings,
+    model: Model,
+    clock: Arc<dyn Clock>,
+    key: VoucherKey,
+) -> Result<Engine, ServerError> {
+    let redis = settings
+        .redis
+        .as_ref()
+        .map(RedisConn::new)
+        .transpose()
+        .map_err(ServerError::Setup)?;
+    let redis_conn = || {
+        redis.clone().ok_or_else(|| {
+            ServerError::Setup("a redis backend is configured without [redis] settings".into())
+        })
+    };
+    let ledger: Arc<dyn Ledger> = match settings.ledger_backend {
+        LedgerBackend::Sqlite => Arc::new(
+            SqliteLedger::open(
+                &settings.data_dir.join(LEDGER_FILE),
+                settings.budgets.clone(),
+                key.clone(),
+            )
+            .map_err(|e| ServerError::Setup(e.to_string()))?,
+        ),
+        LedgerBackend::Redis => Arc::new(RedisLedger::new(
+            redis_conn()?,
+            settings.budgets.clone(),
+            key.clone(),
+        )),
+        LedgerBackend::Memory => Arc::new(MemoryLedger::new(settings.budgets.clone(), key.clone())),
+    };
+    let sessions: Arc<dyn SessionStore> = match settings.session_backend {
+        SessionBackend::Memory => Arc::new(MemorySessionStore::new(
+            settings.idle_ttl,
+            settings.max_sessions,
+        )),
+        SessionBackend::Redis => Arc::new(RedisSessionStore::new(redis_conn()?, settings.idle_ttl)),
+    };
+    if settings.ledger_backend == LedgerBackend::Redis {
+        if let (Ok(rt), Ok(conn)) = (tokio::runtime::Handle::try_current(), redis_conn()) {
+            rt.spawn(async move { conn.check_durability().await });
+        }
+    }
+    let log = match settings.log {
+        Some(cfg) => DecisionLog::start(
+            &LogSettings {
+                dir: settings.data_dir.join("log"),
+                rotate_bytes: cfg.rotate_bytes,
+                queue: cfg.queue,
+            },
+            clock.clone(),
+        )
+        .map_err(|e| ServerError::Setup(format!("decision log: {e}")))?,
+        None => DecisionLog::disabled(),
+    };
+    let engine = Engine::new(settings, Arc::new(model), sessions, ledger, clock, key, log);
+    if let Some(path) = pacing_file(settings) {
+        load_pacing(&engine, &path);
+    }
+    Ok(engine)
+}
+
+/// An engine with in-memory state only (no files): tests, benches, demos.
+pub fn memory_engine(settings: &Settings, model: Model, clock: Arc<dyn Clock>) -> Engine {
+    Engine::new(
+        settings,
+        Arc::new(model),
+        Arc::new(MemorySessionStore::new(
+            settings.idle_ttl,
+            settings.max_sessions,
+        )),
+        Arc::new(MemoryLedger::new(
+            settings.budgets.clone(),
+            VoucherKey::random(),
+        )),
+        clock,
+        VoucherKey::random(),
+        DecisionLog::disabled(),
+    )
+}

@@ -1,0 +1,334 @@
+//! Configuration: one TOML file, every field optional with a documented
+//! default, unknown fields rejected, validated once into [`Settings`] whose
+//! values need no re-checking.
+//!
+//! The environment is injected: [`RawConfig::from_toml`] parses text and the
+//! binary decides where the text comes from.
+
+use crate::domain::experiment::Experiment;
+use crate::domain::policy::Policy;
+use crate::ledger::Budgets;
+mod raw;
+mod sections;
+
+pub use raw::*;
+use sections::{validate_backends, validate_listen, validate_redis};
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default listen address: loopback only, so a first run exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default model file, relative to the working directory.
+pub const DEFAULT_MODEL: &str = "models/default.json";
+
+/// Request limits, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_events_per_request: usize,
+    pub max_request_bytes: usize,
+    pub max_features: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_events_per_request: 256,
+            max_request_bytes: 256 * 1024,
+            max_features: 256,
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// `None`: the default path, with the embedded fallback.
+    pub model: Option<PathBuf>,
+    pub idle_ttl: Duration,
+    pub max_sessions: u64,
+    pub policy: Policy,
+    pub offer_ttl: Duration,
+    pub budgets: Budgets,
+    pub default_campaign: String,
+    pub limits: Limits,
+    pub data_dir: PathBuf,
+    pub ledger_backend: LedgerBackend,
+    pub session_backend: SessionBackend,
+    /// Set exactly when a backend is Redis.
+    pub redis: Option<crate::redis::RedisSettings>,
+    pub sweep_interval: Duration,
+    /// Configured secret; `None` = environment or generated key file.
+    pub voucher_secret: Option<Secret>,
+    pub min_order_cents: i64,
+    pub experiment: Experiment,
+    pub pacing: crate::domain::pacing::PacingConfig,
+    pub log: Option<LogConfig>,
+}
+
+/// Where offers are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LedgerBackend {
+    Sqlite,
+    Redis,
+    Memory,
+}
+
+/// Where session state is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionBackend {
+    Memory,
+    Redis,
+}
+
+/// Decision log settings (the directory is `<data_dir>/log`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub rotate_bytes: u64,
+    pub queue: usize,
+}
+
+/// A secret string whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Shortest accepted voucher secret.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl RawConfig {
+    pub fn from_toml(text: &str) -> Result<RawConfig, ConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// The one config loader: the TOML file at `path`, or every default
+    /// without one.
+    pub fn load(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
+        let Some(path) = path else {
+            return Ok(RawConfig::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        RawConfig::from_toml(&text)
+    }
+
+    /// Validates once, one section at a time; see each field's docs for
+    /// defaults.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let listen = validate_listen(self.listen.as_deref())?;
+        let (idle_ttl, max_sessions) = self.sessions.validate()?;
+        let (policy, offer_ttl) = self.policy.validate()?;
+        let (budgets, default_campaign) = self.budget.validate()?;
+        let (ledger_backend, session_backend) = validate_backends(&self.ledger, &self.sessions)?;
+        let redis = validate_redis(
+            self.redis,
+            ledger_backend == LedgerBackend::Redis || session_backend == SessionBackend::Redis,
+        )?;
+        let sweep_interval = self.ledger.validate_sweep()?;
+        let (voucher_secret, min_order_cents) = self.voucher.validate()?;
+        let experiment = self.experiment.validate()?;
+        self.pacing.validate().map_err(|m| invalid("pacing", m))?;
+        let log = self.log.validate()?;
+        let limits = self.limits.validate()?;
+        Ok(Settings {
+            listen,
+            model: self.model,
+            idle_ttl,
+            max_sessions,
+            policy,
+            offer_ttl,
+            budgets,
+            default_campaign,
+            limits,
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),
+            ledger_backend,
+            session_backend,
+            redis,
+            sweep_interval,
+            voucher_secret,
+            min_order_cents,
+            experiment,
+            pacing: self.pacing,
+            log,
+        })
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        RawConfig::default()
+            .validate()
+            .expect("the documented defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_backends_share_one_connection_section() {
+        let s = RawConfig::from_toml(
+            "[ledger]\nbackend = \"redis\"\n[sessions]\nbackend = \"redis\"\n[redis]\nurl = \"redis://127.0.0.1:6379/2\"",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(
+            (s.ledger_backend, s.session_backend),
+            (LedgerBackend::Redis, SessionBackend::Redis)
+        );
+        let r = s.redis.unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.key_prefix.as_str(), r.timeout),
+            (
+                "redis://127.0.0.1:6379/2",
+                "nudge",
+                Duration::from_millis(500)
+            )
+        );
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let s = RawConfig::from_toml("").unwrap().validate().unwrap();
+        assert_eq!(s.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(s.idle_ttl, Duration::from_secs(1_800));
+        assert_eq!(s.policy.min_intent_cents, 9_900);
+        assert_eq!(s.policy.margin_rate, 0.30);
+        assert_eq!(
+            s.policy
+                .tiers
+                .iter()
+                .map(|t| t.amount_cents)
+                .collect::<Vec<_>>(),
+            vec![500, 1_000, 2_000]
+        );
+        assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.default_campaign, "default");
+        assert_eq!(s.budgets.campaigns["default"].daily_cap_cents, 100_000);
+        assert_eq!(s.ledger_backend, LedgerBackend::Sqlite);
+        assert_eq!(s.session_backend, SessionBackend::Memory);
+        assert_eq!(s.redis, None);
+        assert_eq!(s.data_dir, PathBuf::from("data"));
+        assert_eq!(s.experiment.holdout_share, 0.10);
+        assert!(s.pacing.enabled);
+        assert_eq!(s.policy.trigger, crate::domain::policy::OfferTrigger::Any);
+        let s = RawConfig::from_toml("[policy]\noffer_on = \"exit_intent\"")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            s.policy.trigger,
+            crate::domain::policy::OfferTrigger::ExitIntent { window_ms: 10_000 }
+        );
+        assert!(RawConfig::from_toml("[policy]\noffer_on = \"checkout\"").is_err());
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let s = RawConfig::from_toml("[voucher]\nsecret = \"correct horse battery staple\"")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(!format!("{s:?}").contains("horse"));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let e = RawConfig::from_toml("[policy]\nmargin = 0.3\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        for (text, field) in [
+            ("[policy]\nmargin_rate = 1.5", "policy.margin_rate"),
+            ("[budget]\ndaily_cap_cents = -1", "budget.daily_cap_cents"),
+            ("listen = \"nope\"", "listen"),
+            ("[budget]\ntimezone = \"Mars/Olympus\"", "budget.timezone"),
+            ("[voucher]\nsecret = \"short\"", "voucher.secret"),
+            (
+                "[experiment]\nholdout_share = 1.0",
+                "experiment.holdout_share",
+            ),
+            ("[ledger]\nbackend = \"postgres\"", "ledger.backend"),
+            ("[sessions]\nbackend = \"sqlite\"", "sessions.backend"),
+            ("[ledger]\nbackend = \"redis\"", "redis.url"),
+            ("[sessions]\nbackend = \"redis\"", "sessions.backend"),
+            (
+                "[sessions]\nbackend = \"redis\"\n[redis]\nurl = \"redis://h/\"",
+                "sessions.backend",
+            ),
+            (
+                "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"redis://h/\"\ntls_ca_file = \"ca.pem\"",
+                "redis.tls_ca_file",
+            ),
+            ("[redis]\nurl = \"redis://127.0.0.1/\"", "redis"),
+            (
+                "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"http://x\"",
+                "redis.url",
+            ),
+            (
+                "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"redis://h/\"\nkey_prefix = \"a{b}\"",
+                "redis.key_prefix",
+            ),
+            (
+                "[ledger]\nbackend = \"redis\"\n[redis]\nurl = \"redis://h/\"\ntimeout_ms = 0",
+                "redis.timeout_ms",
+            ),
+            ("[pacing]\nhourly_weights = [1.0, 2.0]", "hourly_weights"),
+            ("[pacing]\nkp = -1.0", "pacing"),
+            (
+                "[policy]\noffer_on = \"exit_intent\"\nexit_intent_window_ms = 0",
+                "policy.exit_intent_window_ms",
+            ),
+            (
+                "[[policy.tiers]]\namount_cents = 550\nlift = 0.1",
+                "policy.tiers",
+            ),
+            (
+                "[[policy.tiers]]\namount_cents = 0\nlift = 0.1",
+                "policy.tiers",
+            ),
+        ] {
+            let e = match RawConfig::from_toml(text) {
+                Ok(raw) => raw.validate().unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(field), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The config file as written: every field optional, unknown fields refused.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address to serve gRPC on. Default `127.0.0.1:50051`.
+    pub listen: Option<String>,
+    /// Model file. Default `models/default.json`; when that file is absent the
+    /// copy embedded in the binary at build time is served.
+    pub model: Option<PathBuf>,
+    #[serde(default)]
+    pub sessions: RawSessions,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub budget: RawBudget,
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Directory for the ledger, the decision log and the generated voucher
+    /// key. Default `data` (relative to the working directory).
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub ledger: RawLedger,
+    /// Shared state for several replicas (see `redis_backend`).
+    #[serde(default)]
+    pub redis: RawRedis,
+    #[serde(default)]
+    pub voucher: RawVoucher,
+    #[serde(default)]
+    pub experiment: RawExperiment,
+    /// Budget pacing (see `pacing::PacingConfig` for every field and default).
+    #[serde(default)]
+    pub pacing: crate::domain::pacing::PacingConfig,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    /// `sqlite` (durable, the default), `redis` (shared by every replica;
+    /// needs `[redis] url`) or `memory` (tests, demos: forgets everything on
+    /// restart).
+    pub backend: Option<String>,
+    /// How often expired offers are voided. Default 60 s.
+    pub sweep_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVoucher {
+    /// Secret for the voucher-code MAC (at least 16 bytes). Default: the
+    /// `NUDGE_VOUCHER_SECRET` environment variable, else a random key
+    /// generated once into `<data_dir>/voucher.key`. Never logged.
+    pub secret: Option<String>,
+    /// Smallest order a voucher can be redeemed on, cents. Default 9900.
+    pub min_order_cents: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExperiment {
+    /// Share of eligible visitors held out (never get a voucher). Default 0.10.
+    pub holdout_share: Option<f64>,
+    /// Share of eligible non-holdout visitors given a random action. Default 0.05.
+    pub explore_share: Option<f64>,
+    /// Salt of the holdout and exploration hashes. Default "nudge-v1".
+    pub salt: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// Write the decision log. Default true.
+    pub enabled: Option<bool>,
+    /// Rotate a log file above this size. Default 64 MiB.
+    pub rotate_bytes: Option<u64>,
+    /// Records queued before dropping under overload. Default 65536.
+    pub queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    /// A session idle for longer than this starts afresh. Default 1800 s.
+    pub idle_ttl_secs: Option<u64>,
+    /// Upper bound on sessions held in memory. Default 1,000,000.
+    pub max_sessions: Option<u64>,
+    /// `memory` (the default: one replica) or `redis` (sessions shared by
+    /// every replica, so a session's requests may reach any of them; needs
+    /// `[redis] url` and `ledger.backend = "redis"`).
+    pub backend: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://[user:password@]host:port/db`, `rediss://...` (TLS) or
+    /// `unix:///path/to/redis.sock[?db=N&pass=...]`. Required when a
+    /// backend is `redis`.
+    pub url: Option<String>,
+    /// With `rediss://`: PEM file of the CA that signed the server's
+    /// certificate. Default: the system's trusted roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Prefix of every key, used as a Redis Cluster hash tag (`{nudge}:...`)
+    /// so that one deployment's keys share a slot. Default `nudge`. Letters,
+    /// digits, `-`, `_`, `.`, at most 64.
+    pub key_prefix: Option<String>,
+    /// Connect and response timeout of one Redis command, ms. Default 500.
+    /// A Redis slower than this answers decisions without a voucher.
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Minimum intent value for a voucher, cents. Default 9900 (99 EUR).
+    pub min_intent_cents: Option<i64>,
+    /// Gross margin rate m in (0, 1]. Default 0.30.
+    pub margin_rate: Option<f64>,
+    /// How long an offered voucher stays valid. Default 172800 s (48 h).
+    pub offer_ttl_secs: Option<u64>,
+    /// Voucher tiers with their prior log-odds lift. Default 500/0.25,
+    /// 1000/0.45, 2000/0.70 (see README "Decision rule").
+    pub tiers: Option<Vec<RawTier>>,
+    /// When a voucher may be offered: "any" decision (default) or only at
+    /// "exit_intent" (see `policy::OfferTrigger`).
+    pub offer_on: Option<RawOfferOn>,
+    /// With `offer_on = "exit_intent"`: how old the latest exit-intent
+    /// signal may be at the decision, ms. Default 10000.
+    pub exit_intent_window_ms: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOfferOn {
+    Any,
+    ExitIntent,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    pub amount_cents: i64,
+    pub lift: f64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    /// Daily voucher cap of the `default` campaign, cents. Default 100000
+    /// (1,000 EUR). Ignored when `campaigns` is given.
+    pub daily_cap_cents: Option<i64>,
+    /// IANA time zone the budget days (and the pacing curve) follow.
+    /// Default "UTC".
+    pub timezone: Option<String>,
+    /// Campaigns with their own budgets. Default: one `default` campaign.
+    pub campaigns: Option<Vec<RawCampaign>>,
+    /// Campaign used when a Decide names none. Default: the first campaign.
+    pub default_campaign: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCampaign {
+    pub id: String,
+    pub daily_cap_cents: i64,
+    /// Lifetime cap over all days. Default: none.
+    pub total_cap_cents: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Events accepted in one Track or Decide. Default 256.
+    pub max_events_per_request: Option<usize>,
+    /// Largest accepted request, bytes. Default 262144 (256 KiB).
+    pub max_request_bytes: Option<usize>,
+    /// Entries accepted in Decide's `features` map. Default 256.
+    pub max_features: Option<usize>,
+}
+
+/// Default prior lifts until they are learned: log-odds added by each tier
+/// for a hesitant visitor (about +5, +9 and +14 points at p0 = 0.3).
+pub const DEFAULT_TIERS: [(i64, f64); 3] = [(500, 0.25), (1_000, 0.45), (2_000, 0.70)];

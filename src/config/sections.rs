@@ -1,0 +1,401 @@
+//! Validation of each config section into the types the service uses.
+
+use super::{
+    invalid, ConfigError, LedgerBackend, Limits, LogConfig, RawBudget, RawCampaign, RawExperiment,
+    RawLedger, RawLimits, RawLog, RawOfferOn, RawPolicy, RawRedis, RawSessions, RawTier,
+    RawVoucher, Secret, SessionBackend, DEFAULT_LISTEN, DEFAULT_TIERS, MIN_SECRET_BYTES,
+};
+use crate::domain::experiment::Experiment;
+use crate::domain::policy::{OfferTrigger, Policy, Tier, MAX_TIERS};
+use crate::domain::voucher::MAX_AMOUNT_CENTS;
+use crate::ledger::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// `[redis]`: required and checked when a backend uses it, refused when
+/// none does (a URL that is silently unused hides a typo in `backend`).
+pub(super) fn validate_redis(
+    raw: RawRedis,
+    used: bool,
+) -> Result<Option<crate::redis::RedisSettings>, ConfigError> {
+    let given = raw.url.is_some()
+        || raw.key_prefix.is_some()
+        || raw.timeout_ms.is_some()
+        || raw.tls_ca_file.is_some();
+    if !used {
+        return if given {
+            Err(invalid(
+                "redis",
+                "set, but neither ledger.backend nor sessions.backend is \"redis\"",
+            ))
+        } else {
+            Ok(None)
+        };
+    }
+    let url = raw.url.ok_or_else(|| {
+        invalid(
+            "redis.url",
+            "required when ledger.backend or sessions.backend is \"redis\"",
+        )
+    })?;
+    if let Err(e) = redis::Client::open(url.as_str()) {
+        return Err(invalid("redis.url", e.to_string()));
+    }
+    if raw.tls_ca_file.is_some() && !url.starts_with("rediss://") {
+        return Err(invalid(
+            "redis.tls_ca_file",
+            "only with a rediss:// (TLS) url",
+        ));
+    }
+    let key_prefix = raw.key_prefix.unwrap_or_else(|| "nudge".to_owned());
+    if key_prefix.is_empty()
+        || key_prefix.len() > 64
+        || !key_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(
+            "redis.key_prefix",
+            "1 to 64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(500);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(invalid("redis.timeout_ms", "must be in 1..=60000"));
+    }
+    Ok(Some(crate::redis::RedisSettings {
+        url,
+        key_prefix,
+        timeout: Duration::from_millis(timeout_ms),
+        tls_ca_file: raw.tls_ca_file,
+    }))
+}
+
+pub(super) fn validate_listen(listen: Option<&str>) -> Result<SocketAddr, ConfigError> {
+    let text = listen.unwrap_or(DEFAULT_LISTEN);
+    text.parse()
+        .map_err(|e| invalid("listen", format!("{text:?}: {e}")))
+}
+
+impl RawSessions {
+    /// The idle TTL and the bound on sessions held in memory.
+    pub(super) fn validate(&self) -> Result<(Duration, u64), ConfigError> {
+        let idle = self.idle_ttl_secs.unwrap_or(1_800);
+        if idle == 0 || idle > 7 * 86_400 {
+            return Err(invalid("sessions.idle_ttl_secs", "must be in 1..=604800"));
+        }
+        let max_sessions = self.max_sessions.unwrap_or(1_000_000);
+        if max_sessions == 0 {
+            return Err(invalid("sessions.max_sessions", "must be > 0"));
+        }
+        Ok((Duration::from_secs(idle), max_sessions))
+    }
+}
+
+impl RawPolicy {
+    /// The voucher rule and how long an offer stays valid.
+    pub(super) fn validate(self) -> Result<(Policy, Duration), ConfigError> {
+        let min_intent_cents = self.min_intent_cents.unwrap_or(9_900);
+        if min_intent_cents < 0 {
+            return Err(invalid("policy.min_intent_cents", "must be >= 0"));
+        }
+        let margin_rate = self.margin_rate.unwrap_or(0.30);
+        if !(margin_rate > 0.0 && margin_rate <= 1.0) {
+            return Err(invalid("policy.margin_rate", "must be in (0, 1]"));
+        }
+        let offer_ttl = self.offer_ttl_secs.unwrap_or(172_800);
+        if offer_ttl == 0 {
+            return Err(invalid("policy.offer_ttl_secs", "must be > 0"));
+        }
+        let window_ms = self.exit_intent_window_ms.unwrap_or(10_000);
+        if window_ms <= 0 {
+            return Err(invalid("policy.exit_intent_window_ms", "must be > 0"));
+        }
+        let trigger = match self.offer_on.unwrap_or(RawOfferOn::Any) {
+            RawOfferOn::Any => OfferTrigger::Any,
+            RawOfferOn::ExitIntent => OfferTrigger::ExitIntent { window_ms },
+        };
+        let tiers = validate_tiers(self.tiers)?;
+        let policy = Policy {
+            min_intent_cents,
+            margin_rate,
+            tiers,
+            trigger,
+        };
+        Ok((policy, Duration::from_secs(offer_ttl)))
+    }
+}
+
+fn validate_tiers(raw: Option<Vec<RawTier>>) -> Result<Vec<Tier>, ConfigError> {
+    let tiers: Vec<Tier> = match raw {
+        None => DEFAULT_TIERS
+            .iter()
+            .map(|&(amount_cents, lift)| Tier { amount_cents, lift })
+            .collect(),
+        Some(raw) => raw
+            .into_iter()
+            .map(|t| Tier {
+                amount_cents: t.amount_cents,
+                lift: t.lift,
+            })
+            .collect(),
+    };
+    if tiers.is_empty() || tiers.len() > MAX_TIERS {
+        return Err(invalid(
+            "policy.tiers",
+            format!("need 1..={MAX_TIERS} tiers, got {}", tiers.len()),
+        ));
+    }
+    for (i, t) in tiers.iter().enumerate() {
+        if t.amount_cents <= 0 {
+            return Err(invalid(
+                "policy.tiers",
+                format!("tier {i}: amount_cents must be > 0"),
+            ));
+        }
+        if !t.lift.is_finite() {
+            return Err(invalid(
+                "policy.tiers",
+                format!("tier {i}: lift must be finite"),
+            ));
+        }
+        if tiers[..i].iter().any(|o| o.amount_cents == t.amount_cents) {
+            return Err(invalid(
+                "policy.tiers",
+                format!("tier {i}: duplicate amount {}", t.amount_cents),
+            ));
+        }
+    }
+    for (i, t) in tiers.iter().enumerate() {
+        if t.amount_cents % 100 != 0 || t.amount_cents > MAX_AMOUNT_CENTS {
+            return Err(invalid(
+                "policy.tiers",
+                format!("tier {i}: amount_cents must be whole euros up to 255 EUR (voucher codes carry them)"),
+            ));
+        }
+    }
+    Ok(tiers)
+}
+
+impl RawBudget {
+    /// The campaigns with their caps, their time zone, and the default
+    /// campaign.
+    pub(super) fn validate(self) -> Result<(Budgets, String), ConfigError> {
+        let tz_name = self.timezone.as_deref().unwrap_or("UTC");
+        let timezone: chrono_tz::Tz = tz_name
+            .parse()
+            .map_err(|_| invalid("budget.timezone", format!("unknown time zone {tz_name:?}")))?;
+        let raw_campaigns = match self.campaigns {
+            Some(c) => {
+                if self.daily_cap_cents.is_some() {
+                    return Err(invalid(
+                        "budget.daily_cap_cents",
+                        "give either daily_cap_cents or campaigns, not both",
+                    ));
+                }
+                c
+            }
+            None => vec![RawCampaign {
+                id: DEFAULT_CAMPAIGN.to_owned(),
+                daily_cap_cents: self.daily_cap_cents.unwrap_or(100_000),
+                total_cap_cents: None,
+            }],
+        };
+        if raw_campaigns.is_empty() {
+            return Err(invalid("budget.campaigns", "need at least one campaign"));
+        }
+        let mut campaigns = std::collections::HashMap::new();
+        for c in &raw_campaigns {
+            let budget = c.validate()?;
+            if campaigns.insert(c.id.clone(), budget).is_some() {
+                return Err(invalid(
+                    "budget.campaigns",
+                    format!("duplicate campaign {:?}", c.id),
+                ));
+            }
+        }
+        let default_campaign = self
+            .default_campaign
+            .unwrap_or_else(|| raw_campaigns[0].id.clone());
+        if !campaigns.contains_key(&default_campaign) {
+            return Err(invalid(
+                "budget.default_campaign",
+                format!("{default_campaign:?} is not a configured campaign"),
+            ));
+        }
+        Ok((
+            Budgets {
+                timezone,
+                campaigns,
+            },
+            default_campaign,
+        ))
+    }
+}
+
+impl RawCampaign {
+    pub(super) fn validate(&self) -> Result<CampaignBudget, ConfigError> {
+        if self.id.is_empty()
+            || self.id.len() > 64
+            || !self.id.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(invalid(
+                "budget.campaigns",
+                format!("campaign id {:?} must be 1..=64 printable ASCII", self.id),
+            ));
+        }
+        if self.daily_cap_cents < 0 {
+            return Err(invalid(
+                "budget.daily_cap_cents",
+                format!("campaign {:?}: must be >= 0", self.id),
+            ));
+        }
+        if self.total_cap_cents.is_some_and(|t| t < 0) {
+            return Err(invalid(
+                "budget.campaigns",
+                format!("campaign {:?}: total_cap_cents must be >= 0", self.id),
+            ));
+        }
+        Ok(CampaignBudget {
+            daily_cap_cents: self.daily_cap_cents,
+            total_cap_cents: self.total_cap_cents,
+        })
+    }
+}
+
+/// The ledger and session backends, which must agree.
+pub(super) fn validate_backends(
+    ledger: &RawLedger,
+    sessions: &RawSessions,
+) -> Result<(LedgerBackend, SessionBackend), ConfigError> {
+    let ledger_backend = match ledger.backend.as_deref().unwrap_or("sqlite") {
+        "sqlite" => LedgerBackend::Sqlite,
+        "redis" => LedgerBackend::Redis,
+        "memory" => LedgerBackend::Memory,
+        other => {
+            return Err(invalid(
+                "ledger.backend",
+                format!("{other:?}: expected \"sqlite\", \"redis\" or \"memory\""),
+            ))
+        }
+    };
+    let session_backend = match sessions.backend.as_deref().unwrap_or("memory") {
+        "memory" => SessionBackend::Memory,
+        "redis" => SessionBackend::Redis,
+        other => {
+            return Err(invalid(
+                "sessions.backend",
+                format!("{other:?}: expected \"memory\" or \"redis\""),
+            ))
+        }
+    };
+    if session_backend == SessionBackend::Redis && ledger_backend != LedgerBackend::Redis {
+        // Shared sessions mean several replicas; each with its own
+        // ledger would spend its own cap (N replicas, N times the budget)
+        // and could offer one session twice.
+        return Err(invalid(
+            "sessions.backend",
+            "\"redis\" shares sessions between replicas, which must then share the budget: set ledger.backend = \"redis\" too",
+        ));
+    }
+    Ok((ledger_backend, session_backend))
+}
+
+impl RawLedger {
+    pub(super) fn validate_sweep(&self) -> Result<Duration, ConfigError> {
+        let sweep = self.sweep_interval_secs.unwrap_or(60);
+        if sweep == 0 {
+            return Err(invalid("ledger.sweep_interval_secs", "must be > 0"));
+        }
+        Ok(Duration::from_secs(sweep))
+    }
+}
+
+impl RawVoucher {
+    /// The configured secret, if any, and the minimum order.
+    pub(super) fn validate(self) -> Result<(Option<Secret>, i64), ConfigError> {
+        let secret = match self.secret {
+            Some(s) if s.len() < MIN_SECRET_BYTES => {
+                return Err(invalid(
+                    "voucher.secret",
+                    format!("must be at least {MIN_SECRET_BYTES} bytes"),
+                ))
+            }
+            Some(s) => Some(Secret(s)),
+            None => None,
+        };
+        let min_order_cents = self.min_order_cents.unwrap_or(9_900);
+        if min_order_cents < 0 {
+            return Err(invalid("voucher.min_order_cents", "must be >= 0"));
+        }
+        Ok((secret, min_order_cents))
+    }
+}
+
+impl RawExperiment {
+    pub(super) fn validate(self) -> Result<Experiment, ConfigError> {
+        let d = Experiment::default();
+        let experiment = Experiment {
+            holdout_share: self.holdout_share.unwrap_or(d.holdout_share),
+            explore_share: self.explore_share.unwrap_or(d.explore_share),
+            salt: self.salt.unwrap_or(d.salt),
+        };
+        if !(0.0..1.0).contains(&experiment.holdout_share) {
+            return Err(invalid("experiment.holdout_share", "must be in [0, 1)"));
+        }
+        if !(0.0..=1.0).contains(&experiment.explore_share) {
+            return Err(invalid("experiment.explore_share", "must be in [0, 1]"));
+        }
+        Ok(experiment)
+    }
+}
+
+impl RawLog {
+    /// The decision log's settings, or `None` when it is off.
+    pub(super) fn validate(&self) -> Result<Option<LogConfig>, ConfigError> {
+        if !self.enabled.unwrap_or(true) {
+            return Ok(None);
+        }
+        let rotate_bytes = self.rotate_bytes.unwrap_or(64 * 1024 * 1024);
+        let queue = self.queue.unwrap_or(65_536);
+        if rotate_bytes < 4_096 {
+            return Err(invalid("log.rotate_bytes", "must be >= 4096"));
+        }
+        if queue == 0 {
+            return Err(invalid("log.queue", "must be > 0"));
+        }
+        Ok(Some(LogConfig {
+            rotate_bytes,
+            queue,
+        }))
+    }
+}
+
+impl RawLimits {
+    pub(super) fn validate(&self) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let limits = Limits {
+            max_events_per_request: self
+                .max_events_per_request
+                .unwrap_or(d.max_events_per_request),
+            max_request_bytes: self.max_request_bytes.unwrap_or(d.max_request_bytes),
+            max_features: self.max_features.unwrap_or(d.max_features),
+        };
+        if limits.max_events_per_request == 0 || limits.max_events_per_request > 10_000 {
+            return Err(invalid(
+                "limits.max_events_per_request",
+                "must be in 1..=10000",
+            ));
+        }
+        if !(1_024..=64 * 1024 * 1024).contains(&limits.max_request_bytes) {
+            return Err(invalid(
+                "limits.max_request_bytes",
+                "must be in 1024..=67108864",
+            ));
+        }
+        if limits.max_features > 10_000 {
+            return Err(invalid("limits.max_features", "must be <= 10000"));
+        }
+        Ok(limits)
+    }
+}

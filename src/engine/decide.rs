@@ -1,0 +1,313 @@
+//! Decide, as its steps: the session's state, the pure assessment, the
+//! money step (an existing offer, holdout and exploration, the atomic
+//! reservation), then one log record for every answer.
+//!
+//! Failure policy: open on scoring, closed on money. If the session store is
+//! down, the request's own events are scored on a fresh session and no
+//! voucher is given (`SESSION_STORE_UNAVAILABLE`); if the ledger is down, the
+//! score is returned without a voucher (`BUDGET_UNAVAILABLE`).
+
+use crate::domain::policy::{self, Verdict, MAX_TIERS};
+use crate::domain::session::SessionState;
+use crate::engine::assess::{assess, Assessment};
+use crate::engine::error::ServiceError;
+use crate::engine::inputs::DecideInput;
+use crate::engine::outputs::{Decision, Reason};
+use crate::engine::Engine;
+use crate::ledger::{ReserveOutcome, ReserveRequest};
+use crate::store::SessionUpdate;
+
+/// The tiers the money step may still reserve, best first, each with the
+/// expected net value it would be answered with.
+#[derive(Clone, Copy, Debug, Default)]
+struct Candidates {
+    amounts: [i64; MAX_TIERS],
+    net_cents: [i64; MAX_TIERS],
+    len: usize,
+}
+
+impl Candidates {
+    /// The rule's ranking, as the verdict gives it.
+    fn ranked(verdict: &Verdict) -> Self {
+        let mut c = Candidates::default();
+        if let Verdict::Offer { ranked } = verdict {
+            for r in ranked.iter().flatten() {
+                c.amounts[c.len] = r.amount_cents;
+                c.net_cents[c.len] = r.net_value_cents;
+                c.len += 1;
+            }
+        }
+        c
+    }
+
+    fn single(amount_cents: i64, net_cents: i64) -> Self {
+        let mut c = Candidates::default();
+        c.amounts[0] = amount_cents;
+        c.net_cents[0] = net_cents;
+        c.len = 1;
+        c
+    }
+
+    fn amounts(&self) -> &[i64] {
+        &self.amounts[..self.len]
+    }
+
+    fn net_of(&self, amount_cents: i64) -> Option<i64> {
+        self.amounts()
+            .iter()
+            .position(|a| *a == amount_cents)
+            .map(|i| self.net_cents[i])
+    }
+}
+
+/// The session as Decide sees it: the store's state with the request's
+/// events folded in, or, with the store down, the request's events alone.
+struct DecisionSession {
+    state: SessionState,
+    store_down: bool,
+}
+
+impl Engine {
+    pub async fn decide(&self, input: DecideInput) -> Result<Decision, ServiceError> {
+        let now_ms = self.clock.now_ms();
+        let campaign = self.campaign(&input.campaign)?.to_owned();
+        // Client-feature mismatches are caller mistakes: refuse before any
+        // state changes.
+        self.model.check_client(&input.client)?;
+        let session = self.decision_session(&input, now_ms).await;
+        let lambda = self.lambda(&campaign);
+        let a = assess(
+            &session.state,
+            &input.client,
+            input.intent_value_cents,
+            now_ms,
+            &self.model,
+            &self.policy,
+            lambda,
+        )?;
+        let mut d = self.answer(&input, campaign, &a);
+        let propensity = if session.store_down {
+            d.reason = Reason::SessionStoreUnavailable;
+            1.0
+        } else {
+            self.money_step(&input, &a, now_ms, &mut d).await
+        };
+        self.log_decision(now_ms, &input, &a, &d, propensity, lambda);
+        Ok(d)
+    }
+
+    async fn decision_session(&self, input: &DecideInput, now_ms: i64) -> DecisionSession {
+        let update = SessionUpdate {
+            context: input.context,
+            events: &input.events,
+            now_ms,
+        };
+        match self.sessions.apply(&input.session_id, update).await {
+            Ok(state) => {
+                self.log_events(
+                    now_ms,
+                    &input.session_id,
+                    &input.visitor_id,
+                    input.context,
+                    &input.events,
+                );
+                DecisionSession {
+                    state,
+                    store_down: false,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %input.session_id, error = %e, "session store down, scoring this request alone");
+                let mut state = SessionState::new(input.context.unwrap_or_default());
+                input.events.iter().for_each(|ev| state.apply(ev));
+                DecisionSession {
+                    state,
+                    store_down: true,
+                }
+            }
+        }
+    }
+
+    /// The answer as the assessment alone gives it: no offer yet, and the
+    /// reason and net value the rule's verdict implies.
+    fn answer(&self, input: &DecideInput, campaign: String, a: &Assessment) -> Decision {
+        let (reason, expected_net_value_cents) = match a.verdict {
+            Verdict::NotHesitant => (Reason::NotHesitant, 0),
+            Verdict::IntentTooLow => (Reason::IntentTooLow, 0),
+            Verdict::AwaitingTrigger => (Reason::AwaitingTrigger, 0),
+            Verdict::RoiNotPositive {
+                best_net_value_cents,
+            } => (Reason::RoiNotPositive, best_net_value_cents),
+            Verdict::Paced {
+                best_net_value_cents,
+            } => (Reason::Paced, best_net_value_cents),
+            // Until the ledger says otherwise.
+            Verdict::Offer { ranked } => (
+                Reason::NotHesitant,
+                ranked[0].map_or(0, |c| c.net_value_cents),
+            ),
+        };
+        Decision {
+            session_id: input.session_id.clone(),
+            campaign,
+            purchase_probability: a.score.probability,
+            segment: a.segment,
+            intent_value_cents: a.intent_value_cents,
+            offer: None,
+            reason,
+            expected_net_value_cents,
+            best_tier_cents: a.greedy_tier(),
+            model_version: self.model.version().to_owned(),
+            top_signals: a
+                .score
+                .top
+                .iter()
+                .filter_map(|(i, c)| self.model.term_name(*i).map(|n| (n.to_owned(), *c)))
+                .collect(),
+            holdout: false,
+            explored: false,
+        }
+    }
+
+    /// An existing offer, then holdout and exploration, then the
+    /// reservation. Returns the logged action's propensity.
+    async fn money_step(
+        &self,
+        input: &DecideInput,
+        a: &Assessment,
+        now_ms: i64,
+        d: &mut Decision,
+    ) -> f64 {
+        // A session that already holds an offer keeps seeing it (one offer
+        // per session and campaign, stable answers), whatever it scores now.
+        match self.ledger.offer_for(&d.campaign, &input.session_id).await {
+            Ok(Some(offer)) => {
+                d.offer = Some(offer);
+                d.reason = Reason::AlreadyOffered;
+                d.expected_net_value_cents = 0;
+                return 1.0;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(session_id = %input.session_id, error = %e, "ledger down, no voucher");
+                if a.eligible() {
+                    d.reason = Reason::BudgetUnavailable;
+                }
+                return 1.0;
+            }
+        }
+        let mut candidates = Candidates::ranked(&a.verdict);
+        let propensity = if a.eligible() {
+            self.randomise(input, a, &mut candidates, d)
+        } else {
+            1.0
+        };
+        if candidates.len == 0 {
+            return propensity;
+        }
+        self.reserve(input, a, &candidates, now_ms, d, propensity)
+            .await
+    }
+
+    /// Holdout and exploration for an eligible session: may empty or
+    /// replace the candidates. Returns the propensity of the action taken.
+    fn randomise(
+        &self,
+        input: &DecideInput,
+        a: &Assessment,
+        candidates: &mut Candidates,
+        d: &mut Decision,
+    ) -> f64 {
+        let tiers = self.policy.tiers.len();
+        let key = input.visitor_id.as_deref().unwrap_or(&input.session_id);
+        let greedy = self.policy.action_index(a.greedy_tier());
+        if self.experiment.in_holdout(key) {
+            d.holdout = true;
+            d.reason = Reason::Holdout;
+            *candidates = Candidates::default();
+            return 1.0;
+        }
+        let Some(action) = self.experiment.explore(&input.session_id, tiers) else {
+            return self.experiment.propensity(greedy, greedy, tiers);
+        };
+        d.explored = true;
+        let propensity = self.experiment.propensity(action, greedy, tiers);
+        if action == 0 {
+            d.reason = Reason::ExplorationNoVoucher;
+            *candidates = Candidates::default();
+            return propensity;
+        }
+        let mut tier = self.policy.tiers[action - 1];
+        if let Some(l) = a.lifts.filter(|l| l[action - 1].is_finite()) {
+            tier.lift = l[action - 1];
+        }
+        let (env, _) = policy::expected_net_value(
+            a.score.probability,
+            a.intent_value_cents,
+            self.policy.margin_rate,
+            tier,
+        );
+        d.expected_net_value_cents = env.round() as i64;
+        // Once reserved, a tier the rule also ranked is answered with the
+        // rule's (paced) figure.
+        let net = candidates
+            .net_of(tier.amount_cents)
+            .unwrap_or(d.expected_net_value_cents);
+        *candidates = Candidates::single(tier.amount_cents, net);
+        propensity
+    }
+
+    /// Reserves the best affordable candidate atomically (or returns the
+    /// session's existing offer). Returns the propensity of the action taken.
+    async fn reserve(
+        &self,
+        input: &DecideInput,
+        a: &Assessment,
+        candidates: &Candidates,
+        now_ms: i64,
+        d: &mut Decision,
+        propensity: f64,
+    ) -> f64 {
+        let req = ReserveRequest {
+            campaign: &d.campaign,
+            session_id: &input.session_id,
+            candidates: candidates.amounts(),
+            now_ms,
+            expires_at_ms: now_ms.saturating_add(self.offer_ttl_ms),
+        };
+        match self.ledger.reserve(req).await {
+            Ok(ReserveOutcome::Reserved(offer)) => {
+                if let Some(net) = candidates.net_of(offer.amount_cents) {
+                    d.expected_net_value_cents = net;
+                }
+                let mut propensity = propensity;
+                if !d.explored && offer.amount_cents != a.greedy_tier() {
+                    // Budget fallback to a cheaper tier: deterministic given
+                    // the budget, so the greedy share of the mixture.
+                    let g = self.policy.action_index(offer.amount_cents);
+                    propensity = self.experiment.propensity(g, g, self.policy.tiers.len());
+                }
+                tracing::info!(session_id = %input.session_id, campaign = %d.campaign, amount_cents = offer.amount_cents, p = a.score.probability, explored = d.explored, "voucher offered");
+                d.offer = Some(offer);
+                d.reason = Reason::Offered;
+                propensity
+            }
+            Ok(ReserveOutcome::AlreadyOffered(offer)) => {
+                d.offer = Some(offer);
+                d.reason = Reason::AlreadyOffered;
+                d.expected_net_value_cents = 0;
+                propensity
+            }
+            Ok(ReserveOutcome::Exhausted { remaining_cents }) => {
+                tracing::debug!(session_id = %input.session_id, remaining_cents, "budget exhausted");
+                d.reason = Reason::BudgetExhausted;
+                propensity
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %input.session_id, error = %e, "ledger down, no voucher");
+                d.reason = Reason::BudgetUnavailable;
+                propensity
+            }
+        }
+    }
+}

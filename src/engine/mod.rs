@@ -1,0 +1,283 @@
+//! The decision engine: validated inputs in, decisions out. Any front (the
+//! gRPC adapter today) validates a request into [`inputs`], calls a method
+//! here and converts the answer from [`outputs`]; the engine knows nothing
+//! of the transport.
+//!
+//! Decide ([`decide`]) is the pure [`assess`]ment (features -> score ->
+//! segment -> voucher verdict) followed by the money step (an existing
+//! offer, holdout, exploration, then the ledger's atomic reservation: the
+//! offer is durable before Decide returns it). Every Decide is logged once
+//! ([`records`]) for retraining and the ROI report.
+
+pub mod assess;
+pub mod decide;
+pub mod error;
+pub mod inputs;
+pub mod outputs;
+pub mod records;
+pub mod report;
+
+pub use assess::{assess, Assessment};
+pub use inputs::{DecideInput, OutcomeInput, RedeemInput, TrackInput};
+pub use outputs::{segment_name, BudgetView, Decision, Reason, Redeemed, Tracked};
+
+use crate::clock::Clock;
+use crate::config::{Limits, Settings};
+use crate::decision_log::writer::DecisionLog;
+use crate::decision_log::{LogRecord, OutcomeRecord, LOG_FORMAT_VERSION};
+use crate::domain::experiment::Experiment;
+use crate::domain::model::Model;
+use crate::domain::pacing::{self, Pacer};
+use crate::domain::policy::Policy;
+use crate::domain::voucher::{self, VoucherKey};
+use crate::engine::error::ServiceError;
+use crate::ledger::{Budgets, Ledger, Outcome, RedeemOutcome, RedeemRequest};
+use crate::store::{SessionStore, SessionUpdate};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Shared service state.
+pub struct Engine {
+    pub sessions: Arc<dyn SessionStore>,
+    pub ledger: Arc<dyn Ledger>,
+    pub model: Arc<Model>,
+    pub policy: Policy,
+    pub limits: Limits,
+    pub offer_ttl_ms: i64,
+    pub clock: Arc<dyn Clock>,
+    pub key: VoucherKey,
+    pub min_order_cents: i64,
+    pub experiment: Experiment,
+    pub budgets: Budgets,
+    pub default_campaign: String,
+    /// One pacer per campaign.
+    pub pacers: HashMap<String, Pacer>,
+    pub log: DecisionLog,
+}
+
+impl Engine {
+    pub fn new(
+        settings: &Settings,
+        model: Arc<Model>,
+        sessions: Arc<dyn SessionStore>,
+        ledger: Arc<dyn Ledger>,
+        clock: Arc<dyn Clock>,
+        key: VoucherKey,
+        log: DecisionLog,
+    ) -> Self {
+        let pacers = settings
+            .budgets
+            .campaigns
+            .keys()
+            .map(|c| (c.clone(), Pacer::new(settings.pacing.clone())))
+            .collect();
+        Engine {
+            sessions,
+            ledger,
+            model,
+            policy: settings.policy.clone(),
+            limits: settings.limits,
+            offer_ttl_ms: i64::try_from(settings.offer_ttl.as_millis()).unwrap_or(i64::MAX),
+            clock,
+            key,
+            min_order_cents: settings.min_order_cents,
+            experiment: settings.experiment.clone(),
+            budgets: settings.budgets.clone(),
+            default_campaign: settings.default_campaign.clone(),
+            pacers,
+            log,
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn campaign<'a>(&'a self, requested: &'a str) -> Result<&'a str, ServiceError> {
+        if requested.is_empty() {
+            return Ok(&self.default_campaign);
+        }
+        if self.budgets.campaigns.contains_key(requested) {
+            return Ok(requested);
+        }
+        let mut known: Vec<&str> = self.budgets.campaigns.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        Err(ServiceError::invalid(
+            "campaign",
+            format!(
+                "unknown campaign {requested:?} (configured: {})",
+                known.join(", ")
+            ),
+        ))
+    }
+
+    fn lambda(&self, campaign: &str) -> f64 {
+        self.pacers.get(campaign).map_or(0.0, Pacer::lambda)
+    }
+
+    pub async fn track(&self, input: TrackInput) -> Result<Tracked, ServiceError> {
+        let now_ms = self.clock.now_ms();
+        let state = self
+            .sessions
+            .apply(
+                &input.session_id,
+                SessionUpdate {
+                    context: input.context,
+                    events: &input.events,
+                    now_ms,
+                },
+            )
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        self.log_events(
+            now_ms,
+            &input.session_id,
+            &input.visitor_id,
+            input.context,
+            &input.events,
+        );
+        Ok(Tracked {
+            accepted: u32::try_from(input.events.len()).unwrap_or(u32::MAX),
+            session_events: state.events,
+        })
+    }
+
+    /// Checks a code and captures it, exactly once.
+    pub async fn redeem(&self, input: RedeemInput) -> Result<Redeemed, ServiceError> {
+        let now_ms = self.clock.now_ms();
+        let done = |outcome| {
+            Ok(Redeemed {
+                outcome,
+                min_order_cents: self.min_order_cents,
+            })
+        };
+        let claims = match voucher::verify(&self.key, &input.voucher_code, &input.session_id) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(session_id = %input.session_id, error = %e, "voucher rejected");
+                return done(RedeemOutcome::Invalid);
+            }
+        };
+        let code = voucher::normalise(&input.voucher_code)
+            .map_err(|e| ServiceError::Internal(format!("verified code did not normalise: {e}")))?;
+        let outcome = self
+            .ledger
+            .redeem(RedeemRequest {
+                code: &code,
+                session_id: &input.session_id,
+                order_value_cents: input.order_value_cents,
+                min_order_cents: self.min_order_cents,
+                now_ms,
+            })
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        if let RedeemOutcome::Accepted { discount_cents } = outcome {
+            tracing::info!(session_id = %input.session_id, discount_cents, "voucher redeemed");
+        }
+        // A genuine but expired code the ledger no longer knows is still
+        // "expired", which tells the shopper more than "invalid".
+        if outcome == RedeemOutcome::Invalid && claims.expires_by_ms <= now_ms {
+            return done(RedeemOutcome::Expired);
+        }
+        done(outcome)
+    }
+
+    /// Records a session's label; idempotent. Logged once when new/changed.
+    pub async fn record_outcome(&self, input: OutcomeInput) -> Result<bool, ServiceError> {
+        let now_ms = self.clock.now_ms();
+        let outcome = Outcome {
+            session_id: input.session_id.clone(),
+            converted: input.converted,
+            order_value_cents: input.order_value_cents,
+            at_ms: now_ms,
+        };
+        let recorded = self
+            .ledger
+            .record_outcome(outcome)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        if recorded {
+            self.log.log(LogRecord::Outcome(OutcomeRecord {
+                v: LOG_FORMAT_VERSION,
+                at_ms: now_ms,
+                session_id: input.session_id,
+                converted: input.converted,
+                order_value_cents: input.order_value_cents,
+            }));
+        }
+        Ok(recorded)
+    }
+
+    /// Today's budget of a campaign and its pacing state.
+    pub async fn budget(&self, campaign: &str) -> Result<BudgetView, ServiceError> {
+        let campaign = self.campaign(campaign)?.to_owned();
+        let now_ms = self.clock.now_ms();
+        let snapshot = self
+            .ledger
+            .snapshot(&campaign, now_ms)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let (lambda, target_fraction) = match self.pacers.get(&campaign) {
+            Some(p) => (
+                p.lambda(),
+                pacing::target_fraction(p.config(), self.budgets.day_fraction(now_ms)),
+            ),
+            None => (0.0, 0.0),
+        };
+        Ok(BudgetView {
+            snapshot,
+            lambda,
+            target_fraction,
+        })
+    }
+
+    /// Every campaign's pacing state on today's budget day, to carry over a
+    /// restart.
+    pub fn save_pacing(&self) -> pacing::SavedPacing {
+        let day = self.budgets.day_of(self.clock.now_ms());
+        pacing::SavedPacing {
+            format: pacing::SAVED_FORMAT.to_owned(),
+            campaigns: self
+                .pacers
+                .iter()
+                .map(|(c, p)| (c.clone(), p.save(&day)))
+                .collect(),
+        }
+    }
+
+    /// Restores saved pacing state (see [`Pacer::restore`]); campaigns no
+    /// longer configured are skipped. Returns how many pacers were restored.
+    pub fn restore_pacing(&self, saved: &pacing::SavedPacing) -> usize {
+        let today = self.budgets.day_of(self.clock.now_ms());
+        saved
+            .campaigns
+            .iter()
+            .filter(|(c, s)| {
+                self.pacers
+                    .get(c.as_str())
+                    .is_some_and(|p| p.restore(s, &today))
+            })
+            .count()
+    }
+
+    /// Feeds every campaign's pacer with today's spend (called periodically
+    /// by the server's pacing task).
+    pub async fn update_pacing(&self) {
+        let now_ms = self.clock.now_ms();
+        let day_fraction = self.budgets.day_fraction(now_ms);
+        for (campaign, pacer) in &self.pacers {
+            match self.ledger.snapshot(campaign, now_ms).await {
+                Ok(s) => {
+                    pacer.update(
+                        day_fraction,
+                        s.reserved_cents + s.captured_cents,
+                        s.cap_cents,
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(campaign = %campaign, error = %e, "pacing cannot read the budget")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! What the engine writes to the decision log: the events a session
+//! received and every decision with what a retrain needs (features, model
+//! version, the action and its propensity, holdout and exploration flags,
+//! the pacing price).
+
+use crate::decision_log::{DecisionRecord, EventsRecord, LogRecord, LOG_FORMAT_VERSION};
+use crate::domain::features::FEATURES;
+use crate::domain::session::{Context, Event};
+use crate::engine::assess::Assessment;
+use crate::engine::inputs::DecideInput;
+use crate::engine::outputs::{segment_name, Decision, Reason};
+use crate::engine::Engine;
+
+impl Engine {
+    pub(super) fn log_events(
+        &self,
+        now_ms: i64,
+        session_id: &str,
+        visitor_id: &Option<String>,
+        context: Option<Context>,
+        events: &[Event],
+    ) {
+        if !self.log.enabled() || (events.is_empty() && context.is_none()) {
+            return;
+        }
+        self.log.log(LogRecord::Events(EventsRecord {
+            v: LOG_FORMAT_VERSION,
+            at_ms: now_ms,
+            session_id: session_id.to_owned(),
+            visitor_id: visitor_id.clone(),
+            context,
+            events: events.to_vec(),
+        }));
+    }
+
+    pub(super) fn log_decision(
+        &self,
+        now_ms: i64,
+        input: &DecideInput,
+        a: &Assessment,
+        d: &Decision,
+        propensity: f64,
+        lambda: f64,
+    ) {
+        if !self.log.enabled() {
+            return;
+        }
+        let features = FEATURES
+            .iter()
+            .zip(a.features.0.iter())
+            .map(|(f, v)| (f.name.to_owned(), *v))
+            .collect();
+        let mut categorical: Vec<(String, String)> = input
+            .client
+            .categorical
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        categorical.sort();
+        self.log.log(LogRecord::Decision(DecisionRecord {
+            v: LOG_FORMAT_VERSION,
+            at_ms: now_ms,
+            session_id: d.session_id.clone(),
+            visitor_id: input.visitor_id.clone(),
+            campaign: d.campaign.clone(),
+            model_version: d.model_version.clone(),
+            features,
+            client_features: input
+                .client
+                .numeric
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            client_categorical: categorical.into_iter().collect(),
+            probability: d.purchase_probability,
+            segment: segment_name(d.segment).to_owned(),
+            intent_value_cents: d.intent_value_cents,
+            eligible: a.eligible(),
+            policy_tier_cents: a.greedy_tier(),
+            action_cents: match d.reason {
+                Reason::Offered => d.offer.as_ref().map_or(0, |o| o.amount_cents),
+                _ => 0,
+            },
+            propensity,
+            holdout: d.holdout,
+            explored: d.explored,
+            lambda,
+            reason: d.reason.as_str().to_owned(),
+            voucher_code: d.offer.as_ref().map(|o| o.voucher_code.clone()),
+            last_exit_intent_ms: Some(a.last_exit_intent_ms),
+        }));
+    }
+}

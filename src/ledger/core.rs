@@ -1,0 +1,398 @@
+//! The bookkeeping, in one place: a plain in-memory state machine over
+//! offers and outcomes that the memory and SQLite ledgers wrap (and the
+//! Redis scripts mirror).
+
+use super::{
+    BudgetSnapshot, Budgets, Captured, LedgerError, Offer, Outcome, RedeemOutcome, RedeemRequest,
+    ReserveOutcome, ReserveRequest,
+};
+use crate::domain::voucher::{self, VoucherKey};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// State of one offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum OfferState {
+    Reserved,
+    Captured,
+    Voided,
+}
+
+impl OfferState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfferState::Reserved => "reserved",
+            OfferState::Captured => "captured",
+            OfferState::Voided => "voided",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "reserved" => Some(OfferState::Reserved),
+            "captured" => Some(OfferState::Captured),
+            "voided" => Some(OfferState::Voided),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OfferRow {
+    pub code: String,
+    pub campaign: String,
+    pub session_id: String,
+    /// Local day the offer was issued (its budget day).
+    pub day: String,
+    pub amount_cents: i64,
+    pub issued_ms: i64,
+    pub expires_ms: i64,
+    pub state: OfferState,
+    pub settled_ms: Option<i64>,
+    pub order_value_cents: Option<i64>,
+}
+
+impl OfferRow {
+    pub fn offer(&self) -> Offer {
+        Offer {
+            voucher_code: self.code.clone(),
+            amount_cents: self.amount_cents,
+            expires_at_ms: self.expires_ms,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Totals {
+    reserved: i64,
+    captured: i64,
+    offers: u64,
+}
+
+/// A change the core made, for a durable backend to persist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Insert(OfferRow),
+    Update(OfferRow),
+}
+
+/// The in-memory bookkeeping shared by every ledger implementation.
+pub struct LedgerCore {
+    budgets: Budgets,
+    key: VoucherKey,
+    offers: HashMap<String, OfferRow>,
+    by_session: HashMap<(String, String), String>,
+    day: HashMap<(String, String), Totals>,
+    total: HashMap<String, Totals>,
+}
+
+/// How many nonces to try before giving up on a code collision (each try
+/// collides with probability offers-per-hour / 2^20).
+const MINT_TRIES: usize = 16;
+
+impl LedgerCore {
+    pub fn new(budgets: Budgets, key: VoucherKey) -> Self {
+        LedgerCore {
+            budgets,
+            key,
+            offers: HashMap::new(),
+            by_session: HashMap::new(),
+            day: HashMap::new(),
+            total: HashMap::new(),
+        }
+    }
+
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
+
+    /// Rebuilds the state from persisted rows (restart).
+    pub fn load(&mut self, rows: impl IntoIterator<Item = OfferRow>) {
+        self.offers.clear();
+        self.by_session.clear();
+        self.day.clear();
+        self.total.clear();
+        for row in rows {
+            self.book(&row, 1, true);
+            self.by_session.insert(
+                (row.campaign.clone(), row.session_id.clone()),
+                row.code.clone(),
+            );
+            self.offers.insert(row.code.clone(), row);
+        }
+    }
+
+    /// Adds (`sign = 1`) or removes (`-1`) a row's amount in its state's
+    /// counters; `count` also counts it as an offer (new rows only).
+    fn book(&mut self, row: &OfferRow, sign: i64, count: bool) {
+        let d = self
+            .day
+            .entry((row.campaign.clone(), row.day.clone()))
+            .or_default();
+        let t = self.total.entry(row.campaign.clone()).or_default();
+        for x in [d, t] {
+            match row.state {
+                OfferState::Reserved => x.reserved += sign * row.amount_cents,
+                OfferState::Captured => x.captured += sign * row.amount_cents,
+                OfferState::Voided => {}
+            }
+            if count {
+                x.offers += 1;
+            }
+        }
+    }
+
+    fn remaining(&self, campaign: &str, day: &str) -> Result<i64, LedgerError> {
+        let b = self
+            .budgets
+            .campaigns
+            .get(campaign)
+            .ok_or_else(|| LedgerError::UnknownCampaign(campaign.to_owned()))?;
+        let d = self
+            .day
+            .get(&(campaign.to_owned(), day.to_owned()))
+            .copied()
+            .unwrap_or_default();
+        let t = self.total.get(campaign).copied().unwrap_or_default();
+        Ok(b.remaining_cents(d.reserved + d.captured, t.reserved + t.captured))
+    }
+
+    pub fn offer_for(&self, campaign: &str, session_id: &str) -> Option<Offer> {
+        self.by_session
+            .get(&(campaign.to_owned(), session_id.to_owned()))
+            .and_then(|code| self.offers.get(code))
+            .map(OfferRow::offer)
+    }
+
+    pub fn reserve(
+        &mut self,
+        req: &ReserveRequest<'_>,
+    ) -> Result<(ReserveOutcome, Option<Effect>), LedgerError> {
+        if let Some(o) = self.offer_for(req.campaign, req.session_id) {
+            return Ok((ReserveOutcome::AlreadyOffered(o), None));
+        }
+        let day = self.budgets.day_of(req.now_ms);
+        let remaining = self.remaining(req.campaign, &day)?;
+        let Some(&amount) = req.candidates.iter().find(|a| **a > 0 && **a <= remaining) else {
+            return Ok((
+                ReserveOutcome::Exhausted {
+                    remaining_cents: remaining,
+                },
+                None,
+            ));
+        };
+        let mut code = None;
+        for _ in 0..MINT_TRIES {
+            let nonce = rand::random::<u32>();
+            let c = voucher::mint(&self.key, req.session_id, amount, req.expires_at_ms, nonce)
+                .map_err(|e| LedgerError::Unavailable(format!("cannot mint a code: {e}")))?;
+            if !self.offers.contains_key(&c) {
+                code = Some(c);
+                break;
+            }
+        }
+        let code =
+            code.ok_or_else(|| LedgerError::Unavailable("voucher code space exhausted".into()))?;
+        let row = OfferRow {
+            code: code.clone(),
+            campaign: req.campaign.to_owned(),
+            session_id: req.session_id.to_owned(),
+            day,
+            amount_cents: amount,
+            issued_ms: req.now_ms,
+            expires_ms: req.expires_at_ms,
+            state: OfferState::Reserved,
+            settled_ms: None,
+            order_value_cents: None,
+        };
+        self.book(&row, 1, true);
+        self.by_session
+            .insert((row.campaign.clone(), row.session_id.clone()), code.clone());
+        self.offers.insert(code, row.clone());
+        debug_assert!(self.invariant_holds());
+        Ok((
+            ReserveOutcome::Reserved(row.offer()),
+            Some(Effect::Insert(row)),
+        ))
+    }
+
+    fn transition(
+        &mut self,
+        code: &str,
+        state: OfferState,
+        now_ms: i64,
+        order: Option<i64>,
+    ) -> Effect {
+        let mut row = self.offers.get(code).cloned().expect("known code");
+        // Move the amount from the old state's counter to the new one's (the
+        // offer count is unchanged).
+        self.book(&row, -1, false);
+        row.state = state;
+        row.settled_ms = Some(now_ms);
+        row.order_value_cents = order;
+        self.book(&row, 1, false);
+        self.offers.insert(code.to_owned(), row.clone());
+        Effect::Update(row)
+    }
+
+    pub fn redeem(&mut self, req: &RedeemRequest<'_>) -> (RedeemOutcome, Option<Effect>) {
+        let Some(row) = self.offers.get(req.code) else {
+            return (RedeemOutcome::Invalid, None);
+        };
+        if row.session_id != req.session_id {
+            return (RedeemOutcome::Invalid, None);
+        }
+        match row.state {
+            OfferState::Captured => return (RedeemOutcome::AlreadyRedeemed, None),
+            OfferState::Voided => return (RedeemOutcome::Expired, None),
+            OfferState::Reserved => {}
+        }
+        if row.expires_ms <= req.now_ms {
+            let eff = self.transition(req.code, OfferState::Voided, req.now_ms, None);
+            return (RedeemOutcome::Expired, Some(eff));
+        }
+        if req.order_value_cents < req.min_order_cents {
+            return (
+                RedeemOutcome::OrderBelowMinimum {
+                    min_order_cents: req.min_order_cents,
+                },
+                None,
+            );
+        }
+        let discount_cents = row.amount_cents;
+        let eff = self.transition(
+            req.code,
+            OfferState::Captured,
+            req.now_ms,
+            Some(req.order_value_cents),
+        );
+        debug_assert!(self.invariant_holds());
+        (RedeemOutcome::Accepted { discount_cents }, Some(eff))
+    }
+
+    pub fn void_expired(&mut self, now_ms: i64) -> Vec<Effect> {
+        let expired: Vec<String> = self
+            .offers
+            .values()
+            .filter(|r| r.state == OfferState::Reserved && r.expires_ms <= now_ms)
+            .map(|r| r.code.clone())
+            .collect();
+        expired
+            .into_iter()
+            .map(|code| self.transition(&code, OfferState::Voided, now_ms, None))
+            .collect()
+    }
+
+    pub fn snapshot(&self, campaign: &str, now_ms: i64) -> Result<BudgetSnapshot, LedgerError> {
+        let b = self
+            .budgets
+            .campaigns
+            .get(campaign)
+            .ok_or_else(|| LedgerError::UnknownCampaign(campaign.to_owned()))?;
+        let day = self.budgets.day_of(now_ms);
+        let d = self
+            .day
+            .get(&(campaign.to_owned(), day.clone()))
+            .copied()
+            .unwrap_or_default();
+        let t = self.total.get(campaign).copied().unwrap_or_default();
+        Ok(BudgetSnapshot {
+            campaign: campaign.to_owned(),
+            remaining_cents: self.remaining(campaign, &day)?,
+            day,
+            cap_cents: b.daily_cap_cents,
+            reserved_cents: d.reserved,
+            captured_cents: d.captured,
+            offers: d.offers,
+            total_cap_cents: b.total_cap_cents,
+            total_reserved_cents: t.reserved,
+            total_captured_cents: t.captured,
+        })
+    }
+
+    pub fn captured(&self, since_ms: i64) -> Vec<Captured> {
+        let mut v: Vec<Captured> = self
+            .offers
+            .values()
+            .filter(|r| r.state == OfferState::Captured && r.settled_ms.unwrap_or(0) >= since_ms)
+            .map(|r| Captured {
+                campaign: r.campaign.clone(),
+                session_id: r.session_id.clone(),
+                amount_cents: r.amount_cents,
+                captured_ms: r.settled_ms.unwrap_or(0),
+            })
+            .collect();
+        v.sort_by(|a, b| (a.captured_ms, &a.session_id).cmp(&(b.captured_ms, &b.session_id)));
+        v
+    }
+
+    /// Every row (for audits and tests).
+    pub fn rows(&self) -> Vec<OfferRow> {
+        let mut v: Vec<OfferRow> = self.offers.values().cloned().collect();
+        v.sort_by(|a, b| (a.issued_ms, &a.code).cmp(&(b.issued_ms, &b.code)));
+        v
+    }
+
+    /// captured + reserved <= cap for every campaign day (and lifetime), and
+    /// the counters equal the sums over the rows.
+    pub fn invariant_holds(&self) -> bool {
+        let mut sums: HashMap<(String, String), (i64, i64)> = HashMap::new();
+        for r in self.offers.values() {
+            let e = sums.entry((r.campaign.clone(), r.day.clone())).or_default();
+            match r.state {
+                OfferState::Reserved => e.0 += r.amount_cents,
+                OfferState::Captured => e.1 += r.amount_cents,
+                OfferState::Voided => {}
+            }
+        }
+        for ((campaign, day), (res, cap)) in &sums {
+            let t = self
+                .day
+                .get(&(campaign.clone(), day.clone()))
+                .copied()
+                .unwrap_or_default();
+            if (t.reserved, t.captured) != (*res, *cap) {
+                return false;
+            }
+            if let Some(b) = self.budgets.campaigns.get(campaign) {
+                if res + cap > b.daily_cap_cents {
+                    return false;
+                }
+            }
+        }
+        for (campaign, t) in &self.total {
+            if let Some(total) = self
+                .budgets
+                .campaigns
+                .get(campaign)
+                .and_then(|b| b.total_cap_cents)
+            {
+                if t.reserved + t.captured > total {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// What makes two outcomes of a session the same (`converted:order`); a
+/// repeat with the same key is not a change.
+pub fn upsert_outcome_key(o: &Outcome) -> String {
+    format!("{}:{}", u8::from(o.converted), o.order_value_cents)
+}
+
+/// Applies an outcome to a map; true when new or changed.
+pub fn upsert_outcome(map: &mut HashMap<String, Outcome>, o: Outcome) -> bool {
+    match map.get(&o.session_id) {
+        Some(old)
+            if old.converted == o.converted && old.order_value_cents == o.order_value_cents =>
+        {
+            false
+        }
+        _ => {
+            map.insert(o.session_id.clone(), o);
+            true
+        }
+    }
+}

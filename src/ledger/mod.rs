@@ -1,0 +1,177 @@
+//! The voucher ledger, with payment-authorisation semantics.
+//!
+//! - **Authorise** ([`Ledger::reserve`]): issuing an offer reserves its face
+//!   value against the campaign's budget of the (local) day. One atomic step
+//!   also enforces one offer per session and campaign: a session that holds
+//!   an offer gets it back (`AlreadyOffered`).
+//! - **Capture** ([`Ledger::redeem`]): a redemption turns the reserve into
+//!   spend, exactly once.
+//! - **Void** ([`Ledger::void_expired`]): an offer past its expiry releases
+//!   its reserve.
+//!
+//! `remaining = cap - captured - reserved`, never below zero, for the day
+//! cap and (when set) the campaign's lifetime cap. Reserve and capture are
+//! booked on the day the offer was issued, so a redemption tomorrow never
+//! takes today's budget over its cap.
+//!
+//! The bookkeeping lives in one place, [`LedgerCore`], a plain in-memory
+//! state machine. [`MemoryLedger`] wraps it in a mutex (tests, simulation);
+//! [`crate::ledger::sqlite::SqliteLedger`] (the embedded default) owns one on
+//! a writer thread and persists every change in SQLite before answering.
+//! [`crate::redis::RedisLedger`] (several replicas) does the same
+//! bookkeeping in Redis Lua scripts. All three run one conformance suite.
+
+pub mod budget;
+pub mod core;
+pub mod memory;
+pub mod sqlite;
+
+pub use budget::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN, MS_PER_DAY};
+pub use core::{upsert_outcome, upsert_outcome_key, Effect, LedgerCore, OfferRow, OfferState};
+pub use memory::MemoryLedger;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// An offer as the visitor sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Offer {
+    pub voucher_code: String,
+    pub amount_cents: i64,
+    pub expires_at_ms: i64,
+}
+
+/// One atomic reservation attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct ReserveRequest<'a> {
+    pub campaign: &'a str,
+    pub session_id: &'a str,
+    /// Amounts in order of preference; the first that fits is reserved.
+    pub candidates: &'a [i64],
+    pub now_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    Reserved(Offer),
+    /// The session already holds this offer; nothing new was reserved.
+    AlreadyOffered(Offer),
+    /// No candidate fits under the remaining budget.
+    Exhausted {
+        remaining_cents: i64,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RedeemRequest<'a> {
+    /// Canonical code (see [`voucher::normalise`]); its MAC was verified.
+    pub code: &'a str,
+    pub session_id: &'a str,
+    pub order_value_cents: i64,
+    pub min_order_cents: i64,
+    pub now_ms: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum RedeemOutcome {
+    Accepted {
+        discount_cents: i64,
+    },
+    /// Unknown code, or a code of another session.
+    Invalid,
+    Expired,
+    AlreadyRedeemed,
+    OrderBelowMinimum {
+        min_order_cents: i64,
+    },
+}
+
+/// The budget as ops see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BudgetSnapshot {
+    pub campaign: String,
+    /// Local day, `YYYY-MM-DD`.
+    pub day: String,
+    pub cap_cents: i64,
+    pub reserved_cents: i64,
+    pub captured_cents: i64,
+    /// What can still be reserved today (also bounded by the lifetime cap).
+    pub remaining_cents: i64,
+    pub offers: u64,
+    pub total_cap_cents: Option<i64>,
+    pub total_reserved_cents: i64,
+    pub total_captured_cents: i64,
+}
+
+/// A redeemed voucher (for the ROI report).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Captured {
+    pub campaign: String,
+    pub session_id: String,
+    pub amount_cents: i64,
+    pub captured_ms: i64,
+}
+
+/// The label of a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub session_id: String,
+    pub converted: bool,
+    pub order_value_cents: i64,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    #[error("unknown campaign {0:?}")]
+    UnknownCampaign(String),
+}
+
+#[async_trait]
+pub trait Ledger: Send + Sync + 'static {
+    /// Authorise: see the module docs. Never reserves beyond a cap.
+    async fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, LedgerError>;
+    /// The session's offer in a campaign, if any.
+    async fn offer_for(
+        &self,
+        campaign: &str,
+        session_id: &str,
+    ) -> Result<Option<Offer>, LedgerError>;
+    /// Capture, exactly once.
+    async fn redeem(&self, req: RedeemRequest<'_>) -> Result<RedeemOutcome, LedgerError>;
+    /// Void every reserved offer whose expiry is at or before `now_ms`;
+    /// returns how many.
+    async fn void_expired(&self, now_ms: i64) -> Result<u64, LedgerError>;
+    /// Today's budget of a campaign.
+    async fn snapshot(&self, campaign: &str, now_ms: i64) -> Result<BudgetSnapshot, LedgerError>;
+    /// Records a session's outcome; idempotent. Returns true when it was new
+    /// or changed (so callers log it once).
+    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError>;
+    /// Redemptions captured at or after `since_ms`.
+    async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError>;
+    /// Outcomes recorded at or after `since_ms`.
+    async fn outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_follow_the_configured_time_zone() {
+        let mut b = Budgets::single(100);
+        // 2026-11-22T23:30:00Z is already the 23rd in Berlin (UTC+1).
+        let t = 1_795_390_200_000;
+        assert_eq!(b.day_of(t), "2026-11-22");
+        b.timezone = chrono_tz::Europe::Berlin;
+        assert_eq!(b.day_of(t), "2026-11-23");
+        assert!((b.day_fraction(t) - 0.5 / 24.0).abs() < 1e-9);
+        // DST change day (2026-03-29 in Berlin has 23 hours): noon local is
+        // 11/23 of the day.
+        let noon_local = 1_774_778_400_000; // 2026-03-29T10:00:00Z = 12:00 CEST
+        assert!((b.day_fraction(noon_local) - 11.0 / 23.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,560 @@
+//! The embedded durable ledger: SQLite (bundled, WAL, `synchronous=FULL`)
+//! under the data directory.
+//!
+//! One writer thread owns the connection and the [`LedgerCore`]. Requests
+//! arrive on a channel; the thread takes every request waiting (up to
+//! [`MAX_BATCH`]), applies them to the core, writes all their effects in
+//! one transaction and only then answers — group commit: one fsync for a
+//! burst of concurrent Decides, and no offer is ever returned before it is
+//! durable. If a commit fails, every request of the batch gets an error and
+//! the core is reloaded from disk, so memory never runs ahead of the file.
+//!
+//! On open, the core is rebuilt from the `offers` table, so budgets and
+//! outstanding offers are restored exactly after a restart or a crash.
+//! Expired offers are voided by a sweeper task (see [`spawn_sweeper`]) that
+//! stops with the server.
+
+use crate::domain::voucher::VoucherKey;
+use crate::ledger::{
+    upsert_outcome, BudgetSnapshot, Budgets, Captured, Effect, Ledger, LedgerCore, LedgerError,
+    Offer, OfferRow, OfferState, Outcome, RedeemOutcome, RedeemRequest, ReserveOutcome,
+    ReserveRequest,
+};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most requests committed in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// Queue of requests waiting for the writer.
+const QUEUE: usize = 4_096;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS offers (
+    code              TEXT PRIMARY KEY,
+    campaign          TEXT NOT NULL,
+    session_id        TEXT NOT NULL,
+    day               TEXT NOT NULL,
+    amount_cents      INTEGER NOT NULL CHECK (amount_cents > 0),
+    issued_ms         INTEGER NOT NULL,
+    expires_ms        INTEGER NOT NULL,
+    state             TEXT NOT NULL CHECK (state IN ('reserved', 'captured', 'voided')),
+    settled_ms        INTEGER,
+    order_value_cents INTEGER,
+    UNIQUE (campaign, session_id)
+);
+CREATE INDEX IF NOT EXISTS offers_open ON offers (state, expires_ms);
+CREATE TABLE IF NOT EXISTS outcomes (
+    session_id        TEXT PRIMARY KEY,
+    converted         INTEGER NOT NULL,
+    order_value_cents INTEGER NOT NULL,
+    at_ms             INTEGER NOT NULL
+);
+";
+
+enum Cmd {
+    Reserve {
+        campaign: String,
+        session_id: String,
+        candidates: Vec<i64>,
+        now_ms: i64,
+        expires_at_ms: i64,
+        reply: oneshot::Sender<Result<ReserveOutcome, LedgerError>>,
+    },
+    OfferFor {
+        campaign: String,
+        session_id: String,
+        reply: oneshot::Sender<Result<Option<Offer>, LedgerError>>,
+    },
+    Redeem {
+        code: String,
+        session_id: String,
+        order_value_cents: i64,
+        min_order_cents: i64,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<RedeemOutcome, LedgerError>>,
+    },
+    VoidExpired {
+        now_ms: i64,
+        reply: oneshot::Sender<Result<u64, LedgerError>>,
+    },
+    Snapshot {
+        campaign: String,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<BudgetSnapshot, LedgerError>>,
+    },
+    Outcome {
+        outcome: Outcome,
+        reply: oneshot::Sender<Result<bool, LedgerError>>,
+    },
+    Captured {
+        since_ms: i64,
+        reply: oneshot::Sender<Result<Vec<Captured>, LedgerError>>,
+    },
+    Outcomes {
+        since_ms: i64,
+        reply: oneshot::Sender<Result<Vec<Outcome>, LedgerError>>,
+    },
+    Rows {
+        reply: oneshot::Sender<Result<Vec<OfferRow>, LedgerError>>,
+    },
+}
+
+/// A reply to send once the batch is committed.
+enum Pending {
+    Reserve(
+        oneshot::Sender<Result<ReserveOutcome, LedgerError>>,
+        Result<ReserveOutcome, LedgerError>,
+    ),
+    OfferFor(
+        oneshot::Sender<Result<Option<Offer>, LedgerError>>,
+        Option<Offer>,
+    ),
+    Redeem(
+        oneshot::Sender<Result<RedeemOutcome, LedgerError>>,
+        RedeemOutcome,
+    ),
+    Void(oneshot::Sender<Result<u64, LedgerError>>, u64),
+    Snapshot(
+        oneshot::Sender<Result<BudgetSnapshot, LedgerError>>,
+        Result<BudgetSnapshot, LedgerError>,
+    ),
+    Outcome(oneshot::Sender<Result<bool, LedgerError>>, bool),
+    Captured(
+        oneshot::Sender<Result<Vec<Captured>, LedgerError>>,
+        Vec<Captured>,
+    ),
+    Outcomes(
+        oneshot::Sender<Result<Vec<Outcome>, LedgerError>>,
+        Result<Vec<Outcome>, LedgerError>,
+    ),
+    Rows(
+        oneshot::Sender<Result<Vec<OfferRow>, LedgerError>>,
+        Vec<OfferRow>,
+    ),
+}
+
+impl Pending {
+    fn send_ok(self) {
+        // A caller that went away (cancelled request) is not an error here:
+        // its effect is durable and will be found by the next request.
+        let _ = match self {
+            Pending::Reserve(tx, r) => tx.send(r).map_err(drop),
+            Pending::OfferFor(tx, r) => tx.send(Ok(r)).map_err(drop),
+            Pending::Redeem(tx, r) => tx.send(Ok(r)).map_err(drop),
+            Pending::Void(tx, r) => tx.send(Ok(r)).map_err(drop),
+            Pending::Snapshot(tx, r) => tx.send(r).map_err(drop),
+            Pending::Outcome(tx, r) => tx.send(Ok(r)).map_err(drop),
+            Pending::Captured(tx, r) => tx.send(Ok(r)).map_err(drop),
+            Pending::Outcomes(tx, r) => tx.send(r).map_err(drop),
+            Pending::Rows(tx, r) => tx.send(Ok(r)).map_err(drop),
+        };
+    }
+
+    fn send_err(self, msg: &str) {
+        let e = || LedgerError::Unavailable(msg.to_owned());
+        let _ = match self {
+            Pending::Reserve(tx, _) => tx.send(Err(e())).map_err(drop),
+            Pending::OfferFor(tx, _) => tx.send(Err(e())).map_err(drop),
+            Pending::Redeem(tx, _) => tx.send(Err(e())).map_err(drop),
+            Pending::Void(tx, _) => tx.send(Err(e())).map_err(drop),
+            Pending::Snapshot(tx, _) => tx.send(Err(e())).map_err(drop),
+            Pending::Outcome(tx, _) => tx.send(Err(e())).map_err(drop),
+            Pending::Captured(tx, _) => tx.send(Err(e())).map_err(drop),
+            Pending::Outcomes(tx, _) => tx.send(Err(e())).map_err(drop),
+            Pending::Rows(tx, _) => tx.send(Err(e())).map_err(drop),
+        };
+    }
+}
+
+/// The SQLite ledger handle. Cloning shares the writer; the writer thread
+/// stops when the last handle is dropped.
+#[derive(Clone)]
+pub struct SqliteLedger {
+    tx: mpsc::Sender<Cmd>,
+    path: Arc<PathBuf>,
+}
+
+fn sql_err(e: rusqlite::Error) -> LedgerError {
+    LedgerError::Unavailable(format!("sqlite: {e}"))
+}
+
+fn open_connection(path: &Path) -> Result<Connection, LedgerError> {
+    let conn = Connection::open(path).map_err(sql_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql_err)?;
+    // FULL: a committed offer survives power loss, not only a process crash.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
+    conn.execute_batch(SCHEMA).map_err(sql_err)?;
+    Ok(conn)
+}
+
+fn load_rows(conn: &Connection) -> Result<Vec<OfferRow>, LedgerError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT code, campaign, session_id, day, amount_cents, issued_ms, expires_ms, state, \
+             settled_ms, order_value_cents FROM offers",
+        )
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            let state: String = r.get(7)?;
+            Ok(OfferRow {
+                code: r.get(0)?,
+                campaign: r.get(1)?,
+                session_id: r.get(2)?,
+                day: r.get(3)?,
+                amount_cents: r.get(4)?,
+                issued_ms: r.get(5)?,
+                expires_ms: r.get(6)?,
+                state: OfferState::parse(&state).unwrap_or(OfferState::Voided),
+                settled_ms: r.get(8)?,
+                order_value_cents: r.get(9)?,
+            })
+        })
+        .map_err(sql_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+}
+
+fn persist(tx: &rusqlite::Transaction<'_>, effect: &Effect) -> rusqlite::Result<()> {
+    match effect {
+        Effect::Insert(r) => tx.execute(
+            "INSERT INTO offers (code, campaign, session_id, day, amount_cents, issued_ms, \
+             expires_ms, state, settled_ms, order_value_cents) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                r.code,
+                r.campaign,
+                r.session_id,
+                r.day,
+                r.amount_cents,
+                r.issued_ms,
+                r.expires_ms,
+                r.state.as_str(),
+                r.settled_ms,
+                r.order_value_cents
+            ],
+        )?,
+        Effect::Update(r) => tx.execute(
+            "UPDATE offers SET state = ?2, settled_ms = ?3, order_value_cents = ?4 WHERE code = ?1",
+            params![r.code, r.state.as_str(), r.settled_ms, r.order_value_cents],
+        )?,
+    };
+    Ok(())
+}
+
+struct Writer {
+    conn: Connection,
+    core: LedgerCore,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            self.process(&mut batch);
+        }
+        tracing::debug!("ledger writer stopped");
+    }
+
+    fn process(&mut self, batch: &mut Vec<Cmd>) {
+        let mut pending = Vec::with_capacity(batch.len());
+        let mut effects: Vec<Effect> = Vec::new();
+        let mut outcome_writes: Vec<Outcome> = Vec::new();
+        let mut outcome_cache: HashMap<String, Outcome> = HashMap::new();
+        for cmd in batch.drain(..) {
+            match cmd {
+                Cmd::Reserve {
+                    campaign,
+                    session_id,
+                    candidates,
+                    now_ms,
+                    expires_at_ms,
+                    reply,
+                } => {
+                    let r = self.core.reserve(&ReserveRequest {
+                        campaign: &campaign,
+                        session_id: &session_id,
+                        candidates: &candidates,
+                        now_ms,
+                        expires_at_ms,
+                    });
+                    let r = r.map(|(o, e)| {
+                        effects.extend(e);
+                        o
+                    });
+                    pending.push(Pending::Reserve(reply, r));
+                }
+                Cmd::OfferFor {
+                    campaign,
+                    session_id,
+                    reply,
+                } => pending.push(Pending::OfferFor(
+                    reply,
+                    self.core.offer_for(&campaign, &session_id),
+                )),
+                Cmd::Redeem {
+                    code,
+                    session_id,
+                    order_value_cents,
+                    min_order_cents,
+                    now_ms,
+                    reply,
+                } => {
+                    let (o, e) = self.core.redeem(&RedeemRequest {
+                        code: &code,
+                        session_id: &session_id,
+                        order_value_cents,
+                        min_order_cents,
+                        now_ms,
+                    });
+                    effects.extend(e);
+                    pending.push(Pending::Redeem(reply, o));
+                }
+                Cmd::VoidExpired { now_ms, reply } => {
+                    let e = self.core.void_expired(now_ms);
+                    let n = e.len() as u64;
+                    effects.extend(e);
+                    pending.push(Pending::Void(reply, n));
+                }
+                Cmd::Snapshot {
+                    campaign,
+                    now_ms,
+                    reply,
+                } => pending.push(Pending::Snapshot(
+                    reply,
+                    self.core.snapshot(&campaign, now_ms),
+                )),
+                Cmd::Outcome { outcome, reply } => {
+                    let existing = match outcome_cache.get(&outcome.session_id) {
+                        Some(o) => Some(o.clone()),
+                        None => self.read_outcome(&outcome.session_id),
+                    };
+                    let mut map = HashMap::new();
+                    if let Some(o) = existing {
+                        map.insert(o.session_id.clone(), o);
+                    }
+                    let changed = upsert_outcome(&mut map, outcome.clone());
+                    if changed {
+                        outcome_cache.insert(outcome.session_id.clone(), outcome.clone());
+                        outcome_writes.push(outcome);
+                    }
+                    pending.push(Pending::Outcome(reply, changed));
+                }
+                Cmd::Captured { since_ms, reply } => {
+                    pending.push(Pending::Captured(reply, self.core.captured(since_ms)))
+                }
+                Cmd::Outcomes { since_ms, reply } => {
+                    pending.push(Pending::Outcomes(reply, self.read_outcomes(since_ms)))
+                }
+                Cmd::Rows { reply } => pending.push(Pending::Rows(reply, self.core.rows())),
+            }
+        }
+        if effects.is_empty() && outcome_writes.is_empty() {
+            pending.into_iter().for_each(Pending::send_ok);
+            return;
+        }
+        match self.commit(&effects, &outcome_writes) {
+            Ok(()) => pending.into_iter().for_each(Pending::send_ok),
+            Err(e) => {
+                tracing::error!(error = %e, batch = pending.len(), "ledger commit failed, reloading from disk");
+                let msg = format!("ledger commit failed: {e}");
+                pending.into_iter().for_each(|p| p.send_err(&msg));
+                match load_rows(&self.conn) {
+                    Ok(rows) => self.core.load(rows),
+                    Err(e) => tracing::error!(error = %e, "ledger reload failed"),
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, effects: &[Effect], outcomes: &[Outcome]) -> rusqlite::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for e in effects {
+            persist(&tx, e)?;
+        }
+        for o in outcomes {
+            tx.execute(
+                "INSERT INTO outcomes (session_id, converted, order_value_cents, at_ms) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (session_id) DO UPDATE SET \
+                 converted = excluded.converted, order_value_cents = excluded.order_value_cents, \
+                 at_ms = excluded.at_ms",
+                params![o.session_id, o.converted, o.order_value_cents, o.at_ms],
+            )?;
+        }
+        tx.commit()
+    }
+
+    fn read_outcome(&self, session_id: &str) -> Option<Outcome> {
+        self.conn
+            .query_row(
+                "SELECT session_id, converted, order_value_cents, at_ms FROM outcomes WHERE session_id = ?1",
+                params![session_id],
+                |r| {
+                    Ok(Outcome {
+                        session_id: r.get(0)?,
+                        converted: r.get(1)?,
+                        order_value_cents: r.get(2)?,
+                        at_ms: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read outcome");
+                None
+            })
+    }
+
+    fn read_outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT session_id, converted, order_value_cents, at_ms FROM outcomes \
+                 WHERE at_ms >= ?1 ORDER BY at_ms, session_id",
+            )
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map(params![since_ms], |r| {
+                Ok(Outcome {
+                    session_id: r.get(0)?,
+                    converted: r.get(1)?,
+                    order_value_cents: r.get(2)?,
+                    at_ms: r.get(3)?,
+                })
+            })
+            .map_err(sql_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+    }
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the ledger file and starts its writer
+    /// thread. Budget state and outstanding offers are rebuilt from disk.
+    pub fn open(path: &Path, budgets: Budgets, key: VoucherKey) -> Result<Self, LedgerError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                LedgerError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = open_connection(path)?;
+        let rows = load_rows(&conn)?;
+        let n = rows.len();
+        let mut core = LedgerCore::new(budgets, key);
+        core.load(rows);
+        if !core.invariant_holds() {
+            tracing::warn!(path = %path.display(), "ledger on disk exceeds a configured cap (was the cap lowered?)");
+        }
+        tracing::info!(path = %path.display(), offers = n, "ledger opened");
+        let (tx, rx) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("nudge-ledger".into())
+            .spawn(move || Writer { conn, core }.run(rx))
+            .map_err(|e| LedgerError::Unavailable(format!("cannot start ledger writer: {e}")))?;
+        Ok(SqliteLedger {
+            tx,
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Cmd,
+    ) -> Result<T, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| LedgerError::Unavailable("ledger writer stopped".into()))?;
+        rx.await
+            .map_err(|_| LedgerError::Unavailable("ledger writer stopped".into()))?
+    }
+
+    /// Every row, for audits and tests.
+    pub async fn rows(&self) -> Result<Vec<OfferRow>, LedgerError> {
+        self.call(|reply| Cmd::Rows { reply }).await
+    }
+}
+
+#[async_trait]
+impl Ledger for SqliteLedger {
+    async fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, LedgerError> {
+        self.call(|reply| Cmd::Reserve {
+            campaign: req.campaign.to_owned(),
+            session_id: req.session_id.to_owned(),
+            candidates: req.candidates.to_vec(),
+            now_ms: req.now_ms,
+            expires_at_ms: req.expires_at_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn offer_for(
+        &self,
+        campaign: &str,
+        session_id: &str,
+    ) -> Result<Option<Offer>, LedgerError> {
+        self.call(|reply| Cmd::OfferFor {
+            campaign: campaign.to_owned(),
+            session_id: session_id.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    async fn redeem(&self, req: RedeemRequest<'_>) -> Result<RedeemOutcome, LedgerError> {
+        self.call(|reply| Cmd::Redeem {
+            code: req.code.to_owned(),
+            session_id: req.session_id.to_owned(),
+            order_value_cents: req.order_value_cents,
+            min_order_cents: req.min_order_cents,
+            now_ms: req.now_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn void_expired(&self, now_ms: i64) -> Result<u64, LedgerError> {
+        self.call(|reply| Cmd::VoidExpired { now_ms, reply }).await
+    }
+
+    async fn snapshot(&self, campaign: &str, now_ms: i64) -> Result<BudgetSnapshot, LedgerError> {
+        self.call(|reply| Cmd::Snapshot {
+            campaign: campaign.to_owned(),
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError> {
+        self.call(|reply| Cmd::Outcome { outcome, reply }).await
+    }
+
+    async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError> {
+        self.call(|reply| Cmd::Captured { since_ms, reply }).await
+    }
+
+    async fn outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError> {
+        self.call(|reply| Cmd::Outcomes { since_ms, reply }).await
+    }
+}

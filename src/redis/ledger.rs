@@ -1,0 +1,512 @@
+//! The ledger in Redis: every change is one Lua script, so the cap check
+//! and the reservation are one atomic step across replicas.
+
+use super::RedisConn;
+use crate::domain::voucher::{self, VoucherKey};
+use crate::ledger::{
+    upsert_outcome_key, BudgetSnapshot, Budgets, Captured, Ledger, LedgerError, Offer, Outcome,
+    RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
+};
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+fn unavailable(e: redis::RedisError) -> LedgerError {
+    LedgerError::Unavailable(format!("redis: {e}"))
+}
+
+fn bad_reply(what: &str) -> LedgerError {
+    LedgerError::Unavailable(format!("redis: unexpected reply to {what}"))
+}
+
+// --- ledger ------------------------------------------------------------------
+
+/// The budget rule is `CampaignBudget::remaining_cents`, here in Lua so
+/// that the check and the reservation are one atomic step.
+/// KEYS: by_session, day, total, reserved, offer key per candidate.
+/// ARGV: field, daily cap, total cap (-1: none), n, (amount, code) * n,
+/// campaign, session, day, issued, expires, prefix. Answers the offer with
+/// its amount and expiry (no second round trip).
+const RESERVE: &str = r#"
+local base0 = 10 + 2 * tonumber(ARGV[4])
+local code = redis.call('HGET', KEYS[1], ARGV[1])
+if code then
+  local o = redis.call('HMGET', ARGV[base0] .. ':offer:' .. code, 'amount', 'expires')
+  return {'already', code, o[1] or '', o[2] or ''}
+end
+local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end
+local rem = tonumber(ARGV[2]) - num(KEYS[2], 'reserved') - num(KEYS[2], 'captured')
+local tcap = tonumber(ARGV[3])
+if tcap >= 0 then
+  local t = tcap - num(KEYS[3], 'reserved') - num(KEYS[3], 'captured')
+  if t < rem then rem = t end
+end
+if rem < 0 then rem = 0 end
+local n = tonumber(ARGV[4])
+local base = 4 + 2 * n
+for i = 1, n do
+  local amount = ARGV[3 + 2 * i]
+  local c = ARGV[4 + 2 * i]
+  local a = tonumber(amount)
+  if a > 0 and a <= rem then
+    if c == '' then return {'unmintable', amount} end
+    local okey = KEYS[4 + i]
+    if redis.call('EXISTS', okey) == 1 then return {'collision', c} end
+    redis.call('HSET', okey, 'campaign', ARGV[base + 1], 'session', ARGV[base + 2],
+      'day', ARGV[base + 3], 'amount', amount, 'issued', ARGV[base + 4],
+      'expires', ARGV[base + 5], 'state', 'reserved')
+    redis.call('HSET', KEYS[1], ARGV[1], c)
+    for _, k in ipairs({KEYS[2], KEYS[3]}) do
+      redis.call('HINCRBY', k, 'reserved', amount)
+      redis.call('HINCRBY', k, 'offers', 1)
+    end
+    redis.call('ZADD', KEYS[4], ARGV[base + 5], c)
+    return {'reserved', c, amount, ARGV[base + 5]}
+  end
+end
+return {'exhausted', string.format('%.0f', rem)}
+"#;
+
+/// Moves an offer out of `reserved` (shared by redeem and the sweeper).
+const SETTLE_FN: &str = r#"
+local function settle(prefix, code, r, state, now, order)
+  -- r = {campaign, day, amount}
+  local amount = r[3]
+  redis.call('HSET', prefix .. ':offer:' .. code, 'state', state, 'settled', now)
+  if order then redis.call('HSET', prefix .. ':offer:' .. code, 'order', order) end
+  for _, k in ipairs({prefix .. ':day:' .. r[1] .. ':' .. r[2], prefix .. ':total:' .. r[1]}) do
+    redis.call('HINCRBY', k, 'reserved', '-' .. amount)
+    if state == 'captured' then redis.call('HINCRBY', k, 'captured', amount) end
+  end
+  redis.call('ZREM', prefix .. ':reserved', code)
+  if state == 'captured' then redis.call('ZADD', prefix .. ':captured', now, code) end
+end
+"#;
+
+/// ARGV: prefix, code, session, now, order, min order.
+const REDEEM: &str = r#"
+local prefix, code = ARGV[1], ARGV[2]
+local r = redis.call('HMGET', prefix .. ':offer:' .. code,
+  'campaign', 'day', 'amount', 'session', 'state', 'expires')
+if not r[4] or r[4] ~= ARGV[3] then return {'invalid'} end
+if r[5] == 'captured' then return {'already'} end
+if r[5] == 'voided' then return {'expired'} end
+if tonumber(r[6]) <= tonumber(ARGV[4]) then
+  settle(prefix, code, r, 'voided', ARGV[4], nil)
+  return {'expired'}
+end
+if tonumber(ARGV[5]) < tonumber(ARGV[6]) then return {'below'} end
+settle(prefix, code, r, 'captured', ARGV[4], ARGV[5])
+return {'accepted', r[3]}
+"#;
+
+/// ARGV: prefix, now, batch. Returns {voided, scanned}.
+const VOID_EXPIRED: &str = r#"
+local prefix = ARGV[1]
+local codes = redis.call('ZRANGEBYSCORE', prefix .. ':reserved', '-inf', ARGV[2],
+  'LIMIT', 0, tonumber(ARGV[3]))
+local voided = 0
+for _, code in ipairs(codes) do
+  local r = redis.call('HMGET', prefix .. ':offer:' .. code, 'campaign', 'day', 'amount', 'state')
+  if r[4] == 'reserved' then
+    settle(prefix, code, r, 'voided', ARGV[2], nil)
+    voided = voided + 1
+  else
+    redis.call('ZREM', prefix .. ':reserved', code)
+  end
+end
+return {voided, #codes}
+"#;
+
+/// KEYS: outcomes, outcome_at. ARGV: session, `converted:order`, at.
+const RECORD_OUTCOME: &str = r#"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local new = ARGV[2] .. ':' .. ARGV[3]
+if old and string.sub(old, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], new)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"#;
+
+/// KEYS: by_session. ARGV: field, prefix. Returns {code, amount, expires}
+/// or an empty array.
+const OFFER_FOR: &str = r#"
+local code = redis.call('HGET', KEYS[1], ARGV[1])
+if not code then return {} end
+local o = redis.call('HMGET', ARGV[2] .. ':offer:' .. code, 'amount', 'expires')
+return {code, o[1] or '', o[2] or ''}
+"#;
+
+fn parse_offer(code: &str, amount: &str, expires: &str) -> Result<Offer, LedgerError> {
+    match (amount.parse(), expires.parse()) {
+        (Ok(amount_cents), Ok(expires_at_ms)) => Ok(Offer {
+            voucher_code: code.to_owned(),
+            amount_cents,
+            expires_at_ms,
+        }),
+        _ => Err(bad_reply("an offer lookup")),
+    }
+}
+
+/// How many nonces to try on code collisions (as the in-process core).
+const MINT_TRIES: usize = 16;
+/// Offers voided per script run (keeps each run short for other clients).
+const VOID_BATCH: usize = 500;
+/// Rows per page of the report reads (`captured`, `outcomes`): plain
+/// commands in pages, never one long script that would stall every replica.
+const READ_PAGE: usize = 1_000;
+
+/// The ledger in Redis: any number of replicas share one budget.
+pub struct RedisLedger {
+    conn: RedisConn,
+    budgets: Budgets,
+    key: VoucherKey,
+    reserve: Script,
+    offer_for: Script,
+    redeem: Script,
+    void: Script,
+    record_outcome: Script,
+}
+
+impl RedisLedger {
+    pub fn new(conn: RedisConn, budgets: Budgets, key: VoucherKey) -> Self {
+        RedisLedger {
+            conn,
+            budgets,
+            key,
+            reserve: Script::new(RESERVE),
+            offer_for: Script::new(OFFER_FOR),
+            redeem: Script::new(&format!("{SETTLE_FN}{REDEEM}")),
+            void: Script::new(&format!("{SETTLE_FN}{VOID_EXPIRED}")),
+            record_outcome: Script::new(RECORD_OUTCOME),
+        }
+    }
+
+    fn session_field(campaign: &str, session_id: &str) -> String {
+        format!("{campaign}\x1f{session_id}")
+    }
+
+    /// One page (`READ_PAGE` members from `offset`) of a sorted set, scores
+    /// `since..`.
+    async fn page(
+        &self,
+        con: &mut ConnectionManager,
+        zset: &str,
+        since: i64,
+        offset: usize,
+    ) -> Result<Vec<String>, LedgerError> {
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(self.conn.key(&[zset]))
+            .arg(since)
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(offset)
+            .arg(READ_PAGE)
+            .query_async(con)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Ledger for RedisLedger {
+    async fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, LedgerError> {
+        let b = self
+            .budgets
+            .campaigns
+            .get(req.campaign)
+            .ok_or_else(|| LedgerError::UnknownCampaign(req.campaign.to_owned()))?;
+        let day = self.budgets.day_of(req.now_ms);
+        for _ in 0..MINT_TRIES {
+            let nonce = rand::random::<u32>();
+            let mut codes = Vec::with_capacity(req.candidates.len());
+            for &amount in req.candidates {
+                // An amount the code cannot carry gets no code: the script
+                // answers `unmintable` only if it is the one that fits, as
+                // the in-process core would fail only then.
+                let code = if amount > 0 {
+                    voucher::mint(&self.key, req.session_id, amount, req.expires_at_ms, nonce)
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                codes.push(code);
+            }
+            let mut inv = self.reserve.prepare_invoke();
+            inv.key(self.conn.key(&["by_session"]))
+                .key(self.conn.key(&["day", req.campaign, &day]))
+                .key(self.conn.key(&["total", req.campaign]))
+                .key(self.conn.key(&["reserved"]));
+            for c in &codes {
+                inv.key(self.conn.key(&["offer", c]));
+            }
+            inv.arg(Self::session_field(req.campaign, req.session_id))
+                .arg(b.daily_cap_cents)
+                .arg(b.total_cap_cents.unwrap_or(-1))
+                .arg(codes.len());
+            for (amount, code) in req.candidates.iter().zip(&codes) {
+                inv.arg(*amount).arg(code);
+            }
+            inv.arg(req.campaign)
+                .arg(req.session_id)
+                .arg(&day)
+                .arg(req.now_ms)
+                .arg(req.expires_at_ms)
+                .arg(&self.conn.prefix);
+            let mut con = self.conn.con();
+            let reply: Vec<String> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+            match reply.as_slice() {
+                [tag, code, amount, expires] if tag == "reserved" => {
+                    return Ok(ReserveOutcome::Reserved(parse_offer(
+                        code, amount, expires,
+                    )?));
+                }
+                [tag, code, amount, expires] if tag == "already" => {
+                    return Ok(ReserveOutcome::AlreadyOffered(parse_offer(
+                        code, amount, expires,
+                    )?));
+                }
+                [tag, rem] if tag == "exhausted" => {
+                    let remaining_cents = rem.parse().map_err(|_| bad_reply("reserve"))?;
+                    return Ok(ReserveOutcome::Exhausted { remaining_cents });
+                }
+                [tag, _] if tag == "collision" => continue,
+                [tag, amount] if tag == "unmintable" => {
+                    return Err(LedgerError::Unavailable(format!(
+                        "cannot mint a code for {amount} cents"
+                    )))
+                }
+                _ => return Err(bad_reply("reserve")),
+            }
+        }
+        Err(LedgerError::Unavailable(
+            "voucher code space exhausted".into(),
+        ))
+    }
+
+    async fn offer_for(
+        &self,
+        campaign: &str,
+        session_id: &str,
+    ) -> Result<Option<Offer>, LedgerError> {
+        let mut con = self.conn.con();
+        let reply: Vec<String> = self
+            .offer_for
+            .key(self.conn.key(&["by_session"]))
+            .arg(Self::session_field(campaign, session_id))
+            .arg(&self.conn.prefix)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        match reply.as_slice() {
+            [] => Ok(None),
+            [code, amount, expires] => Ok(Some(parse_offer(code, amount, expires)?)),
+            _ => Err(bad_reply("an offer lookup")),
+        }
+    }
+
+    async fn redeem(&self, req: RedeemRequest<'_>) -> Result<RedeemOutcome, LedgerError> {
+        let mut con = self.conn.con();
+        let reply: Vec<String> = self
+            .redeem
+            .prepare_invoke()
+            .arg(&self.conn.prefix)
+            .arg(req.code)
+            .arg(req.session_id)
+            .arg(req.now_ms)
+            .arg(req.order_value_cents)
+            .arg(req.min_order_cents)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(match reply.first().map(String::as_str) {
+            Some("invalid") => RedeemOutcome::Invalid,
+            Some("already") => RedeemOutcome::AlreadyRedeemed,
+            Some("expired") => RedeemOutcome::Expired,
+            Some("below") => RedeemOutcome::OrderBelowMinimum {
+                min_order_cents: req.min_order_cents,
+            },
+            Some("accepted") => RedeemOutcome::Accepted {
+                discount_cents: reply
+                    .get(1)
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| bad_reply("redeem"))?,
+            },
+            _ => return Err(bad_reply("redeem")),
+        })
+    }
+
+    async fn void_expired(&self, now_ms: i64) -> Result<u64, LedgerError> {
+        let mut total = 0u64;
+        loop {
+            let mut con = self.conn.con();
+            let (voided, scanned): (u64, usize) = self
+                .void
+                .prepare_invoke()
+                .arg(&self.conn.prefix)
+                .arg(now_ms)
+                .arg(VOID_BATCH)
+                .invoke_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            total += voided;
+            if scanned < VOID_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn snapshot(&self, campaign: &str, now_ms: i64) -> Result<BudgetSnapshot, LedgerError> {
+        let b = self
+            .budgets
+            .campaigns
+            .get(campaign)
+            .ok_or_else(|| LedgerError::UnknownCampaign(campaign.to_owned()))?;
+        let day = self.budgets.day_of(now_ms);
+        let fields = &["reserved", "captured", "offers"][..];
+        let mut con = self.conn.con();
+        let ((dr, dc, doffers), (tr, tc, _)): (
+            (Option<i64>, Option<i64>, Option<u64>),
+            (Option<i64>, Option<i64>, Option<u64>),
+        ) = redis::pipe()
+            .atomic()
+            .cmd("HMGET")
+            .arg(self.conn.key(&["day", campaign, &day]))
+            .arg(fields)
+            .cmd("HMGET")
+            .arg(self.conn.key(&["total", campaign]))
+            .arg(fields)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let (dr, dc, tr, tc) = (
+            dr.unwrap_or(0),
+            dc.unwrap_or(0),
+            tr.unwrap_or(0),
+            tc.unwrap_or(0),
+        );
+        Ok(BudgetSnapshot {
+            campaign: campaign.to_owned(),
+            day,
+            cap_cents: b.daily_cap_cents,
+            reserved_cents: dr,
+            captured_cents: dc,
+            remaining_cents: b.remaining_cents(dr + dc, tr + tc),
+            offers: doffers.unwrap_or(0),
+            total_cap_cents: b.total_cap_cents,
+            total_reserved_cents: tr,
+            total_captured_cents: tc,
+        })
+    }
+
+    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError> {
+        let mut con = self.conn.con();
+        let changed: i64 = self
+            .record_outcome
+            .prepare_invoke()
+            .key(self.conn.key(&["outcomes"]))
+            .key(self.conn.key(&["outcome_at"]))
+            .arg(&outcome.session_id)
+            .arg(upsert_outcome_key(&outcome))
+            .arg(outcome.at_ms)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(changed == 1)
+    }
+
+    async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError> {
+        let mut v = Vec::new();
+        let mut con = self.conn.con();
+        let mut offset = 0usize;
+        loop {
+            let codes = self.page(&mut con, "captured", since_ms, offset).await?;
+            let mut pipe = redis::pipe();
+            for code in &codes {
+                pipe.cmd("HMGET")
+                    .arg(self.conn.key(&["offer", code]))
+                    .arg(&["campaign", "session", "amount", "settled"][..]);
+            }
+            type Row = (Option<String>, Option<String>, Option<i64>, Option<i64>);
+            let rows: Vec<Row> = if codes.is_empty() {
+                Vec::new()
+            } else {
+                pipe.query_async(&mut con).await.map_err(unavailable)?
+            };
+            for row in rows {
+                let (Some(campaign), Some(session_id), Some(amount_cents), Some(captured_ms)) = row
+                else {
+                    return Err(bad_reply("captured"));
+                };
+                v.push(Captured {
+                    campaign,
+                    session_id,
+                    amount_cents,
+                    captured_ms,
+                });
+            }
+            if codes.len() < READ_PAGE {
+                break;
+            }
+            offset += READ_PAGE;
+        }
+        v.sort_by(|a, b| {
+            (a.captured_ms, &a.session_id, &a.campaign).cmp(&(
+                b.captured_ms,
+                &b.session_id,
+                &b.campaign,
+            ))
+        });
+        Ok(v)
+    }
+
+    async fn outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError> {
+        let mut by_session = std::collections::HashMap::new();
+        let mut con = self.conn.con();
+        let mut offset = 0usize;
+        loop {
+            let sessions = self.page(&mut con, "outcome_at", since_ms, offset).await?;
+            let values: Vec<Option<String>> = if sessions.is_empty() {
+                Vec::new()
+            } else {
+                redis::cmd("HMGET")
+                    .arg(self.conn.key(&["outcomes"]))
+                    .arg(&sessions)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(unavailable)?
+            };
+            for (session_id, value) in sessions.iter().zip(values) {
+                let o = value
+                    .as_deref()
+                    .and_then(|v| parse_outcome(session_id, v))
+                    .ok_or_else(|| bad_reply("outcomes"))?;
+                // A correction moving a session while we page is read once.
+                if o.at_ms >= since_ms {
+                    by_session.insert(session_id.clone(), o);
+                }
+            }
+            if sessions.len() < READ_PAGE {
+                break;
+            }
+            offset += READ_PAGE;
+        }
+        let mut v: Vec<Outcome> = by_session.into_values().collect();
+        v.sort_by(|a, b| (a.at_ms, &a.session_id).cmp(&(b.at_ms, &b.session_id)));
+        Ok(v)
+    }
+}
+
+/// `converted:order:at` (see [`RECORD_OUTCOME`]).
+fn parse_outcome(session_id: &str, value: &str) -> Option<Outcome> {
+    let mut it = value.split(':');
+    let converted = it.next()? == "1";
+    let order_value_cents = it.next()?.parse().ok()?;
+    let at_ms = it.next()?.parse().ok()?;
+    Some(Outcome {
+        session_id: session_id.to_owned(),
+        converted,
+        order_value_cents,
+        at_ms,
+    })
+}
