@@ -1,21 +1,49 @@
 //! nudge-train: offline training for nudge.
 //!
+//! # Layout
+//!
+//! Inputs ([`data`], [`logs`], [`spec`]) become rows; the learners
+//! ([`fit`], [`tabular`], [`uplift`]) turn rows into model files with
+//! [`cv`] and [`metrics`]; [`eval`], [`report`] and [`replay`] judge models;
+//! [`output`] writes every file. The binary (`main.rs`, `cli/`) only reads
+//! flags, calls these and prints.
+//!
+//! - `main.rs`: the binary; the clap command tree and the dispatch.
+//! - `cli/`: one file per command (`fit`, `cv`, `folds`, `evaluate`,
+//!   `predict`, `uplift`, `replay`, `generate`, `bench`), each with its
+//!   flags and its `run`; `score` (data through a model file, for
+//!   `evaluate` and `predict`) and the shared helpers in `cli/mod.rs`.
 //! - [`data`]: generated sessions as JSON lines and decision-moment rows
-//!   replayed through the one feature path;
-//! - [`fit`]: transforms, logistic regression (linfa-logistic), convergence
-//!   check, segment thresholds, the model file;
-//! - [`metrics`]: ROC-AUC, PR-AUC, log-loss, Brier, calibration, confusion;
-//! - [`spec`]: the CSV feature spec (TOML) and the strict CSV reader;
+//!   replayed through the one feature path.
+//! - [`logs`]: the service's JSON-lines logs (through
+//!   [`nudge::decision_log::reader`]): replay, skew, generated logs.
+//! - [`spec`]: the CSV feature spec (TOML) and the strict CSV reader.
+//! - [`fit`]: the session (intent) model: options, session-grouped CV and
+//!   the pipeline, with [`fit::transforms`] (clip, log1p, standardise),
+//!   [`fit::logistic`] (the one L2 logistic regression, linfa-logistic, and
+//!   its convergence check) and [`fit::thresholds`] (segment thresholds).
 //! - [`tabular`]: client models from CSV: encoder, CV over an alpha grid,
-//!   held-out evaluation, the model file;
-//! - [`cv`]: seeded stratified folds and held-out splits, cross-validation;
-//! - [`eval`]: the evaluation bundle (metrics, calibration, segments);
-//! - [`logs`]: the service's JSON-lines logs: replay, skew, generated logs;
-//! - [`report`]: the self-contained HTML report (SVG plots) and metrics.json;
-//! - [`uplift`]: the learned voucher response (pooled or two-model logistic regression
-//!   on randomised decisions), Qini and uplift curves, CSV experiments;
+//!   held-out evaluation, the model file.
+//! - [`uplift`]: the learned voucher response (pooled or two-model logistic
+//!   regression on randomised decisions): [`uplift::options`],
+//!   [`uplift::arms`] (split and learners), [`uplift::alpha`] (penalty by
+//!   CV), [`uplift::evaluation`] (held out against the control),
+//!   [`uplift::qini`] (Qini and uplift curves), [`uplift::randomised`]
+//!   (from the service's logs) and [`uplift::experiment`] (CSV
+//!   experiments).
+//! - [`cv`]: seeded stratified folds and held-out splits, cross-validation.
+//! - [`metrics`]: ROC-AUC, PR-AUC, log-loss, Brier, calibration, confusion.
+//! - [`eval`]: the evaluation bundle (metrics, calibration, segments).
+//! - [`report`]: the self-contained HTML report (SVG plots) and metrics.json.
 //! - [`replay`]: off-policy evaluation (IPS, SNIPS, doubly robust) of a
-//!   candidate model and policy on the service's logs.
+//!   candidate model and policy on the service's logs: [`replay::options`],
+//!   [`replay::candidate`], [`replay::population`], [`replay::from_logs`]
+//!   (logs into the population), [`replay::direct`] (the DR direct model),
+//!   [`replay::estimate`] (the estimators), [`replay::report`] (their
+//!   report) and [`replay::render`] (as text).
+//! - [`output`]: what every written file shares: the atomic write (the
+//!   service's [`nudge::files::atomic_write`]), the model file's JSON, the
+//!   lineage date.
 //!
 //! The shipped default model is reproduced with
 //! `cargo run --release -p nudge-train -- fit --generate 40000 --gen-seed 42 --seed 7 --alpha 1 --out models/default.json`
@@ -26,6 +54,7 @@ pub mod eval;
 pub mod fit;
 pub mod logs;
 pub mod metrics;
+pub mod output;
 pub mod replay;
 pub mod report;
 pub mod spec;

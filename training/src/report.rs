@@ -13,8 +13,8 @@
 //! the confusion tables at the segment thresholds.
 
 use crate::eval::Evaluation;
-use crate::fit::write_atomic;
 use crate::metrics;
+use crate::output::write_atomic;
 use anyhow::{Context as _, Result};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -315,7 +315,11 @@ pub fn render_html(r: &ReportInput) -> Result<String> {
     }
     h.push_str("</table>\n<h2>Coefficients</h2>\n<table id=\"coefficient-table\"><tr><th class=\"l\">term</th><th>coefficient</th></tr>");
     for (n, c) in r.coefficients {
-        let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{c:.6}</td></tr>", nudge::html::escape(n));
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{c:.6}</td></tr>",
+            nudge::html::escape(n)
+        );
     }
     h.push_str("</table>\n");
     h.push_str(r.extra_html);
@@ -327,6 +331,12 @@ pub fn render_html(r: &ReportInput) -> Result<String> {
 /// into `dir`, each atomically.
 pub fn write_report(dir: &Path, r: &ReportInput, metrics: &serde_json::Value) -> Result<()> {
     let html = render_html(r)?;
+    write_rendered(dir, &html, metrics)
+}
+
+/// Writes an already rendered `index.html` and `metrics.json` into `dir`,
+/// each atomically (for callers that render before writing anything else).
+pub fn write_rendered(dir: &Path, html: &str, metrics: &serde_json::Value) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(metrics)?;
     json.push(b'\n');
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;

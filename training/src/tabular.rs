@@ -35,8 +35,8 @@ use crate::spec::{Column, ColumnSpec, Table, TransformSpec, Values};
 use anyhow::{bail, Context as _, Result};
 use ndarray::Array2;
 use nudge::domain::logistic::sigmoid;
-use nudge::domain::policy::SegmentThresholds;
 use nudge::domain::model::{Input, Model, ModelFile, Term, Transform, FORMAT};
+use nudge::domain::policy::SegmentThresholds;
 use serde_json::json;
 use std::time::Instant;
 
@@ -201,6 +201,13 @@ pub struct Solver {
     pub gradient_tolerance: f64,
 }
 
+impl Solver {
+    /// [`fit_logistic`] with these settings at `alpha`.
+    pub fn fit(&self, x: &Array2<f64>, y: &[bool], alpha: f64) -> Result<Logistic> {
+        fit_logistic(x, y, alpha, self.max_iterations, self.gradient_tolerance)
+    }
+}
+
 impl Default for Solver {
     fn default() -> Self {
         Solver {
@@ -223,13 +230,7 @@ pub fn fit_rows(
     }
     let x = enc.design(table, train);
     let y: Vec<bool> = train.iter().map(|&i| table.y[i]).collect();
-    let m = fit_logistic(
-        &x,
-        &y,
-        alpha,
-        solver.max_iterations,
-        solver.gradient_tolerance,
-    )?;
+    let m = solver.fit(&x, &y, alpha)?;
     Ok((enc, m))
 }
 

@@ -3,7 +3,7 @@
 
 use nudge::domain::model::Model;
 use nudge::sim::synth::replay;
-use nudge_train::{data, fit};
+use nudge_train::{data, fit, output};
 
 #[test]
 fn written_model_loads_and_reproduces_fitted_probabilities() {
@@ -28,7 +28,7 @@ fn written_model_loads_and_reproduces_fitted_probabilities() {
 
     let dir = std::env::temp_dir().join(format!("nudge-train-rt-{}", std::process::id()));
     let path = dir.join("model.json");
-    fit::write_atomic(&path, &fit::model_json(&result.model).unwrap()).unwrap();
+    output::write_atomic(&path, &output::model_json(&result.model).unwrap()).unwrap();
     let model = Model::load(&path).expect("loads with nudge::domain::model::Model::load");
     std::fs::remove_dir_all(&dir).unwrap();
 

@@ -2,7 +2,7 @@
 //! message when ../shared/data/hillstrom.csv is absent; CI has it), the
 //! log path end to end (randomised log -> CLI -> model file served by the
 //! service's loader), and the refusals. The Qini / uplift-curve unit tests on
-//! hand-computed examples live in `src/qini.rs`.
+//! hand-computed examples live in `src/uplift/qini.rs`.
 
 use nudge::decision_log::LogRecord;
 use nudge::domain::model::{ClientFeatures, Model};

@@ -4,6 +4,7 @@
 //! Every estimator here is a pure function of the units: no I/O, no
 //! randomness, so the unit tests can check them against hand computations.
 
+use nudge::domain::logistic::sigmoid;
 use serde::Serialize;
 
 /// One evaluation unit (a logged session) as the estimators see it.
@@ -198,10 +199,6 @@ pub fn predict(beta: &[f64], x: &[f64]) -> f64 {
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(a, b)| a * b).sum()
-}
-
-fn sigmoid(z: f64) -> f64 {
-    nudge::domain::logistic::sigmoid(z)
 }
 
 /// Solves `a x = b` by Gaussian elimination with partial pivoting.

@@ -45,21 +45,31 @@
 //! 7. Metrics on the held-out sessions; the model file with lineage (alpha
 //!    grid, per-alpha CV log-loss and ROC-AUC per fold, chosen alpha, `k`,
 //!    fold seed and rule).
+//!
+//! # Files
+//! [`transforms`] (step 4), [`logistic`] (step 5: the one regression every
+//! learner uses), [`thresholds`] (step 6); this file: the options, the
+//! session-grouped CV and the pipeline itself.
+
+pub mod logistic;
+pub mod thresholds;
+pub mod transforms;
+
+pub use logistic::{fit_logistic, fit_logistic_from, gradient_norm, Logistic};
+pub use thresholds::{choose_thresholds, segment};
+pub use transforms::{apply, learn_transforms};
 
 use crate::cv::{self, CvResult, FoldFit};
 use crate::data::{self, Row};
 use crate::metrics;
 use anyhow::{bail, Context as _, Result};
-use linfa::prelude::*;
-use linfa_logistic::LogisticRegression;
-use ndarray::{Array1, Array2};
-use nudge::domain::features::{Scale, FEATURES};
+use ndarray::Array2;
+use nudge::domain::features::FEATURES;
 use nudge::domain::logistic::sigmoid;
-use nudge::domain::policy::SegmentThresholds;
 use nudge::domain::model::{Input, ModelFile, Term, Transform, FORMAT};
+use nudge::domain::policy::SegmentThresholds;
 use nudge::sim::synth::GeneratedSession;
 use serde_json::json;
-use std::path::Path;
 use std::time::Instant;
 
 /// The default alpha grid of cross-validation (the CSV path's default too).
@@ -308,225 +318,6 @@ pub fn session_folds(rows: &[Row], train: &[usize], k: usize, seed: u64) -> Resu
     }
     let session_fold = cv::stratified_folds(&labels, k, seed);
     Ok(of_row.iter().map(|&s| session_fold[s]).collect())
-}
-
-/// Applies transforms exactly like `nudge::domain::model` does when scoring (it is
-/// the same function).
-pub fn apply(transforms: &[Transform], x: f64) -> f64 {
-    nudge::domain::model::apply_transforms(transforms, x)
-}
-
-fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
-    let pos = (q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[pos]
-}
-
-/// Learns the transforms of feature `j` from its raw training values;
-/// `None` when the feature has (near) zero variance.
-pub fn learn_transforms(j: usize, raw: &[f64], clip_quantile: f64) -> Option<Vec<Transform>> {
-    if raw.is_empty() {
-        return None;
-    }
-    let mut ts = Vec::new();
-    match FEATURES[j].scale {
-        Scale::Flag => {}
-        scale => {
-            let mut sorted = raw.to_vec();
-            sorted.sort_by(f64::total_cmp);
-            let lo = sorted[0];
-            let mut hi = quantile_sorted(&sorted, clip_quantile);
-            if hi <= lo {
-                hi = sorted[sorted.len() - 1];
-            }
-            ts.push(Transform::Clip { lo, hi });
-            if scale == Scale::Log {
-                ts.push(Transform::Log1p);
-            }
-        }
-    }
-    let n = raw.len() as f64;
-    let vals: Vec<f64> = raw.iter().map(|&x| apply(&ts, x)).collect();
-    let mean = vals.iter().sum::<f64>() / n;
-    let var = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-    let std = var.sqrt();
-    if std.is_nan() || std <= 1e-9 {
-        return None;
-    }
-    ts.push(Transform::Standardise { mean, std });
-    Some(ts)
-}
-
-/// Fitted logistic model in the transformed space.
-#[derive(Clone, Debug)]
-pub struct Logistic {
-    pub coefs: Vec<f64>,
-    pub intercept: f64,
-    /// |gradient of the penalised objective|_2 / rows at the solution.
-    pub gradient_norm_per_row: f64,
-}
-
-impl Logistic {
-    pub fn logit(&self, x: ndarray::ArrayView1<f64>) -> f64 {
-        self.intercept + x.iter().zip(&self.coefs).map(|(a, b)| a * b).sum::<f64>()
-    }
-}
-
-/// Fits `P(y) = sigmoid(x . w + b)` with linfa-logistic and checks the
-/// solution's gradient. The sign is fixed so that `w` always describes the
-/// probability of `true`.
-pub fn fit_logistic(
-    x: &Array2<f64>,
-    y: &[bool],
-    alpha: f64,
-    max_iterations: u64,
-    gradient_tolerance: f64,
-) -> Result<Logistic> {
-    fit_logistic_from(x, y, alpha, max_iterations, gradient_tolerance, None)
-}
-
-/// [`fit_logistic`] starting the optimiser at `start` (a warm start, e.g.
-/// the solution at a neighbouring alpha; ignored if its length does not
-/// match `x`). The objective is strictly convex, so the solution is the
-/// same up to the convergence tolerance.
-pub fn fit_logistic_from(
-    x: &Array2<f64>,
-    y: &[bool],
-    alpha: f64,
-    max_iterations: u64,
-    gradient_tolerance: f64,
-    start: Option<&Logistic>,
-) -> Result<Logistic> {
-    let n = x.nrows();
-    if n == 0 || !y.iter().any(|v| *v) || y.iter().all(|v| *v) {
-        bail!("need both converted and non-converted rows to fit");
-    }
-    let ds = Dataset::new(x.clone(), Array1::from(y.to_vec()));
-    let mut lr = LogisticRegression::default();
-    if let Some(m) = start.filter(|m| m.coefs.len() == x.ncols()) {
-        // linfa models its "positive" class: the more frequent one, on a
-        // tie the one seen first (its `label_classes`); the intercept is
-        // the last parameter.
-        let n_true = y.iter().filter(|v| **v).count();
-        let pos_true = match n_true.cmp(&(n - n_true)) {
-            std::cmp::Ordering::Greater => true,
-            std::cmp::Ordering::Less => false,
-            std::cmp::Ordering::Equal => y[0],
-        };
-        let sign = if pos_true { 1.0 } else { -1.0 };
-        let mut init: Vec<f64> = m.coefs.iter().map(|c| sign * c).collect();
-        init.push(sign * m.intercept);
-        lr = lr.initial_params(Array1::from(init));
-    }
-    let fitted = lr
-        .alpha(alpha)
-        .max_iterations(max_iterations)
-        // linfa/argmin check the L2 norm of the summed gradient.
-        .gradient_tolerance(gradient_tolerance * n as f64 * 0.1)
-        .fit(&ds)
-        .context("logistic regression failed")?;
-    let (mut w, mut b) = (fitted.params().to_vec(), fitted.intercept());
-    if !fitted.labels().pos.class {
-        // linfa modelled P(false): negate to describe P(true).
-        w.iter_mut().for_each(|v| *v = -*v);
-        b = -b;
-    }
-    let mut model = Logistic {
-        coefs: w,
-        intercept: b,
-        gradient_norm_per_row: f64::NAN,
-    };
-    model.gradient_norm_per_row = gradient_norm(x, y, &model, alpha) / n as f64;
-    Ok(model)
-}
-
-/// L2 norm of the gradient of `sum logloss + alpha/2 |w|^2` (intercept not
-/// penalised) at `m`.
-pub fn gradient_norm(x: &Array2<f64>, y: &[bool], m: &Logistic, alpha: f64) -> f64 {
-    let mut g = vec![0.0; x.ncols()];
-    let mut gb = 0.0;
-    for (row, &yi) in x.rows().into_iter().zip(y) {
-        let r = sigmoid(m.logit(row)) - if yi { 1.0 } else { 0.0 };
-        gb += r;
-        for (gj, xj) in g.iter_mut().zip(row.iter()) {
-            *gj += r * xj;
-        }
-    }
-    let mut sq = gb * gb;
-    for (gj, wj) in g.iter().zip(&m.coefs) {
-        let v = gj + alpha * wj;
-        sq += v * v;
-    }
-    sq.sqrt()
-}
-
-/// Segment thresholds from predictions `p` and labels `y` (training split):
-///
-/// - `hot_at_or_above` = the smallest `t` (a predicted value) such that the
-///   rows with `p >= t` are at least `min_rows` and converted at a rate
-///   (precision) >= `hot_precision`; 1.0 if none;
-/// - `cold_below` = the largest `t` such that the rows with `p < t` are at
-///   least `min_rows` and did *not* convert at a rate (negative predictive
-///   value) >= `cold_npv`; 0.0 if none;
-/// - if that would make `cold_below > hot_at_or_above`, `cold_below` is
-///   lowered to `hot_at_or_above` (no hesitant band).
-pub fn choose_thresholds(
-    p: &[f64],
-    y: &[bool],
-    hot_precision: f64,
-    cold_npv: f64,
-    min_rows: usize,
-) -> SegmentThresholds {
-    let mut idx: Vec<usize> = (0..p.len()).collect();
-    idx.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
-    let n = idx.len();
-    // below[k] = (rows, negatives) among the k lowest predictions.
-    let mut neg_prefix = vec![0usize; n + 1];
-    for (k, &i) in idx.iter().enumerate() {
-        neg_prefix[k + 1] = neg_prefix[k] + usize::from(!y[i]);
-    }
-    let total_pos = n - neg_prefix[n];
-    let mut hot = 1.0f64;
-    let mut cold = 0.0f64;
-    // Candidate thresholds are the distinct predicted values; position k is
-    // the first row with that value, so "p < t" is idx[..k], "p >= t" idx[k..].
-    let mut k = 0;
-    let mut hot_found = false;
-    while k < n {
-        let t = p[idx[k]];
-        let below = k;
-        let below_neg = neg_prefix[k];
-        let above = n - k;
-        let above_pos = total_pos - (k - below_neg);
-        if !hot_found && above >= min_rows && above_pos as f64 >= hot_precision * above as f64 {
-            hot = t;
-            hot_found = true;
-        }
-        if below >= min_rows && below_neg as f64 >= cold_npv * below as f64 {
-            cold = t;
-        }
-        let mut j = k + 1;
-        while j < n && p[idx[j]] == t {
-            j += 1;
-        }
-        k = j;
-    }
-    // All rows below the top value can also be a cold set: "p < +inf" is not
-    // a useful rule, so the candidate set above is enough.
-    SegmentThresholds {
-        hot_at_or_above: hot,
-        cold_below: cold.min(hot),
-    }
-}
-
-/// Segment of one probability: 0 cold, 1 hesitant, 2 hot.
-pub fn segment(p: f64, t: &SegmentThresholds) -> usize {
-    if p >= t.hot_at_or_above {
-        2
-    } else if p < t.cold_below {
-        0
-    } else {
-        1
-    }
 }
 
 fn split_metrics(
@@ -814,173 +605,4 @@ pub fn fit_rows(
         alpha,
         summary,
     })
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, flushed to disk, then renamed over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    nudge::files::atomic_write(path, bytes, nudge::files::Access::Default)
-        .with_context(|| format!("write {}", path.display()))
-}
-
-/// Serialises a model file as pretty JSON with a trailing newline.
-pub fn model_json(model: &ModelFile) -> Result<Vec<u8>> {
-    let mut v = serde_json::to_vec_pretty(model)?;
-    v.push(b'\n');
-    Ok(v)
-}
-
-/// `YYYY-MM-DD` (UTC) of a Unix time in seconds.
-pub fn utc_date(unix_s: i64) -> String {
-    // Howard Hinnant's civil_from_days.
-    let z = unix_s.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Today's UTC date, or the date of `SOURCE_DATE_EPOCH` when set (for
-/// reproducible model files).
-pub fn created_at() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0)
-        });
-    utc_date(secs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(951_782_400), "2000-02-29");
-        assert_eq!(utc_date(1_704_067_199), "2023-12-31");
-        assert_eq!(utc_date(1_709_251_200), "2024-03-01");
-    }
-
-    #[test]
-    fn sign_is_fixed_whichever_class_is_more_frequent() {
-        // y = true more likely for larger x; try both class balances.
-        for pos_share in [0.2, 0.8] {
-            let n = 2_000;
-            let mut xs = Vec::new();
-            let mut ys = Vec::new();
-            for i in 0..n {
-                let x = (i as f64 / n as f64) * 4.0 - 2.0;
-                let p = sigmoid(2.0 * x + crate::fit::tests::logit(pos_share));
-                // Deterministic "sampling": label by a low-discrepancy draw.
-                let u = ((i as f64) * 0.618_033_988_75).fract();
-                xs.push(x);
-                ys.push(u < p);
-            }
-            let x = Array2::from_shape_vec((n, 1), xs).unwrap();
-            let m = fit_logistic(&x, &ys, 1e-3, 500, 1e-6).unwrap();
-            assert!(
-                m.coefs[0] > 1.5 && m.coefs[0] < 2.5,
-                "{pos_share}: {:?}",
-                m.coefs
-            );
-            assert!(
-                m.gradient_norm_per_row < 1e-6,
-                "{}",
-                m.gradient_norm_per_row
-            );
-            let mean_p: f64 = x
-                .rows()
-                .into_iter()
-                .map(|r| sigmoid(m.logit(r)))
-                .sum::<f64>()
-                / n as f64;
-            let base = ys.iter().filter(|v| **v).count() as f64 / n as f64;
-            assert!((mean_p - base).abs() < 1e-3, "calibrated in the mean");
-        }
-    }
-
-    #[test]
-    fn warm_start_reaches_the_same_solution_whichever_class_is_larger() {
-        for pos_share in [0.2, 0.8] {
-            let n = 1_000;
-            let (mut xs, mut ys) = (Vec::new(), Vec::new());
-            for i in 0..n {
-                let a = (i as f64 / n as f64) * 4.0 - 2.0;
-                let b = ((i as f64) * 0.414_213_562_37).fract() - 0.5;
-                let u = ((i as f64) * 0.618_033_988_75).fract();
-                xs.extend([a, b]);
-                ys.push(u < sigmoid(1.5 * a - b + logit(pos_share)));
-            }
-            let x = Array2::from_shape_vec((n, 2), xs).unwrap();
-            let cold = fit_logistic(&x, &ys, 0.1, 500, 1e-8).unwrap();
-            let near = fit_logistic(&x, &ys, 10.0, 500, 1e-8).unwrap();
-            let warm = fit_logistic_from(&x, &ys, 0.1, 500, 1e-8, Some(&near)).unwrap();
-            // Started at the solution it needs (almost) no iteration: the
-            // start is passed in linfa's orientation of the classes.
-            let same = fit_logistic_from(&x, &ys, 0.1, 2, 1e-8, Some(&cold)).unwrap();
-            let flipped = fit_logistic(&x, &ys, 0.1, 2, 1e-8).unwrap();
-            assert!(
-                flipped.gradient_norm_per_row > 1e-6,
-                "2 iterations from 0 do not suffice"
-            );
-            for m in [&warm, &same] {
-                assert!(m.gradient_norm_per_row <= 1e-8, "{pos_share}: {m:?}");
-                for (a, b) in m.coefs.iter().zip(&cold.coefs) {
-                    assert!((a - b).abs() < 1e-5, "{pos_share}: {m:?} vs {cold:?}");
-                }
-                assert!((m.intercept - cold.intercept).abs() < 1e-5);
-            }
-        }
-    }
-
-    fn logit(p: f64) -> f64 {
-        (p / (1.0 - p)).ln()
-    }
-
-    #[test]
-    fn thresholds_follow_the_rule() {
-        // 10 rows per predicted value.
-        let mut p = Vec::new();
-        let mut y = Vec::new();
-        for (v, positives) in [(0.05, 0), (0.1, 0), (0.2, 1), (0.4, 4), (0.7, 7), (0.9, 9)] {
-            for k in 0..10 {
-                p.push(v);
-                y.push(k < positives);
-            }
-        }
-        let t = choose_thresholds(&p, &y, 0.75, 0.97, 10);
-        // p >= 0.7: 16/20 = 0.8 >= 0.75; p >= 0.4: 20/30 < 0.75.
-        assert_eq!(t.hot_at_or_above, 0.7);
-        // p < 0.2: 20/20 negatives; p < 0.4: 29/30 = 0.967 < 0.97.
-        assert_eq!(t.cold_below, 0.2);
-        assert_eq!(segment(0.1, &t), 0);
-        assert_eq!(segment(0.2, &t), 1);
-        assert_eq!(segment(0.7, &t), 2);
-        // Unreachable targets: no hot, no cold.
-        let t = choose_thresholds(&p, &y, 0.99, 1.01, 10);
-        assert_eq!((t.hot_at_or_above, t.cold_below), (1.0, 0.0));
-    }
-
-    #[test]
-    fn transforms_follow_the_scale_hints() {
-        let j = nudge::domain::features::index_of("page_views").unwrap();
-        let ts = learn_transforms(j, &[0.0, 1.0, 3.0, 100.0], 1.0).unwrap();
-        assert!(matches!(ts[0], Transform::Clip { lo, hi } if lo == 0.0 && hi == 100.0));
-        assert_eq!(ts[1], Transform::Log1p);
-        assert!(matches!(ts[2], Transform::Standardise { .. }));
-        let flag = nudge::domain::features::index_of("device_mobile").unwrap();
-        assert_eq!(learn_transforms(flag, &[1.0, 1.0], 0.999), None);
-        assert_eq!(learn_transforms(flag, &[0.0, 1.0], 0.999).unwrap().len(), 1);
-    }
 }

@@ -1,0 +1,100 @@
+//! The policy under evaluation and the voucher it would give a logged
+//! session: the service's own greedy rule (lambda 0) or a fixed action.
+
+use anyhow::{bail, Result};
+use nudge::decision_log::DecisionRecord;
+use nudge::domain::features::{self, Features, N_FEATURES};
+use nudge::domain::model::{ClientFeatures, Model};
+use nudge::domain::policy::{self, OfferTrigger, Policy, Verdict};
+
+/// The policy under evaluation.
+#[derive(Clone, Debug)]
+pub enum Candidate {
+    /// A model with a policy: the service's greedy rule at lambda 0.
+    Rule { model: Model, policy: Policy },
+    /// The same action for every session of the population.
+    Fixed { amount_cents: i64 },
+}
+
+impl Candidate {
+    pub fn name(&self) -> String {
+        match self {
+            Candidate::Rule { model, .. } => format!("model {}", model.version()),
+            Candidate::Fixed { amount_cents: 0 } => "fixed: no voucher".into(),
+            Candidate::Fixed { amount_cents } => format!("fixed: {amount_cents} cents"),
+        }
+    }
+
+    /// The candidate's voucher for a session given its decisions in time
+    /// order (only called for `Rule`): the best tier at the first moment the
+    /// rule offers one.
+    pub(super) fn rule_action(
+        model: &Model,
+        policy: &Policy,
+        decisions: &[&DecisionRecord],
+    ) -> Result<i64> {
+        for d in decisions {
+            if policy.trigger != OfferTrigger::Any {
+                let Some(last_exit) = d.last_exit_intent_ms else {
+                    bail!(
+                        "session {} at {}: the policy offers only at exit intent, and this log (of an older build) does not record exit-intent times",
+                        d.session_id,
+                        d.at_ms
+                    );
+                };
+                if !policy.trigger.fired(last_exit, d.at_ms) {
+                    continue;
+                }
+            }
+            let f = features_of(d)?;
+            let client = ClientFeatures {
+                numeric: d.client_features.clone().into_iter().collect(),
+                categorical: d.client_categorical.clone().into_iter().collect(),
+            };
+            let score = model
+                .score(&f, &client)
+                .map_err(|e| anyhow::anyhow!("session {} at {}: {e}", d.session_id, d.at_ms))?;
+            let seg = policy::segment(score.probability, model.segments());
+            let lifts = if model.has_uplift() {
+                Some(
+                    model
+                        .lifts(&f, &client, &policy.tiers)
+                        .map_err(|e| anyhow::anyhow!("session {}: {e}", d.session_id))?,
+                )
+            } else {
+                None
+            };
+            let v = policy::choose_with_lifts(
+                score.probability,
+                seg,
+                d.intent_value_cents,
+                policy,
+                0.0,
+                lifts.as_ref(),
+            );
+            if let Verdict::Offer { ranked } = v {
+                if let Some(c) = ranked[0] {
+                    return Ok(c.amount_cents);
+                }
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// Rebuilds the feature vector from the logged names.
+pub fn features_of(d: &DecisionRecord) -> Result<Features> {
+    let mut f = Features([0.0; N_FEATURES]);
+    for (i, def) in features::FEATURES.iter().enumerate() {
+        match d.features.get(def.name) {
+            Some(v) => f.0[i] = *v,
+            None => bail!(
+                "session {} at {}: logged decision lacks feature {:?} (log of another build?)",
+                d.session_id,
+                d.at_ms,
+                def.name
+            ),
+        }
+    }
+    Ok(f)
+}
