@@ -72,12 +72,21 @@ fn model() -> Model {
     .expect("models/default.json")
 }
 
+/// The default settings, offering on the configured priors, so that the
+/// measured Decide goes through the voucher rule's ranking and the ledger's
+/// reservation as with a learned model.
+fn offering_settings() -> Settings {
+    let mut settings = Settings::default();
+    settings.policy.offer_on_priors = true;
+    settings
+}
+
 fn benches(c: &mut Criterion) {
     let events = hesitant_events();
     let mut state = SessionState::new(Context::default());
     events.iter().for_each(|e| state.apply(e));
     let model = model();
-    let settings = Settings::default();
+    let settings = offering_settings();
     let client = ClientFeatures::default();
 
     let one = events[3];
@@ -183,7 +192,7 @@ fn redis_benches(c: &mut Criterion) {
         eprintln!("engine_decide_redis skipped: no redis-server (apt-get install redis-server)");
         return;
     };
-    let settings = Settings::default();
+    let settings = offering_settings();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

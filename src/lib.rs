@@ -21,8 +21,10 @@
 //!   - [`domain::features`]: the feature table computed from a session (serving and training).
 //!   - [`domain::model`]: the model file format, validated at load; scoring.
 //!   - [`domain::logistic`]: the logistic link (sigmoid, logit).
-//!   - [`domain::policy`]: segments and the voucher rule (expected net value).
-//!   - [`domain::experiment`]: holdout and exploration draws, propensities.
+//!   - [`domain::policy`]: segments and the voucher rule (expected net value;
+//!     no greedy offer on an unlearned prior).
+//!   - [`domain::experiment`]: holdout and exploration draws (the cold share
+//!     until a response is learned), propensities.
 //!   - [`domain::pacing`]: the budget pacing controller (shadow price on voucher cost).
 //!   - [`domain::voucher`]: voucher codes: minting and verification (HMAC).
 //! - [`engine`]: the decision engine the fronts call; no transport.
@@ -33,7 +35,8 @@
 //!   - [`engine::report`]: the ROI report over the log and the ledger.
 //!   - [`engine::error`]: the engine's one error type.
 //! - [`ledger`]: the voucher budget trait and its backends.
-//!   - [`ledger::budget`]: campaign caps, the budget day, the one budget rule.
+//!   - [`ledger::budget`]: campaign caps, the budget day, the one budget rule
+//!     and its learning-budget companion.
 //!   - [`ledger::core`]: the bookkeeping state machine every local ledger wraps.
 //!   - [`ledger::memory`]: in memory (tests, simulation).
 //!   - [`ledger::sqlite`]: the embedded durable default.

@@ -69,6 +69,15 @@
 //! but not netted. Captured vouchers that join no reported session (assigned
 //! before `since_ms`, not eligible, unknown) are shown per campaign as
 //! `unattributed_cost_cents`, so the report's costs add up to the ledger's.
+//!
+//! # Learning cost
+//!
+//! Exploration vouchers are paid from the learning budget. Their captured
+//! cost is part of the voucher cost above (exploration is part of the
+//! treatment arm), and is also shown apart per campaign:
+//! `learning_cost_cents` (captured learning vouchers) and `main_cost_cents`
+//! (the rest), over every capture of the campaign, attributed or not, so
+//! `main + learning = treatment + holdout voucher cost + unattributed`.
 
 use crate::decision_log::{DecisionRecord, OutcomeRecord};
 use serde::{Deserialize, Serialize};
@@ -84,6 +93,9 @@ pub struct Captured {
     pub campaign: String,
     pub session_id: String,
     pub amount_cents: i64,
+    /// Paid from the learning budget (an exploration voucher).
+    #[serde(default)]
+    pub learning: bool,
 }
 
 /// What the report is computed from.
@@ -115,6 +127,13 @@ pub struct CampaignReport {
     pub cells: Vec<CellReport>,
     /// Captured voucher cost of this campaign not joined to a reported session.
     pub unattributed_cost_cents: i64,
+    /// Captured cost of exploration vouchers (the learning budget), every
+    /// capture of the campaign: also counted in the costs above.
+    #[serde(default)]
+    pub learning_cost_cents: i64,
+    /// Captured cost of the other vouchers (the main budget).
+    #[serde(default)]
+    pub main_cost_cents: i64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -314,10 +333,18 @@ pub fn roi_report(input: &ReportInput) -> RoiReport {
             }
         }
     }
-    // Captured cost by (campaign, session).
+    // Captured cost by (campaign, session), and by campaign and budget
+    // (main, learning).
     let mut cost: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut by_budget: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for c in input.captured {
         *cost.entry((&c.campaign, &c.session_id)).or_default() += c.amount_cents;
+        let e = by_budget.entry(&c.campaign).or_default();
+        if c.learning {
+            e.1 += c.amount_cents;
+        } else {
+            e.0 += c.amount_cents;
+        }
     }
 
     // campaign -> (tier, segment) -> units
@@ -360,6 +387,8 @@ pub fn roi_report(input: &ReportInput) -> RoiReport {
         .into_iter()
         .map(|(campaign, cells)| {
             let all: Vec<&Unit> = cells.values().flatten().collect();
+            let (main_cost_cents, learning_cost_cents) =
+                by_budget.get(campaign).copied().unwrap_or_default();
             CampaignReport {
                 campaign: campaign.to_owned(),
                 total: cell(&all, m, None, None),
@@ -371,6 +400,8 @@ pub fn roi_report(input: &ReportInput) -> RoiReport {
                     })
                     .collect(),
                 unattributed_cost_cents: unattributed.get(campaign).copied().unwrap_or(0),
+                learning_cost_cents,
+                main_cost_cents,
             }
         })
         .collect();
@@ -466,8 +497,10 @@ pub fn render_table(r: &RoiReport) -> String {
     for c in &r.campaigns {
         let _ = writeln!(
             out,
-            "\ncampaign {}  (unattributed voucher cost {} EUR)",
+            "\ncampaign {}  (voucher cost: main budget {} EUR, learning budget {} EUR; unattributed {} EUR)",
             c.campaign,
+            eur(c.main_cost_cents),
+            eur(c.learning_cost_cents),
             eur(c.unattributed_cost_cents)
         );
         let _ = writeln!(

@@ -244,6 +244,9 @@ mod tests {
         assert_eq!(s.redis, None);
         assert_eq!(s.data_dir, PathBuf::from("data"));
         assert_eq!(s.experiment.holdout_share, 0.10);
+        assert_eq!(s.experiment.cold_explore_share, 0.30);
+        assert!(!s.policy.offer_on_priors, "no greedy offers on priors");
+        assert_eq!(s.budgets.campaigns["default"].learning_cap_cents, 10_000);
         assert!(s.pacing.enabled);
         assert_eq!(s.policy.trigger, crate::domain::policy::OfferTrigger::Any);
         let s = RawConfig::from_toml("[policy]\noffer_on = \"exit_intent\"")
@@ -255,6 +258,23 @@ mod tests {
             crate::domain::policy::OfferTrigger::ExitIntent { window_ms: 10_000 }
         );
         assert!(RawConfig::from_toml("[policy]\noffer_on = \"checkout\"").is_err());
+    }
+
+    #[test]
+    fn learning_caps_follow_the_share_or_the_override() {
+        let s = RawConfig::from_toml(
+            "[budget]\nlearning_share = 0.25\ncampaigns = [\n  { id = \"a\", daily_cap_cents = 1001 },\n  { id = \"b\", daily_cap_cents = 1000, learning_cap_cents = 1000 },\n]\n[policy]\noffer_on_priors = true\n[experiment]\ncold_explore_share = 0.5",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(
+            s.budgets.campaigns["a"].learning_cap_cents, 250,
+            "rounded down"
+        );
+        assert_eq!(s.budgets.campaigns["b"].learning_cap_cents, 1_000);
+        assert!(s.policy.offer_on_priors);
+        assert_eq!(s.experiment.cold_explore_share, 0.5);
     }
 
     #[test]
@@ -322,6 +342,20 @@ mod tests {
             (
                 "[[policy.tiers]]\namount_cents = 0\nlift = 0.1",
                 "policy.tiers",
+            ),
+            (
+                "[experiment]\ncold_explore_share = 1.5",
+                "experiment.cold_explore_share",
+            ),
+            ("[budget]\nlearning_share = -0.1", "budget.learning_share"),
+            ("[budget]\nlearning_share = 1.01", "budget.learning_share"),
+            (
+                "[budget]\ncampaigns = [{ id = \"a\", daily_cap_cents = 1000, learning_cap_cents = 1001 }]",
+                "budget.campaigns.learning_cap_cents",
+            ),
+            (
+                "[budget]\ncampaigns = [{ id = \"a\", daily_cap_cents = 1000, learning_cap_cents = -1 }]",
+                "budget.campaigns.learning_cap_cents",
             ),
         ] {
             let e = match RawConfig::from_toml(text) {

@@ -65,8 +65,12 @@ pub struct RawVoucher {
 pub struct RawExperiment {
     /// Share of eligible visitors held out (never get a voucher). Default 0.10.
     pub holdout_share: Option<f64>,
-    /// Share of eligible non-holdout visitors given a random action. Default 0.05.
+    /// Share of eligible non-holdout visitors given a random action once
+    /// the model file carries a learned voucher response. Default 0.05.
     pub explore_share: Option<f64>,
+    /// The same share while the model has no learned voucher response at
+    /// all (cold start). Default 0.30.
+    pub cold_explore_share: Option<f64>,
     /// Salt of the holdout and exploration hashes. Default "nudge-v1".
     pub salt: Option<String>,
 }
@@ -132,6 +136,10 @@ pub struct RawPolicy {
     /// With `offer_on = "exit_intent"`: how old the latest exit-intent
     /// signal may be at the decision, ms. Default 10000.
     pub exit_intent_window_ms: Option<i64>,
+    /// Offer greedily on a tier's prior lift when the model file has no
+    /// learned response for it. Default false: only learned tiers are
+    /// offered greedily (exploration still offers every tier).
+    pub offer_on_priors: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -161,6 +169,10 @@ pub struct RawBudget {
     pub campaigns: Option<Vec<RawCampaign>>,
     /// Campaign used when a Decide names none. Default: the first campaign.
     pub default_campaign: Option<String>,
+    /// Share of each campaign's daily cap that exploration vouchers may
+    /// use (the learning budget), in [0, 1]. Default 0.10. A campaign's
+    /// `learning_cap_cents` overrides it.
+    pub learning_share: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +182,9 @@ pub struct RawCampaign {
     pub daily_cap_cents: i64,
     /// Lifetime cap over all days. Default: none.
     pub total_cap_cents: Option<i64>,
+    /// Daily learning budget in cents, in `0..=daily_cap_cents`. Default:
+    /// `budget.learning_share` of the daily cap.
+    pub learning_cap_cents: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@ use super::{
 use crate::domain::experiment::Experiment;
 use crate::domain::policy::{OfferTrigger, Policy, Tier, MAX_TIERS};
 use crate::domain::voucher::MAX_AMOUNT_CENTS;
-use crate::ledger::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN};
+use crate::ledger::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN, DEFAULT_LEARNING_SHARE};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -121,6 +121,7 @@ impl RawPolicy {
             margin_rate,
             tiers,
             trigger,
+            offer_on_priors: self.offer_on_priors.unwrap_or(false),
         };
         Ok((policy, Duration::from_secs(offer_ttl)))
     }
@@ -181,6 +182,10 @@ impl RawBudget {
     /// The campaigns with their caps, their time zone, and the default
     /// campaign.
     pub(super) fn validate(self) -> Result<(Budgets, String), ConfigError> {
+        let learning_share = self.learning_share.unwrap_or(DEFAULT_LEARNING_SHARE);
+        if !(0.0..=1.0).contains(&learning_share) {
+            return Err(invalid("budget.learning_share", "must be in [0, 1]"));
+        }
         let tz_name = self.timezone.as_deref().unwrap_or("UTC");
         let timezone: chrono_tz::Tz = tz_name
             .parse()
@@ -199,6 +204,7 @@ impl RawBudget {
                 id: DEFAULT_CAMPAIGN.to_owned(),
                 daily_cap_cents: self.daily_cap_cents.unwrap_or(100_000),
                 total_cap_cents: None,
+                learning_cap_cents: None,
             }],
         };
         if raw_campaigns.is_empty() {
@@ -206,7 +212,7 @@ impl RawBudget {
         }
         let mut campaigns = std::collections::HashMap::new();
         for c in &raw_campaigns {
-            let budget = c.validate()?;
+            let budget = c.validate(learning_share)?;
             if campaigns.insert(c.id.clone(), budget).is_some() {
                 return Err(invalid(
                     "budget.campaigns",
@@ -234,7 +240,9 @@ impl RawBudget {
 }
 
 impl RawCampaign {
-    pub(super) fn validate(&self) -> Result<CampaignBudget, ConfigError> {
+    /// The campaign's budget; its learning cap is `learning_share` of the
+    /// daily cap unless it sets `learning_cap_cents`.
+    pub(super) fn validate(&self, learning_share: f64) -> Result<CampaignBudget, ConfigError> {
         if self.id.is_empty()
             || self.id.len() > 64
             || !self.id.bytes().all(|b| b.is_ascii_graphic())
@@ -256,10 +264,24 @@ impl RawCampaign {
                 format!("campaign {:?}: total_cap_cents must be >= 0", self.id),
             ));
         }
-        Ok(CampaignBudget {
-            daily_cap_cents: self.daily_cap_cents,
-            total_cap_cents: self.total_cap_cents,
-        })
+        let mut budget = CampaignBudget::with_learning_share(
+            self.daily_cap_cents,
+            self.total_cap_cents,
+            learning_share,
+        );
+        if let Some(learning) = self.learning_cap_cents {
+            if !(0..=self.daily_cap_cents).contains(&learning) {
+                return Err(invalid(
+                    "budget.campaigns.learning_cap_cents",
+                    format!(
+                        "campaign {:?}: {learning} must be in 0..={} (the daily cap)",
+                        self.id, self.daily_cap_cents
+                    ),
+                ));
+            }
+            budget.learning_cap_cents = learning;
+        }
+        Ok(budget)
     }
 }
 
@@ -338,6 +360,7 @@ impl RawExperiment {
         let experiment = Experiment {
             holdout_share: self.holdout_share.unwrap_or(d.holdout_share),
             explore_share: self.explore_share.unwrap_or(d.explore_share),
+            cold_explore_share: self.cold_explore_share.unwrap_or(d.cold_explore_share),
             salt: self.salt.unwrap_or(d.salt),
         };
         if !(0.0..1.0).contains(&experiment.holdout_share) {
@@ -345,6 +368,12 @@ impl RawExperiment {
         }
         if !(0.0..=1.0).contains(&experiment.explore_share) {
             return Err(invalid("experiment.explore_share", "must be in [0, 1]"));
+        }
+        if !(0.0..=1.0).contains(&experiment.cold_explore_share) {
+            return Err(invalid(
+                "experiment.cold_explore_share",
+                "must be in [0, 1]",
+            ));
         }
         Ok(experiment)
     }

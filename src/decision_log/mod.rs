@@ -80,10 +80,18 @@ pub struct DecisionRecord {
     /// Voucher actually offered (0 = none).
     pub action_cents: i64,
     /// Probability that the deciding policy took `action_cents` (1.0 for a
-    /// deterministic choice; 1/(tiers+1) * explore share + ... when exploring).
+    /// deterministic choice; 1/(tiers+1) * explore share + ... when exploring),
+    /// at the exploration share in force (the cold share while the model
+    /// has no learned response). An explored voucher the budget refused is
+    /// `action_cents = 0` with the probability of "none" given the budget
+    /// (`Experiment::propensity_of_none_refused`).
     pub propensity: f64,
     pub holdout: bool,
     pub explored: bool,
+    /// The offered voucher is paid from the learning budget (an exploration
+    /// voucher). Absent in logs written before the learning budget existed.
+    #[serde(default)]
+    pub learning: bool,
     /// Pacing shadow price on voucher cost at the time (0 = unpaced).
     pub lambda: f64,
     /// The gRPC reason name without prefix, e.g. "offered", "not_hesitant".

@@ -589,8 +589,20 @@ impl Model {
         !self.uplift.is_empty()
     }
 
+    /// Whether the voucher response of at least one of `tiers` is learned
+    /// (the model has an uplift arm for its amount). Without one the service
+    /// is in cold start: no greedy offer on priors, the cold exploration
+    /// share.
+    pub fn learns_any(&self, tiers: &[Tier]) -> bool {
+        self.has_uplift()
+            && tiers
+                .iter()
+                .any(|t| self.uplift.iter().any(|a| a.amount_cents == t.amount_cents))
+    }
+
     /// Learned log-odds lift of each tier (aligned with `tiers`), NaN where
-    /// the model has no arm for the tier (the caller keeps its prior).
+    /// the model has no arm for the tier (the tier is unlearned: its prior
+    /// applies only when the policy offers on priors).
     pub fn lifts(
         &self,
         session: &Features,
@@ -795,6 +807,14 @@ mod tests {
         });
         let m = f.compile().unwrap();
         assert!(m.has_uplift());
+        assert!(m.learns_any(&[Tier {
+            amount_cents: 1_000,
+            lift: 0.45
+        }]));
+        assert!(!m.learns_any(&[Tier {
+            amount_cents: 500,
+            lift: 0.25
+        }]));
         let tiers = [
             Tier {
                 amount_cents: 500,

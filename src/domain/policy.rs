@@ -20,6 +20,15 @@
 //! `p_v * v`: tiers are ranked by `ENV(v) - lambda * p_v * v` and offered
 //! only when that is > 0. With `lambda = 0` this is the plain rule; a larger
 //! `lambda` keeps only the offers that earn the most per euro of budget.
+//!
+//! **No greedy offer on a prior.** A tier's lift is *learned* when the model
+//! file carries an uplift arm for its amount; otherwise it is the config's
+//! prior, and priors are optimistic (randomised studies find that only
+//! 35-65 % of the buyers who got a voucher were moved by it). Unless
+//! `Policy::offer_on_priors` is set, the rule ranks learned tiers only; a
+//! visitor for whom only unlearned tiers would pay gets
+//! [`Verdict::NotLearned`], and exploration (with its learning budget) is
+//! what may still offer.
 
 use crate::domain::logistic::{logit, sigmoid};
 use serde::{Deserialize, Serialize};
@@ -67,6 +76,10 @@ pub struct Policy {
     pub tiers: Vec<Tier>,
     /// When a voucher may be offered at all.
     pub trigger: OfferTrigger,
+    /// Whether tiers whose response was never learned (no uplift arm in the
+    /// model file) may be offered greedily on their prior lift. Default
+    /// false: only learned tiers are ranked.
+    pub offer_on_priors: bool,
 }
 
 /// When in a session a voucher may be offered.
@@ -136,6 +149,12 @@ pub enum Verdict {
     Paced {
         best_net_value_cents: i64,
     },
+    /// Only tiers whose response was never learned would pay, on their
+    /// prior lift, and the policy does not offer on priors; carries the
+    /// best prior ENV in cents.
+    NotLearned {
+        best_prior_net_value_cents: i64,
+    },
     /// Offer: tiers with positive (paced) value, best first (so a budget that cannot
     /// afford the best may still afford the next).
     Offer {
@@ -163,15 +182,30 @@ pub fn expected_net_value(p0: f64, intent_cents: i64, margin_rate: f64, tier: Ti
     (pv * (margin - tier.amount_cents as f64) - p0 * margin, pv)
 }
 
-/// The voucher rule with the configured (prior) lifts. `p0` is the model's
-/// probability without a voucher, `lambda` the pacing shadow price (0 when
-/// unpaced).
+/// The voucher rule with the configured (prior) lifts only: every tier is
+/// unlearned. `p0` is the model's probability without a voucher, `lambda`
+/// the pacing shadow price (0 when unpaced).
 pub fn choose(p0: f64, seg: Segment, intent_cents: i64, policy: &Policy, lambda: f64) -> Verdict {
     choose_with_lifts(p0, seg, intent_cents, policy, lambda, None)
 }
 
-/// The voucher rule with per-session lifts: `lifts[i]`, when given, replaces
-/// the prior lift of `policy.tiers[i]` (learned voucher response).
+/// The largest of two optional values.
+fn max_of(a: Option<f64>, b: f64) -> Option<f64> {
+    Some(a.map_or(b, |a| a.max(b)))
+}
+
+fn to_cents(x: f64) -> i64 {
+    if x.is_finite() {
+        x.round() as i64
+    } else {
+        0
+    }
+}
+
+/// The voucher rule with per-session lifts: `lifts[i]`, when finite,
+/// replaces the prior lift of `policy.tiers[i]` (learned voucher response);
+/// a tier without one is unlearned and ranked only when
+/// `policy.offer_on_priors` (module docs).
 pub fn choose_with_lifts(
     p0: f64,
     seg: Segment,
@@ -192,18 +226,22 @@ pub fn choose_with_lifts(
         0.0
     };
     let mut ranked: [Option<Candidate>; MAX_TIERS] = [None; MAX_TIERS];
-    let mut best = f64::NEG_INFINITY;
+    // Best ENV over the tiers the rule may rank, and over the others.
+    let mut best: Option<f64> = None;
+    let mut best_unranked: Option<f64> = None;
     let mut n = 0;
     for (i, tier) in policy.tiers.iter().take(MAX_TIERS).enumerate() {
-        let tier = match lifts {
-            Some(l) if l[i].is_finite() => Tier {
-                lift: l[i],
-                ..*tier
-            },
-            _ => *tier,
+        let learned = lifts.map(|l| l[i]).filter(|l| l.is_finite());
+        let tier = Tier {
+            lift: learned.unwrap_or(tier.lift),
+            ..*tier
         };
         let (env, pv) = expected_net_value(p0, intent_cents, policy.margin_rate, tier);
-        best = best.max(env);
+        if learned.is_none() && !policy.offer_on_priors {
+            best_unranked = max_of(best_unranked, env);
+            continue;
+        }
+        best = max_of(best, env);
         let paced_value = env - lambda * pv * tier.amount_cents as f64;
         if env > 0.0 && paced_value > 0.0 {
             ranked[n] = Some(Candidate {
@@ -215,19 +253,21 @@ pub fn choose_with_lifts(
             n += 1;
         }
     }
-    let best_net_value_cents = if best.is_finite() {
-        best.round() as i64
-    } else {
-        0
-    };
     if n == 0 {
-        if best > 0.0 {
-            return Verdict::Paced {
-                best_net_value_cents,
-            };
-        }
-        return Verdict::RoiNotPositive {
-            best_net_value_cents,
+        return match (best, best_unranked) {
+            (Some(b), _) if b > 0.0 => Verdict::Paced {
+                best_net_value_cents: to_cents(b),
+            },
+            (_, Some(u)) if u > 0.0 => Verdict::NotLearned {
+                best_prior_net_value_cents: to_cents(u),
+            },
+            (b, u) => Verdict::RoiNotPositive {
+                best_net_value_cents: to_cents(match (b, u) {
+                    (Some(b), Some(u)) => b.max(u),
+                    (Some(x), None) | (None, Some(x)) => x,
+                    (None, None) => 0.0,
+                }),
+            },
         };
     }
     ranked[..n].sort_by(|a, b| {
@@ -263,6 +303,7 @@ mod tests {
                 },
             ],
             trigger: OfferTrigger::Any,
+            offer_on_priors: true,
         }
     }
 
@@ -394,7 +435,115 @@ mod tests {
         );
     }
 
+    #[test]
+    fn no_greedy_offer_on_a_prior_by_default() {
+        let cold = Policy {
+            offer_on_priors: false,
+            ..policy()
+        };
+        // The priors would pay (see picks_argmax_and_ranks_positive_tiers).
+        let want = match choose(0.3, Segment::Hesitant, 15_000, &policy(), 0.0) {
+            Verdict::Offer { ranked } => ranked[0].unwrap().net_value_cents,
+            v => panic!("{v:?}"),
+        };
+        assert_eq!(
+            choose(0.3, Segment::Hesitant, 15_000, &cold, 0.0),
+            Verdict::NotLearned {
+                best_prior_net_value_cents: want
+            }
+        );
+        // Not eligible stays not eligible; priors that do not pay stay
+        // "ROI not positive".
+        assert_eq!(
+            choose(0.3, Segment::Hot, 15_000, &cold, 0.0),
+            Verdict::NotHesitant
+        );
+        assert!(matches!(
+            choose(0.3, Segment::Hesitant, 9_900, &cold, 0.0),
+            Verdict::RoiNotPositive { best_net_value_cents } if best_net_value_cents < 0
+        ));
+        // Explicit NaN lifts are unlearned too.
+        let none_learned = [f64::NAN; MAX_TIERS];
+        assert!(matches!(
+            choose_with_lifts(
+                0.3,
+                Segment::Hesitant,
+                15_000,
+                &cold,
+                0.0,
+                Some(&none_learned)
+            ),
+            Verdict::NotLearned { .. }
+        ));
+    }
+
+    #[test]
+    fn a_mixed_model_ranks_only_its_learned_tiers() {
+        let cold = Policy {
+            offer_on_priors: false,
+            ..policy()
+        };
+        // Only 20 EUR learned, with a lift that pays at V = 300 EUR.
+        let mut lifts = [f64::NAN; MAX_TIERS];
+        lifts[2] = 0.9;
+        match choose_with_lifts(0.3, Segment::Hesitant, 30_000, &cold, 0.0, Some(&lifts)) {
+            Verdict::Offer { ranked } => {
+                let r: Vec<i64> = ranked.iter().flatten().map(|c| c.amount_cents).collect();
+                assert_eq!(r, vec![2_000]);
+            }
+            v => panic!("{v:?}"),
+        }
+        // Learned 20 EUR does not pay here, the unlearned priors would.
+        lifts[2] = 0.0;
+        assert!(matches!(
+            choose_with_lifts(0.3, Segment::Hesitant, 15_000, &cold, 0.0, Some(&lifts)),
+            Verdict::NotLearned { best_prior_net_value_cents } if best_prior_net_value_cents > 0
+        ));
+        // Opting in ranks the priors beside the learned tier again.
+        assert!(matches!(
+            choose_with_lifts(0.3, Segment::Hesitant, 15_000, &policy(), 0.0, Some(&lifts)),
+            Verdict::Offer { .. }
+        ));
+    }
+
     proptest! {
+        /// Whatever the lifts, the rule never ranks an unlearned tier unless
+        /// the policy opts in, and it answers NotLearned exactly when an
+        /// unlearned tier would pay and no learned one does.
+        #[test]
+        fn unlearned_tiers_are_never_offered_greedily(
+            p0 in 0.01f64..0.99, intent in 9_900i64..200_000,
+            learned in proptest::collection::vec(proptest::option::of(-1.0f64..2.0), 3),
+            lambda in 0.0f64..2.0,
+        ) {
+            let cold = Policy { offer_on_priors: false, ..policy() };
+            let mut lifts = [f64::NAN; MAX_TIERS];
+            for (i, l) in learned.iter().enumerate() {
+                lifts[i] = l.unwrap_or(f64::NAN);
+            }
+            let v = choose_with_lifts(p0, Segment::Hesitant, intent, &cold, lambda, Some(&lifts));
+            let env = |i: usize, lift: f64| {
+                expected_net_value(p0, intent, 0.3, Tier { lift, ..cold.tiers[i] }).0
+            };
+            let learned_pays = (0..3).any(|i| learned[i].is_some_and(|l| env(i, l) > 0.0));
+            let prior_pays = (0..3).any(|i| learned[i].is_none() && env(i, cold.tiers[i].lift) > 0.0);
+            match v {
+                Verdict::Offer { ranked } => {
+                    for c in ranked.iter().flatten() {
+                        let i = cold.tiers.iter().position(|t| t.amount_cents == c.amount_cents).unwrap();
+                        prop_assert!(learned[i].is_some(), "unlearned tier {} ranked", c.amount_cents);
+                    }
+                }
+                Verdict::NotLearned { best_prior_net_value_cents } => {
+                    prop_assert!(!learned_pays && prior_pays);
+                    prop_assert!(best_prior_net_value_cents >= 0);
+                }
+                Verdict::Paced { .. } => prop_assert!(learned_pays),
+                Verdict::RoiNotPositive { .. } => prop_assert!(!learned_pays && !prior_pays),
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+
         #[test]
         fn offers_always_have_positive_env_and_a_configured_amount(
             p0 in 0.0f64..=1.0, intent in 0i64..10_000_000,

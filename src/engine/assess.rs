@@ -16,8 +16,12 @@ pub struct Assessment {
     pub segment: Segment,
     pub intent_value_cents: i64,
     pub verdict: Verdict,
-    /// Learned per-tier lifts (aligned with the policy's tiers; NaN = prior).
+    /// Learned per-tier lifts (aligned with the policy's tiers; NaN =
+    /// unlearned).
     pub lifts: Option<[f64; MAX_TIERS]>,
+    /// The model carries a learned response for at least one tier (else
+    /// cold start: the cold exploration share applies).
+    pub learned: bool,
     /// The session's latest exit-intent signal (0: none), as the trigger
     /// read it.
     pub last_exit_intent_ms: i64,
@@ -58,6 +62,7 @@ pub fn assess(
     let segment = policy::segment(score.probability, model.segments());
     let intent_value_cents = intent_override.unwrap_or_else(|| state.intent_value_cents());
     // A learned voucher response replaces the config priors, per visitor.
+    let learned = model.learns_any(&policy.tiers);
     let lifts = if model.has_uplift() {
         Some(model.lifts(&features, client, &policy.tiers)?)
     } else {
@@ -84,5 +89,6 @@ pub fn assess(
         intent_value_cents,
         verdict,
         lifts,
+        learned,
     })
 }

@@ -6,7 +6,14 @@
 //! down, the request's own events are scored on a fresh session and no
 //! voucher is given (`SESSION_STORE_UNAVAILABLE`); if the ledger is down, the
 //! score is returned without a voucher (`BUDGET_UNAVAILABLE`).
+//!
+//! Exploration vouchers are `learning` reservations, paid from the learning
+//! budget. Every decision logs the propensity of what was done, at the
+//! exploration share in force ([`crate::domain::experiment`]): an explored
+//! voucher the budget refuses is logged as "none" with the probability of
+//! "none" given the budget at that moment.
 
+use crate::domain::experiment::Experiment;
 use crate::domain::policy::{self, Verdict, MAX_TIERS};
 use crate::domain::session::SessionState;
 use crate::engine::assess::{assess, Assessment};
@@ -141,6 +148,9 @@ impl Engine {
             Verdict::Paced {
                 best_net_value_cents,
             } => (Reason::Paced, best_net_value_cents),
+            Verdict::NotLearned {
+                best_prior_net_value_cents,
+            } => (Reason::ResponseNotLearned, best_prior_net_value_cents),
             // Until the ledger says otherwise.
             Verdict::Offer { ranked } => (
                 Reason::NotHesitant,
@@ -227,11 +237,12 @@ impl Engine {
             *candidates = Candidates::default();
             return 1.0;
         }
-        let Some(action) = self.experiment.explore(&input.session_id, tiers) else {
-            return self.experiment.propensity(greedy, greedy, tiers);
+        let share = self.experiment.share(a.learned);
+        let Some(action) = self.experiment.explore(&input.session_id, tiers, share) else {
+            return Experiment::propensity(greedy, greedy, tiers, share);
         };
         d.explored = true;
-        let propensity = self.experiment.propensity(action, greedy, tiers);
+        let propensity = Experiment::propensity(action, greedy, tiers, share);
         if action == 0 {
             d.reason = Reason::ExplorationNoVoucher;
             *candidates = Candidates::default();
@@ -274,7 +285,9 @@ impl Engine {
             candidates: candidates.amounts(),
             now_ms,
             expires_at_ms: now_ms.saturating_add(self.offer_ttl_ms),
+            learning: d.explored,
         };
+        let tiers = self.policy.tiers.len();
         match self.ledger.reserve(req).await {
             Ok(ReserveOutcome::Reserved(offer)) => {
                 if let Some(net) = candidates.net_of(offer.amount_cents) {
@@ -285,7 +298,8 @@ impl Engine {
                     // Budget fallback to a cheaper tier: deterministic given
                     // the budget, so the greedy share of the mixture.
                     let g = self.policy.action_index(offer.amount_cents);
-                    propensity = self.experiment.propensity(g, g, self.policy.tiers.len());
+                    let share = self.experiment.share(a.learned);
+                    propensity = Experiment::propensity(g, g, tiers, share);
                 }
                 tracing::info!(session_id = %input.session_id, campaign = %d.campaign, amount_cents = offer.amount_cents, p = a.score.probability, explored = d.explored, "voucher offered");
                 d.offer = Some(offer);
@@ -303,11 +317,57 @@ impl Engine {
                 d.reason = Reason::BudgetExhausted;
                 propensity
             }
+            Ok(ReserveOutcome::LearningExhausted {
+                remaining_cents,
+                learning_remaining_cents,
+            }) => {
+                let drawn = candidates.amounts().first().copied().unwrap_or(0);
+                // The main budget refuses first: that is the plain
+                // "exhausted"; else only the learning budget does.
+                d.reason = if drawn > remaining_cents {
+                    Reason::BudgetExhausted
+                } else {
+                    Reason::LearningBudgetExhausted
+                };
+                tracing::debug!(session_id = %input.session_id, remaining_cents, learning_remaining_cents, "learning budget exhausted");
+                self.propensity_of_none_refused(a, remaining_cents, learning_remaining_cents)
+            }
             Err(e) => {
                 tracing::warn!(session_id = %input.session_id, error = %e, "ledger down, no voucher");
                 d.reason = Reason::BudgetUnavailable;
                 propensity
             }
         }
+    }
+
+    /// The logged propensity of an explored decision whose voucher the
+    /// budget refused: the probability that this decision ends with no
+    /// voucher given the remainders the ledger answered (see
+    /// [`Experiment::propensity_of_none_refused`]). The greedy path gives
+    /// none when none of its ranked tiers fits the main remainder;
+    /// exploration gives none on "none" and on every tier above the
+    /// learning remainder.
+    fn propensity_of_none_refused(
+        &self,
+        a: &Assessment,
+        remaining_cents: i64,
+        learning_remaining_cents: i64,
+    ) -> f64 {
+        let greedy_gives_none = Candidates::ranked(&a.verdict)
+            .amounts()
+            .iter()
+            .all(|v| *v > remaining_cents);
+        let refused = self
+            .policy
+            .tiers
+            .iter()
+            .filter(|t| t.amount_cents > learning_remaining_cents)
+            .count();
+        Experiment::propensity_of_none_refused(
+            greedy_gives_none,
+            refused,
+            self.policy.tiers.len(),
+            self.experiment.share(a.learned),
+        )
     }
 }

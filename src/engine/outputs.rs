@@ -19,6 +19,11 @@ pub enum Reason {
     Holdout,
     ExplorationNoVoucher,
     AwaitingTrigger,
+    /// Eligible, but only tiers whose response was never learned would pay
+    /// (on their prior), and the policy does not offer on priors.
+    ResponseNotLearned,
+    /// Exploration drew a voucher the day's learning budget cannot pay.
+    LearningBudgetExhausted,
 }
 
 impl Reason {
@@ -36,6 +41,8 @@ impl Reason {
             Reason::Holdout => "holdout",
             Reason::ExplorationNoVoucher => "exploration_no_voucher",
             Reason::AwaitingTrigger => "awaiting_trigger",
+            Reason::ResponseNotLearned => "response_not_learned",
+            Reason::LearningBudgetExhausted => "learning_budget_exhausted",
         }
     }
 }

@@ -84,6 +84,7 @@ impl Engine {
             propensity,
             holdout: d.holdout,
             explored: d.explored,
+            learning: d.explored && d.reason == Reason::Offered,
             lambda,
             reason: d.reason.as_str().to_owned(),
             voucher_code: d.offer.as_ref().map(|o| o.voucher_code.clone()),

@@ -54,6 +54,7 @@ impl Engine {
                 campaign: c.campaign,
                 session_id: c.session_id,
                 amount_cents: c.amount_cents,
+                learning: c.learning,
             })
             .collect();
         let report = crate::report::roi_report(&crate::report::ReportInput {

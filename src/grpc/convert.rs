@@ -29,6 +29,8 @@ pub fn reason_pb(r: Reason) -> pb::Reason {
         Reason::Holdout => pb::Reason::Holdout,
         Reason::ExplorationNoVoucher => pb::Reason::ExplorationNoVoucher,
         Reason::AwaitingTrigger => pb::Reason::AwaitingTrigger,
+        Reason::ResponseNotLearned => pb::Reason::ResponseNotLearned,
+        Reason::LearningBudgetExhausted => pb::Reason::LearningBudgetExhausted,
     }
 }
 
@@ -107,6 +109,8 @@ pub fn report_pb(r: &RoiReport) -> Vec<pb::CampaignReport> {
             total: Some(cell(&c.total)),
             cells: c.cells.iter().map(cell).collect(),
             unattributed_cost_cents: c.unattributed_cost_cents,
+            learning_cost_cents: c.learning_cost_cents,
+            main_cost_cents: c.main_cost_cents,
         })
         .collect()
 }

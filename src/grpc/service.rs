@@ -75,6 +75,10 @@ impl pb::offers_server::Offers for OffersService {
             offers: s.offers,
             pacing_lambda: b.lambda,
             pacing_target_fraction: b.target_fraction,
+            learning_cap_cents: s.learning_cap_cents,
+            learning_reserved_cents: s.learning_reserved_cents,
+            learning_captured_cents: s.learning_captured_cents,
+            learning_remaining_cents: s.learning_remaining_cents,
         }))
     }
 

@@ -50,6 +50,8 @@ pub struct OfferRow {
     pub state: OfferState,
     pub settled_ms: Option<i64>,
     pub order_value_cents: Option<i64>,
+    /// Paid from the learning budget (an exploration voucher).
+    pub learning: bool,
 }
 
 impl OfferRow {
@@ -67,6 +69,9 @@ struct Totals {
     reserved: i64,
     captured: i64,
     offers: u64,
+    /// The learning part of `reserved` and `captured`.
+    learning_reserved: i64,
+    learning_captured: i64,
 }
 
 /// A change the core made, for a durable backend to persist.
@@ -130,10 +135,17 @@ impl LedgerCore {
             .entry((row.campaign.clone(), row.day.clone()))
             .or_default();
         let t = self.total.entry(row.campaign.clone()).or_default();
+        let learning = if row.learning { 1 } else { 0 };
         for x in [d, t] {
             match row.state {
-                OfferState::Reserved => x.reserved += sign * row.amount_cents,
-                OfferState::Captured => x.captured += sign * row.amount_cents,
+                OfferState::Reserved => {
+                    x.reserved += sign * row.amount_cents;
+                    x.learning_reserved += learning * sign * row.amount_cents;
+                }
+                OfferState::Captured => {
+                    x.captured += sign * row.amount_cents;
+                    x.learning_captured += learning * sign * row.amount_cents;
+                }
                 OfferState::Voided => {}
             }
             if count {
@@ -142,7 +154,8 @@ impl LedgerCore {
         }
     }
 
-    fn remaining(&self, campaign: &str, day: &str) -> Result<i64, LedgerError> {
+    /// The main and the learning remainder of a campaign's day.
+    fn remaining(&self, campaign: &str, day: &str) -> Result<(i64, i64), LedgerError> {
         let b = self
             .budgets
             .campaigns
@@ -154,7 +167,15 @@ impl LedgerCore {
             .copied()
             .unwrap_or_default();
         let t = self.total.get(campaign).copied().unwrap_or_default();
-        Ok(b.remaining_cents(d.reserved + d.captured, t.reserved + t.captured))
+        let (day_committed, total_committed) = (d.reserved + d.captured, t.reserved + t.captured);
+        Ok((
+            b.remaining_cents(day_committed, total_committed),
+            b.remaining_learning_cents(
+                day_committed,
+                total_committed,
+                d.learning_reserved + d.learning_captured,
+            ),
+        ))
     }
 
     pub fn offer_for(&self, campaign: &str, session_id: &str) -> Option<Offer> {
@@ -172,14 +193,24 @@ impl LedgerCore {
             return Ok((ReserveOutcome::AlreadyOffered(o), None));
         }
         let day = self.budgets.day_of(req.now_ms);
-        let remaining = self.remaining(req.campaign, &day)?;
-        let Some(&amount) = req.candidates.iter().find(|a| **a > 0 && **a <= remaining) else {
-            return Ok((
+        let (remaining, learning_remaining) = self.remaining(req.campaign, &day)?;
+        let fits = if req.learning {
+            learning_remaining
+        } else {
+            remaining
+        };
+        let Some(&amount) = req.candidates.iter().find(|a| **a > 0 && **a <= fits) else {
+            let outcome = if req.learning {
+                ReserveOutcome::LearningExhausted {
+                    remaining_cents: remaining,
+                    learning_remaining_cents: learning_remaining,
+                }
+            } else {
                 ReserveOutcome::Exhausted {
                     remaining_cents: remaining,
-                },
-                None,
-            ));
+                }
+            };
+            return Ok((outcome, None));
         };
         let mut code = None;
         for _ in 0..MINT_TRIES {
@@ -204,6 +235,7 @@ impl LedgerCore {
             state: OfferState::Reserved,
             settled_ms: None,
             order_value_cents: None,
+            learning: req.learning,
         };
         self.book(&row, 1, true);
         self.by_session
@@ -296,9 +328,10 @@ impl LedgerCore {
             .copied()
             .unwrap_or_default();
         let t = self.total.get(campaign).copied().unwrap_or_default();
+        let (remaining_cents, learning_remaining_cents) = self.remaining(campaign, &day)?;
         Ok(BudgetSnapshot {
             campaign: campaign.to_owned(),
-            remaining_cents: self.remaining(campaign, &day)?,
+            remaining_cents,
             day,
             cap_cents: b.daily_cap_cents,
             reserved_cents: d.reserved,
@@ -307,6 +340,10 @@ impl LedgerCore {
             total_cap_cents: b.total_cap_cents,
             total_reserved_cents: t.reserved,
             total_captured_cents: t.captured,
+            learning_cap_cents: b.learning_cap_cents,
+            learning_reserved_cents: d.learning_reserved,
+            learning_captured_cents: d.learning_captured,
+            learning_remaining_cents,
         })
     }
 
@@ -320,6 +357,7 @@ impl LedgerCore {
                 session_id: r.session_id.clone(),
                 amount_cents: r.amount_cents,
                 captured_ms: r.settled_ms.unwrap_or(0),
+                learning: r.learning,
             })
             .collect();
         v.sort_by(|a, b| (a.captured_ms, &a.session_id).cmp(&(b.captured_ms, &b.session_id)));
@@ -333,29 +371,44 @@ impl LedgerCore {
         v
     }
 
-    /// captured + reserved <= cap for every campaign day (and lifetime), and
-    /// the counters equal the sums over the rows.
+    /// captured + reserved <= cap for every campaign day (and lifetime),
+    /// the learning part <= the learning cap for every day, and the
+    /// counters equal the sums over the rows.
     pub fn invariant_holds(&self) -> bool {
-        let mut sums: HashMap<(String, String), (i64, i64)> = HashMap::new();
+        // (reserved, captured, learning reserved, learning captured)
+        let mut sums: HashMap<(String, String), (i64, i64, i64, i64)> = HashMap::new();
         for r in self.offers.values() {
             let e = sums.entry((r.campaign.clone(), r.day.clone())).or_default();
+            let learning = if r.learning { r.amount_cents } else { 0 };
             match r.state {
-                OfferState::Reserved => e.0 += r.amount_cents,
-                OfferState::Captured => e.1 += r.amount_cents,
+                OfferState::Reserved => {
+                    e.0 += r.amount_cents;
+                    e.2 += learning;
+                }
+                OfferState::Captured => {
+                    e.1 += r.amount_cents;
+                    e.3 += learning;
+                }
                 OfferState::Voided => {}
             }
         }
-        for ((campaign, day), (res, cap)) in &sums {
+        for ((campaign, day), (res, cap, lres, lcap)) in &sums {
             let t = self
                 .day
                 .get(&(campaign.clone(), day.clone()))
                 .copied()
                 .unwrap_or_default();
-            if (t.reserved, t.captured) != (*res, *cap) {
+            if (
+                t.reserved,
+                t.captured,
+                t.learning_reserved,
+                t.learning_captured,
+            ) != (*res, *cap, *lres, *lcap)
+            {
                 return false;
             }
             if let Some(b) = self.budgets.campaigns.get(campaign) {
-                if res + cap > b.daily_cap_cents {
+                if res + cap > b.daily_cap_cents || lres + lcap > b.learning_cap_cents {
                     return false;
                 }
             }

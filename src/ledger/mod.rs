@@ -14,6 +14,13 @@
 //! booked on the day the offer was issued, so a redemption tomorrow never
 //! takes today's budget over its cap.
 //!
+//! **Learning budget.** A reservation marked `learning` (an exploration
+//! voucher) must also fit the day's learning remainder, `learning_cap -
+//! learning reserved - learning captured`
+//! ([`CampaignBudget::remaining_learning_cents`]); its amount counts in the
+//! main counters too. Offer rows and captures carry the flag, so release,
+//! void and capture move learning money exactly like main money.
+//!
 //! The bookkeeping lives in one place, [`LedgerCore`], a plain in-memory
 //! state machine. [`MemoryLedger`] wraps it in a mutex (tests, simulation);
 //! [`crate::ledger::sqlite::SqliteLedger`] (the embedded default) owns one on
@@ -26,7 +33,7 @@ pub mod core;
 pub mod memory;
 pub mod sqlite;
 
-pub use budget::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN, MS_PER_DAY};
+pub use budget::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN, DEFAULT_LEARNING_SHARE, MS_PER_DAY};
 pub use core::{upsert_outcome, upsert_outcome_key, Effect, LedgerCore, OfferRow, OfferState};
 pub use memory::MemoryLedger;
 
@@ -50,6 +57,9 @@ pub struct ReserveRequest<'a> {
     pub candidates: &'a [i64],
     pub now_ms: i64,
     pub expires_at_ms: i64,
+    /// An exploration voucher: paid from the learning budget, which it must
+    /// fit as well as the main budget.
+    pub learning: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,9 +67,18 @@ pub enum ReserveOutcome {
     Reserved(Offer),
     /// The session already holds this offer; nothing new was reserved.
     AlreadyOffered(Offer),
-    /// No candidate fits under the remaining budget.
+    /// No candidate fits under the remaining budget (a request that is not
+    /// `learning`).
     Exhausted {
         remaining_cents: i64,
+    },
+    /// A `learning` request no candidate fits under both budgets:
+    /// `remaining_cents` is the main remainder, `learning_remaining_cents`
+    /// what a learning reservation could still take (never more than
+    /// `remaining_cents`).
+    LearningExhausted {
+        remaining_cents: i64,
+        learning_remaining_cents: i64,
     },
 }
 
@@ -102,6 +121,15 @@ pub struct BudgetSnapshot {
     pub total_cap_cents: Option<i64>,
     pub total_reserved_cents: i64,
     pub total_captured_cents: i64,
+    /// The day's learning cap (part of `cap_cents`).
+    pub learning_cap_cents: i64,
+    /// Learning (exploration) vouchers reserved and captured today; also
+    /// counted in `reserved_cents` and `captured_cents`.
+    pub learning_reserved_cents: i64,
+    pub learning_captured_cents: i64,
+    /// What a learning reservation can still take today (never more than
+    /// `remaining_cents`).
+    pub learning_remaining_cents: i64,
 }
 
 /// A redeemed voucher (for the ROI report).
@@ -111,6 +139,8 @@ pub struct Captured {
     pub session_id: String,
     pub amount_cents: i64,
     pub captured_ms: i64,
+    /// Paid from the learning budget (an exploration voucher).
+    pub learning: bool,
 }
 
 /// The label of a session.

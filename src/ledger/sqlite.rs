@@ -10,7 +10,9 @@
 //! the core is reloaded from disk, so memory never runs ahead of the file.
 //!
 //! On open, the core is rebuilt from the `offers` table, so budgets and
-//! outstanding offers are restored exactly after a restart or a crash.
+//! outstanding offers are restored exactly after a restart or a crash. A
+//! database written before the learning budget existed gets its `learning`
+//! column on open (every old offer was paid from the main budget).
 //! Expired offers are voided by a sweeper task (see [`spawn_sweeper`]) that
 //! stops with the server.
 
@@ -45,6 +47,7 @@ CREATE TABLE IF NOT EXISTS offers (
     state             TEXT NOT NULL CHECK (state IN ('reserved', 'captured', 'voided')),
     settled_ms        INTEGER,
     order_value_cents INTEGER,
+    learning          INTEGER NOT NULL DEFAULT 0,
     UNIQUE (campaign, session_id)
 );
 CREATE INDEX IF NOT EXISTS offers_open ON offers (state, expires_ms);
@@ -63,6 +66,7 @@ enum Cmd {
         candidates: Vec<i64>,
         now_ms: i64,
         expires_at_ms: i64,
+        learning: bool,
         reply: oneshot::Sender<Result<ReserveOutcome, LedgerError>>,
     },
     OfferFor {
@@ -192,14 +196,35 @@ fn open_connection(path: &Path) -> Result<Connection, LedgerError> {
         .map_err(sql_err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
     conn.execute_batch(SCHEMA).map_err(sql_err)?;
+    migrate(&conn)?;
     Ok(conn)
+}
+
+/// Brings a database of an earlier build up to [`SCHEMA`]: the `learning`
+/// column (0 for every existing offer: they were all paid from the main
+/// budget). Idempotent.
+fn migrate(conn: &Connection) -> Result<(), LedgerError> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM pragma_table_info('offers')")
+        .map_err(sql_err)?;
+    let columns = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(sql_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_err)?;
+    if !columns.iter().any(|c| c == "learning") {
+        conn.execute_batch("ALTER TABLE offers ADD COLUMN learning INTEGER NOT NULL DEFAULT 0")
+            .map_err(sql_err)?;
+        tracing::info!("ledger migrated: offers.learning added");
+    }
+    Ok(())
 }
 
 fn load_rows(conn: &Connection) -> Result<Vec<OfferRow>, LedgerError> {
     let mut stmt = conn
         .prepare(
             "SELECT code, campaign, session_id, day, amount_cents, issued_ms, expires_ms, state, \
-             settled_ms, order_value_cents FROM offers",
+             settled_ms, order_value_cents, learning FROM offers",
         )
         .map_err(sql_err)?;
     let rows = stmt
@@ -216,6 +241,7 @@ fn load_rows(conn: &Connection) -> Result<Vec<OfferRow>, LedgerError> {
                 state: OfferState::parse(&state).unwrap_or(OfferState::Voided),
                 settled_ms: r.get(8)?,
                 order_value_cents: r.get(9)?,
+                learning: r.get::<_, i64>(10)? != 0,
             })
         })
         .map_err(sql_err)?;
@@ -226,7 +252,8 @@ fn persist(tx: &rusqlite::Transaction<'_>, effect: &Effect) -> rusqlite::Result<
     match effect {
         Effect::Insert(r) => tx.execute(
             "INSERT INTO offers (code, campaign, session_id, day, amount_cents, issued_ms, \
-             expires_ms, state, settled_ms, order_value_cents) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             expires_ms, state, settled_ms, order_value_cents, learning) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 r.code,
                 r.campaign,
@@ -237,7 +264,8 @@ fn persist(tx: &rusqlite::Transaction<'_>, effect: &Effect) -> rusqlite::Result<
                 r.expires_ms,
                 r.state.as_str(),
                 r.settled_ms,
-                r.order_value_cents
+                r.order_value_cents,
+                i64::from(r.learning)
             ],
         )?,
         Effect::Update(r) => tx.execute(
@@ -282,6 +310,7 @@ impl Writer {
                     candidates,
                     now_ms,
                     expires_at_ms,
+                    learning,
                     reply,
                 } => {
                     let r = self.core.reserve(&ReserveRequest {
@@ -290,6 +319,7 @@ impl Writer {
                         candidates: &candidates,
                         now_ms,
                         expires_at_ms,
+                        learning,
                     });
                     let r = r.map(|(o, e)| {
                         effects.extend(e);
@@ -503,6 +533,7 @@ impl Ledger for SqliteLedger {
             candidates: req.candidates.to_vec(),
             now_ms: req.now_ms,
             expires_at_ms: req.expires_at_ms,
+            learning: req.learning,
             reply,
         })
         .await

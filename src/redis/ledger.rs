@@ -21,17 +21,23 @@ fn bad_reply(what: &str) -> LedgerError {
 
 // --- ledger ------------------------------------------------------------------
 
-/// The budget rule is `CampaignBudget::remaining_cents`, here in Lua so
-/// that the check and the reservation are one atomic step.
+/// The budget rules are `CampaignBudget::remaining_cents` and
+/// `CampaignBudget::remaining_learning_cents`, here in Lua so that the
+/// check and the reservation are one atomic step.
 /// KEYS: by_session, day, total, reserved, offer key per candidate.
 /// ARGV: field, daily cap, total cap (-1: none), n, (amount, code) * n,
-/// campaign, session, day, issued, expires, prefix. Answers the offer with
-/// its amount and expiry (no second round trip).
+/// campaign, session, day, issued, expires, prefix, learning (1/0),
+/// learning cap. Answers the offer with its amount and expiry (no second
+/// round trip). A learning reservation must fit both remainders and is
+/// counted in the day's `learning_reserved` as well as in `reserved`.
 const RESERVE: &str = r#"
-local base0 = 10 + 2 * tonumber(ARGV[4])
+local n = tonumber(ARGV[4])
+local base = 4 + 2 * n
+local prefix = ARGV[base + 6]
+local learning = ARGV[base + 7] == '1'
 local code = redis.call('HGET', KEYS[1], ARGV[1])
 if code then
-  local o = redis.call('HMGET', ARGV[base0] .. ':offer:' .. code, 'amount', 'expires')
+  local o = redis.call('HMGET', prefix .. ':offer:' .. code, 'amount', 'expires')
   return {'already', code, o[1] or '', o[2] or ''}
 end
 local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end
@@ -42,41 +48,60 @@ if tcap >= 0 then
   if t < rem then rem = t end
 end
 if rem < 0 then rem = 0 end
-local n = tonumber(ARGV[4])
-local base = 4 + 2 * n
+local lrem = tonumber(ARGV[base + 8]) - num(KEYS[2], 'learning_reserved')
+  - num(KEYS[2], 'learning_captured')
+if rem < lrem then lrem = rem end
+if lrem < 0 then lrem = 0 end
+local fits = rem
+if learning then fits = lrem end
 for i = 1, n do
   local amount = ARGV[3 + 2 * i]
   local c = ARGV[4 + 2 * i]
   local a = tonumber(amount)
-  if a > 0 and a <= rem then
+  if a > 0 and a <= fits then
     if c == '' then return {'unmintable', amount} end
     local okey = KEYS[4 + i]
     if redis.call('EXISTS', okey) == 1 then return {'collision', c} end
     redis.call('HSET', okey, 'campaign', ARGV[base + 1], 'session', ARGV[base + 2],
       'day', ARGV[base + 3], 'amount', amount, 'issued', ARGV[base + 4],
-      'expires', ARGV[base + 5], 'state', 'reserved')
+      'expires', ARGV[base + 5], 'state', 'reserved', 'learning', ARGV[base + 7])
     redis.call('HSET', KEYS[1], ARGV[1], c)
     for _, k in ipairs({KEYS[2], KEYS[3]}) do
       redis.call('HINCRBY', k, 'reserved', amount)
       redis.call('HINCRBY', k, 'offers', 1)
     end
+    if learning then redis.call('HINCRBY', KEYS[2], 'learning_reserved', amount) end
     redis.call('ZADD', KEYS[4], ARGV[base + 5], c)
     return {'reserved', c, amount, ARGV[base + 5]}
   end
 end
+if learning then
+  return {'learning_exhausted', string.format('%.0f', rem), string.format('%.0f', lrem)}
+end
 return {'exhausted', string.format('%.0f', rem)}
 "#;
 
-/// Moves an offer out of `reserved` (shared by redeem and the sweeper).
+/// Moves an offer out of `reserved` (shared by redeem and the sweeper): the
+/// amount leaves the day's and the lifetime's `reserved` (and, for a
+/// learning offer, the day's `learning_reserved`) and, when captured, joins
+/// the matching `captured` counters. An offer written before learning
+/// offers existed has no `learning` field and is main money.
 const SETTLE_FN: &str = r#"
 local function settle(prefix, code, r, state, now, order)
   -- r = {campaign, day, amount}
   local amount = r[3]
-  redis.call('HSET', prefix .. ':offer:' .. code, 'state', state, 'settled', now)
-  if order then redis.call('HSET', prefix .. ':offer:' .. code, 'order', order) end
-  for _, k in ipairs({prefix .. ':day:' .. r[1] .. ':' .. r[2], prefix .. ':total:' .. r[1]}) do
+  local okey = prefix .. ':offer:' .. code
+  local learning = redis.call('HGET', okey, 'learning') == '1'
+  redis.call('HSET', okey, 'state', state, 'settled', now)
+  if order then redis.call('HSET', okey, 'order', order) end
+  local dkey = prefix .. ':day:' .. r[1] .. ':' .. r[2]
+  for _, k in ipairs({dkey, prefix .. ':total:' .. r[1]}) do
     redis.call('HINCRBY', k, 'reserved', '-' .. amount)
     if state == 'captured' then redis.call('HINCRBY', k, 'captured', amount) end
+  end
+  if learning then
+    redis.call('HINCRBY', dkey, 'learning_reserved', '-' .. amount)
+    if state == 'captured' then redis.call('HINCRBY', dkey, 'learning_captured', amount) end
   end
   redis.call('ZREM', prefix .. ':reserved', code)
   if state == 'captured' then redis.call('ZADD', prefix .. ':captured', now, code) end
@@ -252,7 +277,9 @@ impl Ledger for RedisLedger {
                 .arg(&day)
                 .arg(req.now_ms)
                 .arg(req.expires_at_ms)
-                .arg(&self.conn.prefix);
+                .arg(&self.conn.prefix)
+                .arg(if req.learning { "1" } else { "0" })
+                .arg(b.learning_cap_cents);
             let mut con = self.conn.con();
             let reply: Vec<String> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
             match reply.as_slice() {
@@ -269,6 +296,17 @@ impl Ledger for RedisLedger {
                 [tag, rem] if tag == "exhausted" => {
                     let remaining_cents = rem.parse().map_err(|_| bad_reply("reserve"))?;
                     return Ok(ReserveOutcome::Exhausted { remaining_cents });
+                }
+                [tag, rem, lrem] if tag == "learning_exhausted" => {
+                    let (Ok(remaining_cents), Ok(learning_remaining_cents)) =
+                        (rem.parse(), lrem.parse())
+                    else {
+                        return Err(bad_reply("reserve"));
+                    };
+                    return Ok(ReserveOutcome::LearningExhausted {
+                        remaining_cents,
+                        learning_remaining_cents,
+                    });
                 }
                 [tag, _] if tag == "collision" => continue,
                 [tag, amount] if tag == "unmintable" => {
@@ -363,28 +401,40 @@ impl Ledger for RedisLedger {
             .get(campaign)
             .ok_or_else(|| LedgerError::UnknownCampaign(campaign.to_owned()))?;
         let day = self.budgets.day_of(now_ms);
-        let fields = &["reserved", "captured", "offers"][..];
+        let day_fields = &[
+            "reserved",
+            "captured",
+            "offers",
+            "learning_reserved",
+            "learning_captured",
+        ][..];
         let mut con = self.conn.con();
-        let ((dr, dc, doffers), (tr, tc, _)): (
-            (Option<i64>, Option<i64>, Option<u64>),
-            (Option<i64>, Option<i64>, Option<u64>),
-        ) = redis::pipe()
-            .atomic()
-            .cmd("HMGET")
-            .arg(self.conn.key(&["day", campaign, &day]))
-            .arg(fields)
-            .cmd("HMGET")
-            .arg(self.conn.key(&["total", campaign]))
-            .arg(fields)
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
+        type DayRow = (
+            Option<i64>,
+            Option<i64>,
+            Option<u64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let ((dr, dc, doffers, dlr, dlc), (tr, tc)): (DayRow, (Option<i64>, Option<i64>)) =
+            redis::pipe()
+                .atomic()
+                .cmd("HMGET")
+                .arg(self.conn.key(&["day", campaign, &day]))
+                .arg(day_fields)
+                .cmd("HMGET")
+                .arg(self.conn.key(&["total", campaign]))
+                .arg(&["reserved", "captured"][..])
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
         let (dr, dc, tr, tc) = (
             dr.unwrap_or(0),
             dc.unwrap_or(0),
             tr.unwrap_or(0),
             tc.unwrap_or(0),
         );
+        let (dlr, dlc) = (dlr.unwrap_or(0), dlc.unwrap_or(0));
         Ok(BudgetSnapshot {
             campaign: campaign.to_owned(),
             day,
@@ -396,6 +446,10 @@ impl Ledger for RedisLedger {
             total_cap_cents: b.total_cap_cents,
             total_reserved_cents: tr,
             total_captured_cents: tc,
+            learning_cap_cents: b.learning_cap_cents,
+            learning_reserved_cents: dlr,
+            learning_captured_cents: dlc,
+            learning_remaining_cents: b.remaining_learning_cents(dr + dc, tr + tc, dlr + dlc),
         })
     }
 
@@ -425,16 +479,28 @@ impl Ledger for RedisLedger {
             for code in &codes {
                 pipe.cmd("HMGET")
                     .arg(self.conn.key(&["offer", code]))
-                    .arg(&["campaign", "session", "amount", "settled"][..]);
+                    .arg(&["campaign", "session", "amount", "settled", "learning"][..]);
             }
-            type Row = (Option<String>, Option<String>, Option<i64>, Option<i64>);
+            type Row = (
+                Option<String>,
+                Option<String>,
+                Option<i64>,
+                Option<i64>,
+                Option<String>,
+            );
             let rows: Vec<Row> = if codes.is_empty() {
                 Vec::new()
             } else {
                 pipe.query_async(&mut con).await.map_err(unavailable)?
             };
             for row in rows {
-                let (Some(campaign), Some(session_id), Some(amount_cents), Some(captured_ms)) = row
+                let (
+                    Some(campaign),
+                    Some(session_id),
+                    Some(amount_cents),
+                    Some(captured_ms),
+                    learning,
+                ) = row
                 else {
                     return Err(bad_reply("captured"));
                 };
@@ -443,6 +509,7 @@ impl Ledger for RedisLedger {
                     session_id,
                     amount_cents,
                     captured_ms,
+                    learning: learning.as_deref() == Some("1"),
                 });
             }
             if codes.len() < READ_PAGE {

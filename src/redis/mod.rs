@@ -12,6 +12,12 @@
 //! candidate amount is sent, the script keeps the one it reserves, and a
 //! code collision is answered `collision` and retried with new nonces.
 //!
+//! The learning budget lives in the same scripts: a learning reservation
+//! checks the day's `learning_reserved + learning_captured` against the
+//! learning cap in the same step as the main check, and every script that
+//! moves an offer's money (reserve, redeem, void, the sweeper) moves its
+//! learning counters with it, so the two never drift apart.
+//!
 //! Session state is folded in Rust ([`SessionState::apply`] is the one
 //! feature path) and written back with a compare-and-set script: a
 //! concurrent update of the same session makes the write fail and the fold
@@ -28,9 +34,9 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `offer:<code>` | hash | one offer row (campaign, session, day, amount, issued, expires, state, settled, order) |
+//! | `offer:<code>` | hash | one offer row (campaign, session, day, amount, issued, expires, state, settled, order, learning) |
 //! | `by_session` | hash | `<campaign> 0x1f <session>` -> code (one offer per session and campaign) |
-//! | `day:<campaign>:<YYYY-MM-DD>` | hash | reserved, captured, offers of the budget day |
+//! | `day:<campaign>:<YYYY-MM-DD>` | hash | reserved, captured, offers of the budget day; learning_reserved, learning_captured: the exploration vouchers' part of them |
 //! | `total:<campaign>` | hash | the same over the campaign's lifetime |
 //! | `reserved` / `captured` | sorted sets | codes by expiry / by capture time (sweeper, ROI report) |
 //! | `outcomes` / `outcome_at` | hash / sorted set | session -> `converted:order:at`, and by time |

@@ -120,7 +120,7 @@ use crate::domain::policy::{OfferTrigger, Segment};
 use crate::domain::session::SessionState;
 use crate::engine::DecideInput;
 use crate::engine::{self, Engine};
-use crate::ledger::CampaignBudget;
+use crate::ledger::{CampaignBudget, DEFAULT_LEARNING_SHARE};
 use crate::sim::synth::{GeneratedSession, Generator, GeneratorConfig};
 use chrono::TimeZone;
 use serde::Serialize;
@@ -221,7 +221,11 @@ pub struct SimReport {
     /// `(amount_cents, prior lift)` of the configured tiers.
     pub tiers: Vec<(i64, f64)>,
     pub holdout_share: f64,
+    /// The exploration share nudge ran with: the cold share while the model
+    /// has learned no voucher response.
     pub explore_share: f64,
+    /// Whether nudge offered greedily on unlearned priors.
+    pub offer_on_priors: bool,
     pub pacing_enabled: bool,
     pub blanket_voucher_cents: i64,
     pub heat_tier_bands: Vec<HeatBand>,
@@ -655,7 +659,10 @@ pub async fn simulate(
             .map(|t| (t.amount_cents, t.lift))
             .collect(),
         holdout_share: settings.experiment.holdout_share,
-        explore_share: settings.experiment.explore_share,
+        explore_share: settings
+            .experiment
+            .share(model.learns_any(&settings.policy.tiers)),
+        offer_on_priors: settings.policy.offer_on_priors,
         pacing_enabled: settings.pacing.enabled,
         blanket_voucher_cents: args.blanket_voucher_cents,
         heat_tier_bands: bands,

@@ -91,12 +91,18 @@ pub(crate) async fn run_nudge(
     use tracing::instrument::WithSubscriber;
     let mut settings = settings.clone();
     let campaign = settings.default_campaign.clone();
+    // The configured campaign's learning share, at this run's cap.
+    let learning_share = settings
+        .budgets
+        .campaigns
+        .get(&campaign)
+        .filter(|b| b.daily_cap_cents > 0)
+        .map_or(DEFAULT_LEARNING_SHARE, |b| {
+            b.learning_cap_cents as f64 / b.daily_cap_cents as f64
+        });
     settings.budgets.campaigns = HashMap::from([(
         campaign.clone(),
-        CampaignBudget {
-            daily_cap_cents: cap_cents,
-            total_cap_cents: None,
-        },
+        CampaignBudget::with_learning_share(cap_cents, None, learning_share),
     )]);
     let clock = Arc::new(ManualClock::new(w.start_ms));
     let mut engine: Engine = crate::app::memory_engine(&settings, model.clone(), clock.clone());

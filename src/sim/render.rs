@@ -53,7 +53,7 @@ pub fn render_table(r: &SimReport) -> String {
     );
     let _ = writeln!(
         out,
-        "model {}; margin {:.0} %, tiers {}, min intent {} EUR, min order {} EUR; holdout {:.0} %, exploration {:.0} %, pacing {}",
+        "model {}; margin {:.0} %, tiers {}, min intent {} EUR, min order {} EUR; holdout {:.0} %, exploration {:.0} %, offers on priors {}, pacing {}",
         r.model_version,
         r.margin_rate * 100.0,
         r.tiers
@@ -65,6 +65,7 @@ pub fn render_table(r: &SimReport) -> String {
         r.min_order_cents / 100,
         r.holdout_share * 100.0,
         r.explore_share * 100.0,
+        if r.offer_on_priors { "yes" } else { "no" },
         if r.pacing_enabled { "on" } else { "off" }
     );
     let _ = writeln!(

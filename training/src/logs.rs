@@ -294,6 +294,7 @@ pub fn generated_to_log(sessions: &[GeneratedSession]) -> Vec<u8> {
                 propensity: 1.0,
                 holdout: false,
                 explored: false,
+                learning: false,
                 lambda: 0.0,
                 reason: "generated".into(),
                 voucher_code: None,

@@ -66,7 +66,15 @@ fn run(
     log_dir: Option<&Path>,
 ) -> SimReport {
     let mut settings = RawConfig::default().validate().expect("default config");
+    // The loop as it ran before the cold start: greedy offers on the priors
+    // and one exploration share, learned response or not.
+    settings.policy.offer_on_priors = true;
     settings.experiment.explore_share = explore;
+    settings.experiment.cold_explore_share = explore;
+    // Exploration as before the learning budget: any part of the cap.
+    for c in settings.budgets.campaigns.values_mut() {
+        c.learning_cap_cents = c.daily_cap_cents;
+    }
     let args = SimulateArgs {
         seed,
         budgets_eur: budgets.to_vec(),

@@ -55,7 +55,15 @@ fn world() -> &'static World {
 
 fn simulate_world(seed: u64, hours: f64) -> World {
     let mut settings = RawConfig::default().validate().expect("default config");
+    // The greedy rule on the priors is one of the evaluated candidates, and
+    // one exploration share makes the logging policy one mixture.
+    settings.policy.offer_on_priors = true;
     settings.experiment.explore_share = 0.5;
+    settings.experiment.cold_explore_share = 0.5;
+    // Exploration as before the learning budget: any part of the cap.
+    for c in settings.budgets.campaigns.values_mut() {
+        c.learning_cap_cents = c.daily_cap_cents;
+    }
     let model = default_model();
     let dir = tempfile::tempdir().unwrap();
     let args = SimulateArgs {

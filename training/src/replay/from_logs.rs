@@ -22,6 +22,14 @@ fn is_randomised(d: &DecisionRecord) -> bool {
         )
 }
 
+/// The budget (main or learning) refused the voucher the decision chose.
+fn refused_by_budget(d: &DecisionRecord) -> bool {
+    matches!(
+        d.reason.as_str(),
+        "budget_exhausted" | "learning_budget_exhausted"
+    )
+}
+
 /// Builds the evaluation population from log records.
 pub fn build(records: &[LogRecord], candidate: &Candidate, o: &Options) -> Result<Population> {
     if o.tiers.is_empty() {
@@ -68,7 +76,7 @@ pub fn build(records: &[LogRecord], candidate: &Candidate, o: &Options) -> Resul
                 if d.lambda > 0.0 {
                     cov.paced_decisions += 1;
                 }
-                if d.reason == "budget_exhausted" {
+                if refused_by_budget(d) {
                     cov.budget_exhausted_decisions += 1;
                 }
             }
@@ -143,7 +151,10 @@ pub fn build(records: &[LogRecord], candidate: &Candidate, o: &Options) -> Resul
             let g = action_index(d.policy_tier_cents)?;
             let expected = if !d.explored {
                 Some(mixture(g, g))
-            } else if d.reason == "budget_exhausted" {
+            } else if refused_by_budget(d) {
+                // An explored voucher the budget refused: logged as "none"
+                // with its probability given the budget at that moment,
+                // which the log alone does not tell.
                 None
             } else {
                 Some(mixture(action_index(d.action_cents)?, g))
