@@ -10,7 +10,8 @@
 //!    [`Generator`] produces 24 h of sessions starting at midnight; every
 //!    decision point of every session is replayed through the serving path
 //!    ([`synth::state_at`] + [`engine::assess`] with the shipped
-//!    `models/default.json` and the default policy). A moment is kept when
+//!    `models/default.json` and the default policy, offering on its priors).
+//!    A moment is kept when
 //!    the unpaced rule would offer something: a shadow price can only remove
 //!    offers, never create them, so the others can never spend.
 //! 2. **The day** (once per policy): the moments of all sessions in time
@@ -66,7 +67,11 @@ fn day() -> &'static Day {
     DAY.get_or_init(|| {
         let model = Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.json"))
             .expect("models/default.json");
-        let policy = RawConfig::default().validate().expect("defaults").policy;
+        // Pacing is about spending a budget the rule wants to exceed: the
+        // default policy with offers on the priors, as greedy offers on a
+        // learned response would be.
+        let mut policy = RawConfig::default().validate().expect("defaults").policy;
+        policy.offer_on_priors = true;
         let client = ClientFeatures::default();
         let end_ms = DAY_START_MS + MS_PER_DAY;
         let mut moments = Vec::new();

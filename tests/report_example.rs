@@ -59,6 +59,9 @@
 //!   x1 (spring, eligible, treatment, converted, captured 1000) decided at
 //!   500 < since: excluded, its captured 1000 is unattributed.
 //!   n1 (spring, not eligible, converted): ignored.
+//!   Learning cost: t5's voucher was an exploration voucher (learning
+//!   budget): learning 2000, main 1000 + 1000 + 1000 (x1) = 3000; together
+//!   the voucher cost of both arms (4000) plus the unattributed 1000.
 //!
 //! Campaign `autumn`, policy tier 500:
 //!   cell cold: a3 (treatment, eligible cold visitor, no outcome): T [0].
@@ -104,6 +107,7 @@ fn decision(
         propensity: 1.0,
         holdout,
         explored: false,
+        learning: false,
         lambda: 0.0,
         reason: if action_cents > 0 {
             "offered"
@@ -131,6 +135,7 @@ fn captured(campaign: &str, session: &str, amount_cents: i64) -> Captured {
         campaign: campaign.into(),
         session_id: session.into(),
         amount_cents,
+        learning: false,
     }
 }
 
@@ -180,7 +185,10 @@ fn data() -> Data {
         captured("spring", "x1", 1_000),
         captured("spring", "t1", 1_000),
         captured("spring", "t2", 1_000),
-        captured("spring", "t5", 2_000),
+        Captured {
+            learning: true,
+            ..captured("spring", "t5", 2_000)
+        },
         captured("autumn", "a1", 500),
     ];
     Data {
@@ -226,6 +234,16 @@ fn numbers_equal_the_hand_computed_example() {
     assert_eq!(names, ["autumn", "spring"]);
     let spring = &r.campaigns[1];
     assert_eq!(spring.unattributed_cost_cents, 1_000); // x1, before since
+    assert_eq!(
+        (spring.main_cost_cents, spring.learning_cost_cents),
+        (3_000, 2_000)
+    );
+    assert_eq!(
+        spring.main_cost_cents + spring.learning_cost_cents,
+        spring.total.treatment.voucher_cost_cents
+            + spring.total.holdout.voucher_cost_cents
+            + spring.unattributed_cost_cents
+    );
     assert_eq!(spring.cells.len(), 2);
     assert_eq!(spring.cells[0].policy_tier_cents, Some(1_000));
     assert_eq!(spring.cells[1].policy_tier_cents, Some(2_000));
@@ -376,7 +394,10 @@ fn table_shows_campaigns_and_roi() {
         table.contains("ROI n/a"),
         "no holdout in spring tier 20 EUR"
     );
-    assert!(table.contains("unattributed voucher cost 10.00 EUR"));
+    assert!(
+        table.contains("main budget 30.00 EUR, learning budget 20.00 EUR; unattributed 10.00 EUR"),
+        "learning cost apart"
+    );
     // Fixed width: every cell line of a campaign block has the same length.
     let widths: Vec<usize> = table
         .lines()

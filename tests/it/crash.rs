@@ -50,6 +50,7 @@ async fn sigkill_mid_load_loses_and_duplicates_no_offer() {
         format!(
             "model = \"tests/fixtures/flat_hesitant.json\"\n\
              [budget]\ndaily_cap_cents = {CAP}\n\
+             [policy]\noffer_on_priors = true\n\
              [experiment]\nholdout_share = 0.0\nexplore_share = 0.0\n\
              [pacing]\nenabled = false\n"
         ),

@@ -12,16 +12,26 @@ use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Issue { session: u8, big_first: bool },
-    Redeem { session: u8, order_cents: i64 },
-    Advance { ms: i64 },
+    Issue {
+        session: u8,
+        big_first: bool,
+        learning: bool,
+    },
+    Redeem {
+        session: u8,
+        order_cents: i64,
+    },
+    Advance {
+        ms: i64,
+    },
     Expire,
     Restart,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..24, any::<bool>()).prop_map(|(session, big_first)| Op::Issue { session, big_first }),
+        4 => (0u8..24, any::<bool>(), any::<bool>())
+            .prop_map(|(session, big_first, learning)| Op::Issue { session, big_first, learning }),
         3 => (0u8..24, 0i64..30_000).prop_map(|(session, order_cents)| Op::Redeem { session, order_cents }),
         2 => (0i64..8 * 3_600_000).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Expire),
@@ -30,15 +40,27 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 const CAP: i64 = 4_000;
+/// The learning part of `CAP`.
+const LEARNING_CAP: i64 = 1_500;
 const TTL_MS: i64 = 6 * 3_600_000;
+
+fn budgets() -> Budgets {
+    let mut b = Budgets::single(CAP);
+    for c in b.campaigns.values_mut() {
+        c.learning_cap_cents = LEARNING_CAP;
+    }
+    b
+}
 
 fn key() -> VoucherKey {
     VoucherKey::from_secret("ledger property test secret")
 }
 
-/// captured + reserved <= cap for every budget day, from the rows.
+/// captured + reserved <= cap for every budget day, and its learning part
+/// <= the learning cap, from the rows.
 fn check_rows(rows: &[OfferRow]) -> Result<(), TestCaseError> {
     let mut per_day: HashMap<&str, i64> = HashMap::new();
+    let mut learning_per_day: HashMap<&str, i64> = HashMap::new();
     let mut sessions = std::collections::HashSet::new();
     for r in rows {
         prop_assert!(
@@ -48,10 +70,19 @@ fn check_rows(rows: &[OfferRow]) -> Result<(), TestCaseError> {
         );
         if r.state != OfferState::Voided {
             *per_day.entry(&r.day).or_default() += r.amount_cents;
+            if r.learning {
+                *learning_per_day.entry(&r.day).or_default() += r.amount_cents;
+            }
         }
     }
     for (day, spent) in per_day {
         prop_assert!(spent <= CAP, "day {day}: {spent} > {CAP}");
+    }
+    for (day, spent) in learning_per_day {
+        prop_assert!(
+            spent <= LEARNING_CAP,
+            "day {day}: learning {spent} > {LEARNING_CAP}"
+        );
     }
     Ok(())
 }
@@ -67,7 +98,11 @@ async fn run(
     let mut redeemed: HashMap<u8, bool> = HashMap::new();
     for op in ops {
         match op {
-            Op::Issue { session, big_first } => {
+            Op::Issue {
+                session,
+                big_first,
+                learning,
+            } => {
                 let c: &[i64] = if big_first {
                     &[2_000, 1_000, 500]
                 } else {
@@ -80,6 +115,7 @@ async fn run(
                         candidates: c,
                         now_ms: now,
                         expires_at_ms: now + TTL_MS,
+                        learning,
                     })
                     .await
                     .unwrap();
@@ -92,9 +128,21 @@ async fn run(
                         prop_assert_eq!(codes.get(&session), Some(&o.voucher_code));
                     }
                     ReserveOutcome::Exhausted { remaining_cents } => {
+                        prop_assert!(!learning);
                         prop_assert!(
                             remaining_cents < c[c.len() - 1],
                             "a candidate fitted but none was reserved"
+                        );
+                    }
+                    ReserveOutcome::LearningExhausted {
+                        remaining_cents,
+                        learning_remaining_cents,
+                    } => {
+                        prop_assert!(learning);
+                        prop_assert!(learning_remaining_cents <= remaining_cents);
+                        prop_assert!(
+                            learning_remaining_cents < c[c.len() - 1],
+                            "a candidate fitted the learning budget but none was reserved"
                         );
                     }
                 }
@@ -144,6 +192,14 @@ async fn run(
             snap.remaining_cents,
             CAP - snap.reserved_cents - snap.captured_cents
         );
+        let learning = snap.learning_reserved_cents + snap.learning_captured_cents;
+        prop_assert!(learning <= LEARNING_CAP);
+        prop_assert!(snap.learning_reserved_cents <= snap.reserved_cents);
+        prop_assert!(snap.learning_captured_cents <= snap.captured_cents);
+        prop_assert_eq!(
+            snap.learning_remaining_cents,
+            (LEARNING_CAP - learning).min(snap.remaining_cents)
+        );
         if let Some(s) = &sqlite {
             check_rows(&s.rows().await.unwrap())?;
         }
@@ -154,8 +210,9 @@ async fn run(
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Random interleavings of issue, redeem, expire, time and restart:
-    /// captured + reserved <= budget at every step, one offer per session,
+    /// Random interleavings of issue (main or learning), redeem, expire,
+    /// time and restart: captured + reserved <= budget and its learning
+    /// part <= the learning budget at every step, one offer per session,
     /// one redemption per code, and a restart restores the exact state.
     #[test]
     fn sqlite_ledger_never_overspends_across_interleavings_and_restarts(
@@ -165,7 +222,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.sqlite3");
         rt.block_on(run(ops, || {
-            let l = SqliteLedger::open(&path, Budgets::single(CAP), key()).unwrap();
+            let l = SqliteLedger::open(&path, budgets(), key()).unwrap();
             (Arc::new(l.clone()) as Arc<dyn Ledger>, Some(l))
         }))?;
     }
@@ -175,7 +232,7 @@ proptest! {
         ops in prop::collection::vec(op(), 1..80)
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let shared = Arc::new(MemoryLedger::new(Budgets::single(CAP), key()));
+        let shared = Arc::new(MemoryLedger::new(budgets(), key()));
         // A memory ledger has no restart: "restart" keeps the same state.
         rt.block_on(run(ops, || (shared.clone() as Arc<dyn Ledger>, None)))?;
     }
@@ -202,7 +259,7 @@ fn redis_ledger_never_overspends_across_interleavings_and_restarts() {
             case.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         );
         rt.block_on(run(ops, || {
-            let l = RedisLedger::new(redis.conn(&prefix), Budgets::single(CAP), key());
+            let l = RedisLedger::new(redis.conn(&prefix), budgets(), key());
             (Arc::new(l) as Arc<dyn Ledger>, None)
         }))
     });

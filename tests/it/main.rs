@@ -30,6 +30,8 @@ mod crash;
 mod report;
 // The exit-intent offer trigger.
 mod trigger;
+// The cold start: no greedy voucher on priors, exploration on the learning budget.
+mod cold_start;
 // Pacing state across restarts.
 mod pacing_state;
 // The Redis backends: replicas sharing a budget and sessions, Redis down.

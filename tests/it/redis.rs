@@ -145,6 +145,7 @@ async fn two_replicas_never_overspend_one_budget() {
                     candidates,
                     now_ms: NOW_MS,
                     expires_at_ms: NOW_MS + 3_600_000,
+                    learning: false,
                 })
                 .await
                 .unwrap();
@@ -390,6 +391,7 @@ async fn offers_survive_a_redis_crash_with_appendfsync_always() {
                 candidates: &[1_000],
                 now_ms: NOW_MS,
                 expires_at_ms: NOW_MS + 3_600_000,
+                learning: false,
             })
             .await
             .unwrap();
@@ -423,6 +425,7 @@ async fn offers_survive_a_redis_crash_with_appendfsync_always() {
             candidates: &[1_000],
             now_ms: NOW_MS,
             expires_at_ms: NOW_MS + 3_600_000,
+            learning: false,
         })
         .await
         .unwrap();

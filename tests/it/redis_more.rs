@@ -19,22 +19,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 fn two_campaigns() -> Budgets {
     let mut b = Budgets::single(3_000);
-    b.campaigns.get_mut("default").unwrap().total_cap_cents = Some(5_000);
+    let d = b.campaigns.get_mut("default").unwrap();
+    d.total_cap_cents = Some(5_000);
+    d.learning_cap_cents = 1_000;
     b.campaigns.insert(
         "spring".into(),
         nudge::ledger::CampaignBudget {
             daily_cap_cents: 1_500,
             total_cap_cents: None,
+            learning_cap_cents: 1_500,
         },
     );
     b
 }
 
-/// Differential: the same random operations (reserve with mixed candidates
-/// in two campaigns, daily and lifetime caps, day changes, redemptions by
-/// the right and the wrong session, below the minimum and expired, voids)
-/// give the same answers, snapshots and captures from the in-process core
-/// and from Redis. Codes differ (random nonces) and are compared by role.
+/// Differential: the same random operations (reserve with mixed candidates,
+/// main or learning, in two campaigns, daily, learning and lifetime caps,
+/// day changes, redemptions by the right and the wrong session, below the
+/// minimum and expired, voids) give the same answers, snapshots (learning
+/// counters included) and captures (with their learning flag) from the
+/// in-process core and from Redis. Codes differ (random nonces) and are
+/// compared by role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_ledger_answers_as_the_in_process_core() {
     use nudge::ledger::{MemoryLedger, RedeemRequest, MS_PER_DAY};
@@ -68,6 +73,7 @@ async fn redis_ledger_answers_as_the_in_process_core() {
                         candidates: cands[rng.random_range(0..4)],
                         now_ms: now,
                         expires_at_ms: now + rng.random_range(1..6) * 3_600_000,
+                        learning: rng.random_bool(0.5),
                     };
                     let (a, b) = (mem.reserve(r).await.unwrap(), red.reserve(r).await.unwrap());
                     let norm = |o: &ReserveOutcome| match o {
@@ -80,6 +86,10 @@ async fn redis_ledger_answers_as_the_in_process_core() {
                         ReserveOutcome::Exhausted { remaining_cents } => {
                             format!("E{remaining_cents}")
                         }
+                        ReserveOutcome::LearningExhausted {
+                            remaining_cents,
+                            learning_remaining_cents,
+                        } => format!("L{remaining_cents} {learning_remaining_cents}"),
                     };
                     assert_eq!(norm(&a), norm(&b), "seed {seed} step {step}");
                     if let (ReserveOutcome::Reserved(x), ReserveOutcome::Reserved(y)) = (&a, &b) {
@@ -134,7 +144,15 @@ async fn redis_ledger_answers_as_the_in_process_core() {
         let strip = |v: Vec<nudge::ledger::Captured>| {
             let mut v: Vec<_> = v
                 .into_iter()
-                .map(|c| (c.captured_ms, c.session_id, c.campaign, c.amount_cents))
+                .map(|c| {
+                    (
+                        c.captured_ms,
+                        c.session_id,
+                        c.campaign,
+                        c.amount_cents,
+                        c.learning,
+                    )
+                })
                 .collect();
             v.sort();
             v
@@ -162,6 +180,7 @@ async fn voids_more_offers_than_one_batch() {
                 candidates: &[500],
                 now_ms: NOW_MS,
                 expires_at_ms: NOW_MS + 3_600_000,
+                learning: false,
             })
             .await
             .unwrap();
@@ -189,6 +208,7 @@ async fn unmintable_candidate_is_skipped_as_in_the_core() {
         candidates: &[30_000, 500],
         now_ms: NOW_MS,
         expires_at_ms: NOW_MS + 3_600_000,
+        learning: false,
     };
     let (a, b) = (mem.reserve(r).await.unwrap(), red.reserve(r).await.unwrap());
     assert!(
@@ -509,6 +529,7 @@ async fn ledger_over_tls_with_a_private_ca() {
         candidates: &[500],
         now_ms: NOW_MS,
         expires_at_ms: NOW_MS + 3_600_000,
+        learning: false,
     };
     // The server may still be opening its TLS port.
     let deadline = Instant::now() + Duration::from_secs(10);

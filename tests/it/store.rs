@@ -1,5 +1,6 @@
 //! One conformance suite for every `SessionStore` and `Ledger`
-//! implementation: memory, SQLite and Redis.
+//! implementation: memory, SQLite and Redis, and the learning budget suite
+//! for every ledger.
 
 use crate::util::NOW_MS;
 use nudge::domain::session::{Context, Device, Event, EventKind, Signal};
@@ -105,6 +106,7 @@ fn budgets(daily: i64, total: Option<i64>) -> Budgets {
         CampaignBudget {
             daily_cap_cents: 500,
             total_cap_cents: None,
+            learning_cap_cents: 50,
         },
     );
     b
@@ -126,6 +128,20 @@ fn req<'a>(
         candidates,
         now_ms,
         expires_at_ms: now_ms + 3_600_000,
+        learning: false,
+    }
+}
+
+/// A learning (exploration) reservation.
+fn learn<'a>(
+    campaign: &'a str,
+    session: &'a str,
+    candidates: &'a [i64],
+    now_ms: i64,
+) -> ReserveRequest<'a> {
+    ReserveRequest {
+        learning: true,
+        ..req(campaign, session, candidates, now_ms)
     }
 }
 
@@ -349,9 +365,381 @@ async fn ledger_suite(make: impl Fn(Budgets) -> Arc<dyn Ledger>) {
     );
 }
 
+/// `default`: 10,000 a day of which 1,500 learning; `spring`: 1,000 a day,
+/// all of it usable for learning, lifetime 1,800.
+fn learning_budgets() -> Budgets {
+    let mut b = Budgets::single(10_000);
+    b.campaigns
+        .get_mut(DEFAULT_CAMPAIGN)
+        .unwrap()
+        .learning_cap_cents = 1_500;
+    b.campaigns.insert(
+        "spring".into(),
+        CampaignBudget {
+            daily_cap_cents: 1_000,
+            total_cap_cents: Some(1_800),
+            learning_cap_cents: 1_000,
+        },
+    );
+    b
+}
+
+async fn code_of(l: &dyn Ledger, campaign: &str, session: &str) -> String {
+    l.offer_for(campaign, session)
+        .await
+        .unwrap()
+        .expect("an offer")
+        .voucher_code
+}
+
+fn reserved_amount(o: ReserveOutcome) -> i64 {
+    match o {
+        ReserveOutcome::Reserved(o) => o.amount_cents,
+        other => panic!("expected a reservation, got {other:?}"),
+    }
+}
+
+/// The learning budget, as every ledger must keep it: a learning
+/// reservation fits both the learning and the main remainder, learning
+/// money is main money too, release and void give it back, captures carry
+/// the flag, a new day starts afresh, and concurrent learning reservations
+/// never take a cent more than the learning cap.
+async fn learning_budget_suite(make: impl Fn(Budgets) -> Arc<dyn Ledger>) {
+    let l = make(learning_budgets());
+    let d = DEFAULT_CAMPAIGN;
+    // The learning cap is respected; the first candidate that fits both wins.
+    assert_eq!(
+        reserved_amount(l.reserve(learn(d, "a", &[1_000], NOW_MS)).await.unwrap()),
+        1_000
+    );
+    assert_eq!(
+        l.reserve(learn(d, "b", &[1_000], NOW_MS)).await.unwrap(),
+        ReserveOutcome::LearningExhausted {
+            remaining_cents: 9_000,
+            learning_remaining_cents: 500
+        }
+    );
+    assert_eq!(
+        reserved_amount(
+            l.reserve(learn(d, "b", &[1_000, 500], NOW_MS))
+                .await
+                .unwrap()
+        ),
+        500
+    );
+    assert_eq!(
+        l.reserve(learn(d, "c", &[500], NOW_MS)).await.unwrap(),
+        ReserveOutcome::LearningExhausted {
+            remaining_cents: 8_500,
+            learning_remaining_cents: 0
+        }
+    );
+    // Main reservations go on: learning money is part of the day's spend,
+    // and the main cap is still the cap.
+    assert_eq!(
+        reserved_amount(l.reserve(req(d, "m", &[5_000], NOW_MS)).await.unwrap()),
+        5_000
+    );
+    let s = l.snapshot(d, NOW_MS).await.unwrap();
+    assert_eq!(
+        (
+            s.reserved_cents,
+            s.remaining_cents,
+            s.learning_cap_cents,
+            s.learning_reserved_cents,
+            s.learning_captured_cents,
+            s.learning_remaining_cents
+        ),
+        (6_500, 3_500, 1_500, 1_500, 0, 0)
+    );
+    assert_eq!(
+        reserved_amount(
+            l.reserve(req(d, "n", &[4_000, 3_500], NOW_MS))
+                .await
+                .unwrap()
+        ),
+        3_500
+    );
+    assert_eq!(
+        l.reserve(req(d, "o", &[500], NOW_MS)).await.unwrap(),
+        ReserveOutcome::Exhausted { remaining_cents: 0 }
+    );
+    // The main budget binds a learning reservation too (spring: all of its
+    // cap may be learning, but not more than is left of it).
+    assert_eq!(
+        reserved_amount(l.reserve(req("spring", "p", &[800], NOW_MS)).await.unwrap()),
+        800
+    );
+    assert_eq!(
+        l.reserve(learn("spring", "q", &[500], NOW_MS))
+            .await
+            .unwrap(),
+        ReserveOutcome::LearningExhausted {
+            remaining_cents: 200,
+            learning_remaining_cents: 200
+        }
+    );
+    assert_eq!(
+        reserved_amount(
+            l.reserve(learn("spring", "q", &[500, 200], NOW_MS))
+                .await
+                .unwrap()
+        ),
+        200
+    );
+
+    // Capture keeps learning money in the learning counters; the capture
+    // carries the flag.
+    for (campaign, session, amount) in [
+        (d, "a", 1_000),
+        (d, "m", 5_000),
+        ("spring", "p", 800),
+        ("spring", "q", 200),
+    ] {
+        let code = code_of(l.as_ref(), campaign, session).await;
+        assert_eq!(
+            l.redeem(redeem(&code, session, 20_000, NOW_MS + 1))
+                .await
+                .unwrap(),
+            RedeemOutcome::Accepted {
+                discount_cents: amount
+            }
+        );
+    }
+    let s = l.snapshot(d, NOW_MS + 1).await.unwrap();
+    assert_eq!(
+        (
+            s.learning_reserved_cents,
+            s.learning_captured_cents,
+            s.captured_cents
+        ),
+        (500, 1_000, 6_000)
+    );
+    let mut caps: Vec<(String, bool)> = l
+        .captured(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.session_id, c.learning))
+        .collect();
+    caps.sort();
+    assert_eq!(
+        caps,
+        vec![
+            ("a".into(), true),
+            ("m".into(), false),
+            ("p".into(), false),
+            ("q".into(), true)
+        ]
+    );
+
+    // Void gives learning money back (and main money with it); a late
+    // redemption of a learning voucher is expired.
+    let b = code_of(l.as_ref(), d, "b").await;
+    assert_eq!(l.void_expired(NOW_MS + 3_600_000).await.unwrap(), 2);
+    let s = l.snapshot(d, NOW_MS + 3_600_000).await.unwrap();
+    assert_eq!(
+        (
+            s.reserved_cents,
+            s.learning_reserved_cents,
+            s.learning_captured_cents,
+            s.learning_remaining_cents,
+            s.remaining_cents
+        ),
+        (0, 0, 1_000, 500, 4_000)
+    );
+    assert_eq!(
+        l.redeem(redeem(&b, "b", 20_000, NOW_MS + 3_600_001))
+            .await
+            .unwrap(),
+        RedeemOutcome::Expired
+    );
+    let spring = l.snapshot("spring", NOW_MS + 3_600_000).await.unwrap();
+    assert_eq!(
+        (
+            spring.learning_reserved_cents,
+            spring.learning_captured_cents,
+            spring.learning_remaining_cents
+        ),
+        (0, 200, 0)
+    );
+    assert_eq!(
+        reserved_amount(
+            l.reserve(learn(d, "r", &[500], NOW_MS + 3_600_000))
+                .await
+                .unwrap()
+        ),
+        500
+    );
+
+    // A new day: the learning cap is whole again; yesterday's learning
+    // capture stays on yesterday. The lifetime cap still binds learning.
+    let tomorrow = NOW_MS + MS_PER_DAY;
+    let s = l.snapshot(d, tomorrow).await.unwrap();
+    assert_eq!(
+        (
+            s.learning_reserved_cents,
+            s.learning_captured_cents,
+            s.learning_remaining_cents
+        ),
+        (0, 0, 1_500)
+    );
+    assert_eq!(
+        reserved_amount(l.reserve(learn(d, "t", &[1_500], tomorrow)).await.unwrap()),
+        1_500
+    );
+    // spring: 1,000 of its 1,800 lifetime are spent (800 + 200 captured).
+    let s = l.snapshot("spring", tomorrow).await.unwrap();
+    assert_eq!((s.remaining_cents, s.learning_remaining_cents), (800, 800));
+    assert_eq!(
+        l.reserve(learn("spring", "u", &[1_000], tomorrow))
+            .await
+            .unwrap(),
+        ReserveOutcome::LearningExhausted {
+            remaining_cents: 800,
+            learning_remaining_cents: 800
+        }
+    );
+
+    // Concurrent learning reservations on a fresh ledger: exactly the
+    // learning cap's worth, to the cent, and none from a zero cap.
+    let fresh = make(learning_budgets());
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let l = fresh.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = format!("c{i}");
+            l.reserve(learn(DEFAULT_CAMPAIGN, &s, &[500, 200], NOW_MS))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut reserved = 0;
+    for t in tasks {
+        if let ReserveOutcome::Reserved(o) = t.await.unwrap() {
+            reserved += o.amount_cents;
+        }
+    }
+    assert_eq!(reserved, 1_500);
+    let s = fresh.snapshot(DEFAULT_CAMPAIGN, NOW_MS).await.unwrap();
+    assert_eq!(
+        (s.learning_reserved_cents, s.reserved_cents),
+        (1_500, 1_500)
+    );
+    let mut zero = learning_budgets();
+    zero.campaigns
+        .get_mut(DEFAULT_CAMPAIGN)
+        .unwrap()
+        .learning_cap_cents = 0;
+    assert_eq!(
+        make(zero)
+            .reserve(learn(d, "z", &[500], NOW_MS))
+            .await
+            .unwrap(),
+        ReserveOutcome::LearningExhausted {
+            remaining_cents: 10_000,
+            learning_remaining_cents: 0
+        }
+    );
+}
+
 #[tokio::test]
 async fn memory_ledger_conforms() {
     ledger_suite(|b| Arc::new(MemoryLedger::new(b, key())) as Arc<dyn Ledger>).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_ledger_keeps_the_learning_budget() {
+    learning_budget_suite(|b| Arc::new(MemoryLedger::new(b, key())) as Arc<dyn Ledger>).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_ledger_keeps_the_learning_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    learning_budget_suite(|b| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = dir.path().join(format!("learning-{i}.sqlite3"));
+        Arc::new(SqliteLedger::open(&path, b, key()).unwrap()) as Arc<dyn Ledger>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_ledger_keeps_the_learning_budget() {
+    let Some(redis) = crate::redis::redis_server() else {
+        return;
+    };
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    learning_budget_suite(|b| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Arc::new(RedisLedger::new(redis.conn(&format!("lb{i}")), b, key())) as Arc<dyn Ledger>
+    })
+    .await;
+}
+
+/// Regression: a ledger file written before offers had a `learning` column
+/// opens, keeps its offers and budget (all main money), and then books
+/// learning offers; opening it again is a no-op migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_ledger_opens_a_database_without_the_learning_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE offers (
+                code TEXT PRIMARY KEY, campaign TEXT NOT NULL, session_id TEXT NOT NULL,
+                day TEXT NOT NULL, amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+                issued_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('reserved', 'captured', 'voided')),
+                settled_ms INTEGER, order_value_cents INTEGER, UNIQUE (campaign, session_id));
+             CREATE INDEX offers_open ON offers (state, expires_ms);
+             CREATE TABLE outcomes (session_id TEXT PRIMARY KEY, converted INTEGER NOT NULL,
+                order_value_cents INTEGER NOT NULL, at_ms INTEGER NOT NULL);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO offers VALUES ('OLD-CODE', 'default', 'old', '2026-11-22', 1000, ?1, ?2, 'reserved', NULL, NULL)",
+            rusqlite::params![NOW_MS, NOW_MS + 3_600_000],
+        )
+        .unwrap();
+    }
+    let budgets = learning_budgets();
+    for _ in 0..2 {
+        let l = SqliteLedger::open(&path, budgets.clone(), key()).unwrap();
+        let s = l.snapshot(DEFAULT_CAMPAIGN, NOW_MS).await.unwrap();
+        assert!(s.reserved_cents >= 1_000, "the old offer still counts");
+        assert_eq!(s.learning_cap_cents, 1_500);
+        let rows = l.rows().await.unwrap();
+        let old = rows.iter().find(|r| r.session_id == "old").unwrap();
+        assert!(!old.learning, "old offers were main money");
+        assert_eq!(
+            l.offer_for(DEFAULT_CAMPAIGN, "old")
+                .await
+                .unwrap()
+                .map(|o| o.amount_cents),
+            Some(1_000)
+        );
+        // Learning offers are booked and survive the reopen.
+        match l
+            .reserve(learn(DEFAULT_CAMPAIGN, "new", &[1_500], NOW_MS))
+            .await
+            .unwrap()
+        {
+            ReserveOutcome::Reserved(_) | ReserveOutcome::AlreadyOffered(_) => {}
+            other => panic!("{other:?}"),
+        }
+        let s = l.snapshot(DEFAULT_CAMPAIGN, NOW_MS).await.unwrap();
+        assert_eq!(
+            (
+                s.reserved_cents,
+                s.learning_reserved_cents,
+                s.learning_remaining_cents
+            ),
+            (2_500, 1_500, 0)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,10 +59,27 @@ impl TestServer {
 
 /// Settings from TOML; tests default to no holdout and no exploration so
 /// that decisions are deterministic (tests of those set them explicitly).
+/// They also offer on the configured priors, with one exploration share
+/// whether or not the model learned a response, as the service did before
+/// its cold start (the shipped model has no learned response): behaviour
+/// tests keep their meaning. Cold-start tests use [`cold_settings`].
 pub fn settings(toml: &str) -> Settings {
     let mut raw = RawConfig::from_toml(toml).unwrap();
     raw.experiment.holdout_share.get_or_insert(0.0);
     raw.experiment.explore_share.get_or_insert(0.0);
+    raw.policy.offer_on_priors.get_or_insert(true);
+    if raw.experiment.cold_explore_share.is_none() {
+        raw.experiment.cold_explore_share = raw.experiment.explore_share;
+    }
+    raw.validate().unwrap()
+}
+
+/// Settings from TOML with the shipped defaults for the cold start (no
+/// greedy offer on priors, the cold exploration share) and, unless set, no
+/// holdout.
+pub fn cold_settings(toml: &str) -> Settings {
+    let mut raw = RawConfig::from_toml(toml).unwrap();
+    raw.experiment.holdout_share.get_or_insert(0.0);
     raw.validate().unwrap()
 }
 
