@@ -188,6 +188,13 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     let settings = settings(&args)?;
     let (model, source) = app::load_model(&settings)?;
     tracing::info!(model = %source, version = model.version(), "model loaded");
+    let learned = model.learns_any(&settings.policy.tiers);
+    tracing::info!(
+        learned_response = learned,
+        offer_on_priors = settings.policy.offer_on_priors,
+        explore_share = settings.experiment.share(learned),
+        "voucher response"
+    );
     tracing::info!(
         ledger = ?settings.ledger_backend,
         sessions = ?settings.session_backend,

@@ -161,7 +161,9 @@ pub(crate) async fn run_nudge(
                     }
                 }
             }
-            engine::Reason::BudgetExhausted => o.refused_for_budget += 1,
+            engine::Reason::BudgetExhausted | engine::Reason::LearningBudgetExhausted => {
+                o.refused_for_budget += 1
+            }
             _ => {}
         }
     }

@@ -112,8 +112,10 @@ pub(crate) fn key() -> VoucherKey {
 }
 
 /// Two replicas (separate connections, separate ledger objects) reserve
-/// concurrently against one budget: the cap holds to the cent, every
-/// session has at most one offer, and the counters equal the offers made.
+/// concurrently against one budget, a quarter of the sessions as learning
+/// (exploration) offers: the cap and the learning cap hold to the cent,
+/// every session has at most one offer, and the counters equal the offers
+/// made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_never_overspend_one_budget() {
     let Some(redis) = redis_server() else { return };
@@ -133,6 +135,7 @@ async fn two_replicas_never_overspend_one_budget() {
         tasks.push(tokio::spawn(async move {
             // 80 sessions asked 5 times each, through both replicas.
             let session = format!("s{}", i % 80);
+            let learning = i % 80 < 20;
             let candidates: &[i64] = match i % 3 {
                 0 => &[2_000, 1_000, 500],
                 1 => &[1_000, 500],
@@ -145,28 +148,39 @@ async fn two_replicas_never_overspend_one_budget() {
                     candidates,
                     now_ms: NOW_MS,
                     expires_at_ms: NOW_MS + 3_600_000,
-                    learning: false,
+                    learning,
                 })
                 .await
                 .unwrap();
-            (session, out)
+            (session, learning, out)
         }));
     }
     let mut reserved = std::collections::HashMap::new();
-    let mut sum = 0;
+    let (mut sum, mut learning_sum) = (0, 0);
     for t in tasks {
-        let (session, out) = t.await.unwrap();
+        let (session, learning, out) = t.await.unwrap();
         if let ReserveOutcome::Reserved(o) = out {
             assert!(
                 reserved.insert(session, o.clone()).is_none(),
                 "one offer per session"
             );
             sum += o.amount_cents;
+            if learning {
+                learning_sum += o.amount_cents;
+            }
         }
     }
     let snap = replicas[0].snapshot("default", NOW_MS).await.unwrap();
     assert!(sum <= cap, "reserved {sum} > cap {cap}");
     assert_eq!(snap.reserved_cents, sum);
+    let learning_cap = snap.learning_cap_cents;
+    assert_eq!(learning_cap, cap / 10);
+    assert!(
+        learning_sum <= learning_cap,
+        "learning {learning_sum} > {learning_cap}"
+    );
+    assert_eq!(snap.learning_reserved_cents, learning_sum);
+    assert!(snap.learning_remaining_cents < 500, "{snap:?}");
     assert_eq!(snap.offers as usize, reserved.len());
     assert!(
         snap.remaining_cents < 500,

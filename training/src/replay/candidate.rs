@@ -8,6 +8,9 @@ use nudge::domain::model::{ClientFeatures, Model};
 use nudge::domain::policy::{self, OfferTrigger, Policy, Verdict};
 
 /// The policy under evaluation.
+// One candidate per evaluation, built once and borrowed: boxing the rule
+// would only add an indirection to every session's lookup.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Candidate {
     /// A model with a policy: the service's greedy rule at lambda 0.
