@@ -401,6 +401,38 @@ mod tests {
     }
 
     #[test]
+    fn worlds_share_the_walks_and_old_configs_parse() {
+        let of = |world| -> Vec<GeneratedSession> {
+            Generator::new(GeneratorConfig {
+                seed: 9,
+                world,
+                ..GeneratorConfig::default()
+            })
+            .take(300)
+            .collect()
+        };
+        let cal = of(ResponseWorld::Calibrated);
+        for world in [ResponseWorld::Faint, ResponseWorld::Invisible] {
+            let other = of(world);
+            let mut differs = 0;
+            for (a, b) in cal.iter().zip(&other) {
+                assert_eq!(a.events, b.events);
+                assert_eq!(a.decision_points, b.decision_points);
+                assert_eq!(b.truth.world, world);
+                differs += usize::from(a.truth.price_sensitivity != b.truth.price_sensitivity);
+            }
+            assert!(differs > 250, "{world}: sensitivity differs in {differs}");
+        }
+        let old = r#"{"seed":3,"start_ms":0,"sessions_per_hour":10.0}"#;
+        let cfg: GeneratorConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(cfg.world, ResponseWorld::Calibrated);
+        let mut truth = serde_json::to_value(&cal[0].truth).unwrap();
+        truth.as_object_mut().unwrap().remove("world");
+        let back: Truth = serde_json::from_value(truth).unwrap();
+        assert_eq!(back.world, ResponseWorld::Calibrated);
+    }
+
+    #[test]
     fn timestamps_and_decision_points_are_consistent() {
         for s in sessions(1, 2_000) {
             assert!(!s.events.is_empty() && s.events.len() <= MAX_EVENTS);

@@ -206,55 +206,65 @@ const SIGNALS: [F; 6] = [
 ];
 
 /// R^2 of the least-squares fit of `y` on the columns of `x` plus an
-/// intercept (normal equations, a tiny ridge for constant columns).
+/// intercept (centred normal equations with a tiny ridge for constant
+/// columns, solved by Gaussian elimination).
 pub fn r_squared(x: &[Vec<f64>], y: &[f64]) -> f64 {
     let n = y.len();
-    let d = x.first().map_or(0, Vec::len) + 1;
-    if n <= d {
+    let k = x.first().map_or(0, Vec::len);
+    if n <= k + 1 {
         return 0.0;
     }
-    // Centre everything: the intercept then drops out.
-    let mean = |f: &dyn Fn(usize) -> f64| (0..n).map(f).sum::<f64>() / n as f64;
-    let my = mean(&|i| y[i]);
-    let mx: Vec<f64> = (0..d - 1).map(|j| mean(&|i| x[i][j])).collect();
-    let k = d - 1;
-    let mut a = vec![vec![0.0; k + 1]; k];
-    for i in 0..n {
-        let row: Vec<f64> = (0..k).map(|j| x[i][j] - mx[j]).collect();
-        for r in 0..k {
-            for c in 0..k {
-                a[r][c] += row[r] * row[c];
-            }
-            a[r][k] += row[r] * (y[i] - my);
+    let nf = n as f64;
+    let my = y.iter().sum::<f64>() / nf;
+    let mut mx = vec![0.0; k];
+    for row in x {
+        for (m, v) in mx.iter_mut().zip(row) {
+            *m += v / nf;
         }
     }
-    for (r, row) in a.iter_mut().enumerate() {
-        row[r] += 1e-9 * n as f64;
+    let centred = |row: &[f64]| -> Vec<f64> { row.iter().zip(&mx).map(|(v, m)| v - m).collect() };
+    // Rows of [X'X | X'y], centred.
+    let mut a = vec![vec![0.0; k + 1]; k];
+    for (row, yi) in x.iter().zip(y) {
+        let row = centred(row);
+        for (ar, ri) in a.iter_mut().zip(&row) {
+            for (v, rj) in ar.iter_mut().zip(&row) {
+                *v += ri * rj;
+            }
+            ar[k] += ri * (yi - my);
+        }
     }
-    // Gaussian elimination with partial pivoting.
+    for (r, ar) in a.iter_mut().enumerate() {
+        ar[r] += 1e-9 * nf;
+    }
     for col in 0..k {
         let piv = (col..k)
             .max_by(|p, q| a[*p][col].abs().total_cmp(&a[*q][col].abs()))
             .unwrap_or(col);
         a.swap(col, piv);
-        let p = a[col][col];
-        for r in col + 1..k {
-            let f = a[r][col] / p;
-            for c in col..=k {
-                a[r][c] -= f * a[col][c];
+        let (top, rest) = a.split_at_mut(col + 1);
+        let pivot = &top[col];
+        for ar in rest {
+            let f = ar[col] / pivot[col];
+            for (v, p) in ar[col..].iter_mut().zip(&pivot[col..]) {
+                *v -= f * p;
             }
         }
     }
     let mut beta = vec![0.0; k];
     for r in (0..k).rev() {
-        let s: f64 = (r + 1..k).map(|c| a[r][c] * beta[c]).sum();
-        beta[r] = (a[r][k] - s) / a[r][r];
+        let known: f64 = a[r][r + 1..k]
+            .iter()
+            .zip(&beta[r + 1..])
+            .map(|(c, b)| c * b)
+            .sum();
+        beta[r] = (a[r][k] - known) / a[r][r];
     }
     let (mut ss_res, mut ss_tot) = (0.0, 0.0);
-    for i in 0..n {
-        let fit: f64 = (0..k).map(|j| beta[j] * (x[i][j] - mx[j])).sum();
-        ss_res += (y[i] - my - fit).powi(2);
-        ss_tot += (y[i] - my).powi(2);
+    for (row, yi) in x.iter().zip(y) {
+        let fit: f64 = centred(row).iter().zip(&beta).map(|(v, b)| v * b).sum();
+        ss_res += (yi - my - fit).powi(2);
+        ss_tot += (yi - my).powi(2);
     }
     if ss_tot > 0.0 {
         1.0 - ss_res / ss_tot
@@ -400,6 +410,23 @@ pub fn figures_table(all: &[WorldFigures]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn r_squared_of_an_exact_and_of_an_unrelated_fit() {
+        let x: Vec<Vec<f64>> = (0..50)
+            .map(|i| vec![i as f64, (i * i % 7) as f64, 1.0])
+            .collect();
+        let exact: Vec<f64> = x.iter().map(|r| 2.0 * r[0] - r[1] + 3.0).collect();
+        assert!((r_squared(&x, &exact) - 1.0).abs() < 1e-9);
+        let half: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r[0] + if i % 2 == 0 { 10.0 } else { -10.0 })
+            .collect();
+        let r2 = r_squared(&x, &half);
+        assert!(r2 > 0.0 && r2 < 1.0, "{r2}");
+        assert_eq!(r_squared(&x[..2], &exact[..2]), 0.0);
+    }
 
     #[test]
     fn names_round_trip_and_calibrated_is_the_default() {
