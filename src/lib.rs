@@ -57,7 +57,8 @@
 //!   [`app::pacing_state`], [`app::tasks`] (sweeper, pacing loop),
 //!   [`app::serve`] (gRPC with graceful shutdown).
 //! - [`sim`]: the policy simulator on generated traffic (an offline tool):
-//!   [`sim::synth`] (the seeded visitor generator with its true behaviour),
+//!   [`sim::synth`] (the seeded visitor generator with its true behaviour;
+//!   [`sim::synth::world`]: the response worlds and their measurement),
 //!   `world` (visitors on the virtual clock), `policies` (blanket,
 //!   heat-tier, nudge through the real engine, the oracle), `score`,
 //!   `render` (table, SVG, HTML) and `diag` (diagnostics run by hand).

@@ -80,6 +80,7 @@ fn day() -> &'static Day {
             seed: SEED,
             start_ms: DAY_START_MS,
             sessions_per_hour: SESSIONS_PER_HOUR,
+            ..GeneratorConfig::default()
         });
         for (i, s) in generator
             .take_while(|s| s.events[0].at_ms < end_ms)

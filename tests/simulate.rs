@@ -13,6 +13,7 @@
 
 use nudge::config::RawConfig;
 use nudge::domain::model::Model;
+use nudge::sim::synth::ResponseWorld;
 use nudge::sim::{self, SimReport, SimulateArgs};
 use std::path::Path;
 use tokio::sync::OnceCell;
@@ -236,6 +237,73 @@ async fn runs_over_two_days_with_a_budget_per_day() {
         blanket.budget_used_cents
     );
     assert!(blanket.budget_used_cents <= run.total_budget_cents);
+}
+
+#[tokio::test]
+async fn a_world_changes_the_response_not_the_visitors() {
+    let settings = RawConfig::default().validate().unwrap();
+    let small = |world| SimulateArgs {
+        world,
+        hours: 6.0,
+        budgets_eur: vec![100_000],
+        nudge_without_holdout: false,
+        nudge_exit_intent: false,
+        ..args()
+    };
+    let cal = sim::simulate(&small(ResponseWorld::Calibrated), &settings, model())
+        .await
+        .unwrap();
+    let inv = sim::simulate(&small(ResponseWorld::Invisible), &settings, model())
+        .await
+        .unwrap();
+    assert_eq!(inv.world, ResponseWorld::Invisible);
+    assert!(sim::render_table(&inv).contains("world invisible"));
+    assert_eq!(cal.traffic.sessions, inv.traffic.sessions);
+    assert_eq!(cal.traffic.decision_moments, inv.traffic.decision_moments);
+    let oracle = |r: &SimReport| {
+        r.runs[0]
+            .policy(sim::ORACLE)
+            .unwrap()
+            .expected
+            .net_incremental_margin_cents
+    };
+    // Where the effect is tiny, even perfect knowledge finds little to give.
+    assert!(
+        oracle(&inv) < 0.05 * oracle(&cal),
+        "{} {}",
+        oracle(&inv),
+        oracle(&cal)
+    );
+}
+
+#[test]
+fn the_binary_takes_a_world_by_name() {
+    let run = |world: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+            .args([
+                "simulate",
+                "--world",
+                world,
+                "--hours",
+                "1",
+                "--sessions-per-hour",
+                "60",
+                "--budgets",
+                "10",
+                "--no-out",
+            ])
+            .output()
+            .unwrap()
+    };
+    let ok = run("faint");
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("world faint"));
+    let bad = run("lavish");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    for name in ["calibrated", "faint", "invisible", "generous"] {
+        assert!(err.contains(name), "{err}");
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use nudge::app;
 use nudge::clock::SystemClock;
 use nudge::config::RawConfig;
+use nudge::sim::synth::ResponseWorld;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -37,6 +38,11 @@ struct SimulateCli {
     /// Generator seed (same seed, same visitors, same report).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// The generator's response world: how strongly vouchers work and how
+    /// much of price sensitivity the page signals show (see README
+    /// "Simulated worlds").
+    #[arg(long, value_enum, default_value_t = ResponseWorld::Calibrated)]
+    world: ResponseWorld,
     /// Arrival rate of generated sessions.
     #[arg(long, default_value_t = 2000.0)]
     sessions_per_hour: f64,
@@ -244,6 +250,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
 async fn simulate(a: SimulateCli) -> Result<(), Box<dyn std::error::Error>> {
     let args = nudge::sim::SimulateArgs {
         seed: a.seed,
+        world: a.world,
         sessions_per_hour: a.sessions_per_hour,
         hours: a.hours,
         budgets_eur: a.budgets,

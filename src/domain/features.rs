@@ -91,6 +91,8 @@ feature_table! {
     returning_visitor = "returning_visitor", Flag, "1 for a returning visitor";
     prior_orders = "prior_orders", Log, "orders before this session (capped at 1000)";
     intent_value_eur = "intent_value_eur", Log, "intent value, EUR (see SessionState::intent_value_cents)";
+    product_revisits = "product_revisits", Log, "views of a product already viewed in the session";
+    similar_products_viewed = "similar_products_viewed", Log, "distinct products viewed in one price band (within 20 %; see SessionState::similar_products_viewed)";
 }
 
 /// A computed feature vector, indexed by [`F`].
@@ -238,6 +240,11 @@ pub fn compute(state: &SessionState, now_ms: i64) -> Features {
         F::intent_value_eur,
         state.intent_value_cents() as f64 / CENTS_PER_EUR,
     );
+    set(F::product_revisits, f64::from(state.product_revisits));
+    set(
+        F::similar_products_viewed,
+        f64::from(state.similar_products_viewed()),
+    );
     Features(x)
 }
 
@@ -254,6 +261,43 @@ mod tests {
             FEATURES[F::intent_value_eur as usize].name,
             "intent_value_eur"
         );
+        // Appended features keep every earlier index in place.
+        assert_eq!(F::intent_value_eur as usize, 40);
+        assert_eq!(
+            FEATURES[N_FEATURES - 2..]
+                .iter()
+                .map(|d| d.name)
+                .collect::<Vec<_>>(),
+            ["product_revisits", "similar_products_viewed"]
+        );
+    }
+
+    #[test]
+    fn revisits_and_similar_products_come_from_product_pages() {
+        use crate::domain::session::{Event, EventKind, PageKind, ProductKey};
+        let view = |at_ms, id: &str, price_cents| Event {
+            at_ms,
+            kind: EventKind::PageView {
+                page: PageKind::Product,
+                product: Some(ProductKey::of(id)),
+                price_cents,
+                dwell_ms: 5_000,
+                scroll_depth: 0.5,
+            },
+        };
+        let mut s = SessionState::default();
+        for e in [
+            view(1, "a", 10_000),
+            view(2, "b", 10_500),
+            view(3, "a", 10_000),
+            view(4, "c", 50_000),
+        ] {
+            s.apply(&e);
+        }
+        let f = compute(&s, 5);
+        assert_eq!(f.get(F::product_revisits), 1.0);
+        assert_eq!(f.get(F::similar_products_viewed), 2.0);
+        assert_eq!(f.get(F::product_views), 4.0);
     }
 
     #[test]

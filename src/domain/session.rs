@@ -171,7 +171,11 @@ pub struct ProductSlot {
     pub product: ProductKey,
     pub price_cents: i64,
     pub dwell_ms: u64,
+    /// Page views and cart adds of the product (> 0: the slot is in use).
     pub views: u32,
+    /// Product page views alone.
+    #[serde(default)]
+    pub page_views: u32,
 }
 
 /// The per-session aggregate. Fixed size; see the module docs.
@@ -201,6 +205,10 @@ pub struct SessionState {
     pub searches: u32,
     pub zero_result_searches: u32,
     pub signals: [u32; 7],
+    /// Product page views of a product the table already held with a page
+    /// view (a product evicted from the table counts afresh).
+    #[serde(default)]
+    pub product_revisits: u32,
     /// Time of the latest exit-intent signal (0: none yet). What the
     /// exit-intent offer trigger reads (`policy::OfferTrigger`).
     #[serde(default)]
@@ -248,7 +256,14 @@ impl SessionState {
                         self.product_price_sum_cents.saturating_add(price_cents);
                     self.product_price_max_cents = self.product_price_max_cents.max(price_cents);
                     if let Some(key) = product {
-                        self.consider(key, price_cents, u64::from(dwell_ms));
+                        if self
+                            .products
+                            .iter()
+                            .any(|s| s.page_views > 0 && s.product == key)
+                        {
+                            self.product_revisits = self.product_revisits.saturating_add(1);
+                        }
+                        self.consider(key, price_cents, u64::from(dwell_ms), true);
                     }
                 }
             }
@@ -263,7 +278,7 @@ impl SessionState {
                     .cart_value_cents
                     .saturating_add(unit_price_cents.saturating_mul(i64::from(quantity)));
                 // Adding to the cart is the strongest "consideration" signal.
-                self.consider(product, unit_price_cents, 0);
+                self.consider(product, unit_price_cents, 0, false);
             }
             EventKind::CartRemove {
                 unit_price_cents,
@@ -298,10 +313,12 @@ impl SessionState {
         }
     }
 
-    /// Records dwell on a product in the fixed slot table. When the table is
-    /// full the product with the least dwell is replaced (it cannot be the
+    /// Records dwell on a product in the fixed slot table (`page_view`: a
+    /// product page view, else a cart add). When the table is full the
+    /// product with the least dwell is replaced (it cannot be the
     /// most-considered one).
-    fn consider(&mut self, product: ProductKey, price_cents: i64, dwell_ms: u64) {
+    fn consider(&mut self, product: ProductKey, price_cents: i64, dwell_ms: u64, page_view: bool) {
+        let page_views = u32::from(page_view);
         if let Some(slot) = self
             .products
             .iter_mut()
@@ -309,6 +326,7 @@ impl SessionState {
         {
             slot.dwell_ms = slot.dwell_ms.saturating_add(dwell_ms);
             slot.views = slot.views.saturating_add(1);
+            slot.page_views = slot.page_views.saturating_add(page_views);
             if price_cents > 0 {
                 slot.price_cents = price_cents;
             }
@@ -330,6 +348,7 @@ impl SessionState {
             price_cents,
             dwell_ms,
             views: 1,
+            page_views,
         };
     }
 
@@ -339,6 +358,27 @@ impl SessionState {
             .iter()
             .filter(|s| s.views > 0)
             .max_by_key(|s| (s.dwell_ms, s.views))
+    }
+
+    /// The largest number of distinct products viewed (product page views,
+    /// from the fixed table) whose prices lie within 20 % of one of them:
+    /// the visitor's comparison set in one price band. 1 for a single
+    /// product, 0 before any priced product page. Events carry no
+    /// category, so the price band stands for "similar products".
+    pub fn similar_products_viewed(&self) -> u32 {
+        let viewed = || {
+            self.products
+                .iter()
+                .filter(|s| s.page_views > 0 && s.price_cents > 0)
+        };
+        viewed()
+            .map(|a| {
+                viewed()
+                    .filter(|b| (b.price_cents - a.price_cents).abs() * 5 <= a.price_cents)
+                    .count() as u32
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn page_views_total(&self) -> u32 {
@@ -416,6 +456,70 @@ mod tests {
         }
         assert_eq!(s.most_considered().unwrap().product, ProductKey::of("star"));
         assert_eq!(s.product_views, 1_001);
+    }
+
+    #[test]
+    fn revisits_count_repeated_product_pages_not_cart_adds() {
+        let add = |at_ms, product: &str| Event {
+            at_ms,
+            kind: EventKind::CartAdd {
+                product: ProductKey::of(product),
+                unit_price_cents: 5_000,
+                quantity: 1,
+            },
+        };
+        let mut s = SessionState::default();
+        // A cart add reported before the page view it happened on.
+        s.apply(&add(1, "a"));
+        s.apply(&pv(2, "a", 5_000, 10_000));
+        assert_eq!(s.product_revisits, 0);
+        s.apply(&pv(3, "b", 5_000, 10_000));
+        s.apply(&pv(4, "a", 5_000, 10_000));
+        s.apply(&pv(5, "a", 5_000, 10_000));
+        assert_eq!(s.product_revisits, 2);
+        let slot = s.most_considered().unwrap();
+        assert_eq!((slot.views, slot.page_views), (4, 3));
+    }
+
+    #[test]
+    fn similar_products_are_the_largest_price_band() {
+        let mut s = SessionState::default();
+        assert_eq!(s.similar_products_viewed(), 0);
+        s.apply(&pv(1, "a", 10_000, 1_000));
+        assert_eq!(s.similar_products_viewed(), 1);
+        // Revisits do not add products.
+        s.apply(&pv(2, "a", 10_000, 1_000));
+        assert_eq!(s.similar_products_viewed(), 1);
+        s.apply(&pv(3, "b", 11_900, 1_000));
+        s.apply(&pv(4, "c", 8_100, 1_000));
+        s.apply(&pv(5, "far", 30_000, 1_000));
+        // a, b and c are within 20 % of a; b and c are not within 20 % of
+        // each other, but a's band holds all three.
+        assert_eq!(s.similar_products_viewed(), 3);
+        // A product only added to the cart was not viewed.
+        s.apply(&Event {
+            at_ms: 6,
+            kind: EventKind::CartAdd {
+                product: ProductKey::of("d"),
+                unit_price_cents: 10_000,
+                quantity: 1,
+            },
+        });
+        assert_eq!(s.similar_products_viewed(), 3);
+    }
+
+    #[test]
+    fn old_stored_states_without_the_new_fields_still_parse() {
+        let mut s = SessionState::default();
+        s.apply(&pv(1, "a", 10_000, 1_000));
+        let mut v = serde_json::to_value(&s).unwrap();
+        v.as_object_mut().unwrap().remove("product_revisits");
+        for slot in v["products"].as_array_mut().unwrap() {
+            slot.as_object_mut().unwrap().remove("page_views");
+        }
+        let back: SessionState = serde_json::from_value(v).unwrap();
+        assert_eq!(back.product_revisits, 0);
+        assert_eq!(back.products[0].page_views, 0);
     }
 
     #[test]

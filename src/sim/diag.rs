@@ -1,7 +1,40 @@
 //! Diagnostics of the simulated world (ignored tests, run by hand): which of
 //! nudge's inputs limit it, and what any policy could reach.
+//! `NUDGE_DIAG_WORLD` picks the generator's response world (default
+//! calibrated).
 
 use super::*;
+
+/// The default simulation in the world named by `NUDGE_DIAG_WORLD`.
+fn diag_args() -> SimulateArgs {
+    let world = std::env::var("NUDGE_DIAG_WORLD").map_or(ResponseWorld::Calibrated, |w| {
+        <ResponseWorld as clap::ValueEnum>::from_str(&w, true).expect("a world name")
+    });
+    SimulateArgs {
+        world,
+        ..SimulateArgs::default()
+    }
+}
+
+/// True mean log-odds lift per tier over the visitors nudge may treat, at
+/// their first eligible moment (hesitant, intent >= 99 EUR): what a
+/// constant lift per tier learned without bias would be.
+fn eligible_mean_lift(w: &World, tiers: &[i64; 3]) -> [f64; 3] {
+    let mut seen = vec![false; w.visits.len()];
+    let (mut sum, mut n) = ([0.0; 3], 0.0);
+    for mo in &w.moments {
+        let vi = mo.visit as usize;
+        if seen[vi] || mo.intent_cents < 9_900 || mo.segment != Segment::Hesitant {
+            continue;
+        }
+        seen[vi] = true;
+        n += 1.0;
+        for (s, t) in sum.iter_mut().zip(tiers) {
+            *s += w.visits[vi].s.truth.lift(*t);
+        }
+    }
+    sum.map(|s| s / f64::max(n, 1.0))
+}
 
 /// Diagnostic (not a check): the ENV rule at the first eligible moment,
 /// no budget, with the model's or the true p0 and the prior, true-mean
@@ -11,10 +44,7 @@ use super::*;
 #[test]
 #[ignore]
 fn rule_variants() {
-    let args = SimulateArgs {
-        sessions_per_hour: 2_000.0,
-        ..SimulateArgs::default()
-    };
+    let args = diag_args();
     let settings = Settings::default();
     // NUDGE_DIAG_MODEL: another model file (e.g. one retrained by the
     // closed loop); its p0, and its learned lifts in the last variants.
@@ -44,7 +74,8 @@ fn rule_variants() {
     let w = build_world(&args, &settings, &model).unwrap();
     let m = 0.3;
     let tiers = [500i64, 1_000, 2_000];
-    let mean = [0.11, 0.20, 0.37];
+    let mean = eligible_mean_lift(&w, &tiers);
+    println!("true mean lift of the eligible: {mean:.2?}");
     let prior = [0.25, 0.45, 0.70];
     type Lift<'a> = Box<dyn Fn(&Visit, &Moment, usize) -> f64 + 'a>;
     type P0<'a> = Box<dyn Fn(&Visit, &Moment) -> f64 + 'a>;
@@ -183,10 +214,7 @@ fn rule_variants() {
 #[ignore]
 #[allow(clippy::needless_range_loop)] // Gaussian elimination reads best by index.
 fn lift_predictability() {
-    let args = SimulateArgs {
-        sessions_per_hour: 2_000.0,
-        ..SimulateArgs::default()
-    };
+    let args = diag_args();
     let settings = Settings::default();
     let model =
         Model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.json"))
@@ -194,6 +222,7 @@ fn lift_predictability() {
     let w = build_world(&args, &settings, &model).unwrap();
     let m = 0.3;
     let tiers = [500i64, 1_000, 2_000];
+    let mean = eligible_mean_lift(&w, &tiers);
     let feats = |v: &Visit, mo: &Moment| -> Vec<f64> {
         let f = crate::sim::synth::replay(
             &v.s,
@@ -313,7 +342,7 @@ fn lift_predictability() {
                     let l = match lift {
                         0 => betas[i].iter().zip(x).map(|(a, b)| a * b).sum(),
                         1 => w.visits[*vi].s.truth.lift(tiers[i]),
-                        _ => [0.11, 0.20, 0.37][i],
+                        _ => mean[i],
                     };
                     let pv =
                         crate::domain::logistic::sigmoid(crate::domain::logistic::logit(p0) + l);
@@ -351,9 +380,8 @@ fn bars_feasibility() {
             .unwrap_or(d)
     };
     let args = SimulateArgs {
-        sessions_per_hour: 2_000.0,
         hours: env_f("NUDGE_DIAG_HOURS", 24.0),
-        ..SimulateArgs::default()
+        ..diag_args()
     };
     let settings = Settings::default();
     let model =

@@ -121,7 +121,7 @@ use crate::domain::session::SessionState;
 use crate::engine::DecideInput;
 use crate::engine::{self, Engine};
 use crate::ledger::{CampaignBudget, DEFAULT_LEARNING_SHARE};
-use crate::sim::synth::{GeneratedSession, Generator, GeneratorConfig};
+use crate::sim::synth::{GeneratedSession, Generator, GeneratorConfig, ResponseWorld};
 use chrono::TimeZone;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -152,6 +152,8 @@ pub const ORACLE_IN_RULE: &str = "oracle-in-rule";
 pub struct SimulateArgs {
     /// Generator seed. Default 42.
     pub seed: u64,
+    /// The generator's response world. Default calibrated.
+    pub world: ResponseWorld,
     /// Session arrival rate. Default 2000.
     pub sessions_per_hour: f64,
     /// Simulated hours from local midnight, in (0, 168]. Default 24.
@@ -190,6 +192,7 @@ impl Default for SimulateArgs {
     fn default() -> Self {
         SimulateArgs {
             seed: 42,
+            world: ResponseWorld::Calibrated,
             sessions_per_hour: 2_000.0,
             hours: 24.0,
             budgets_eur: vec![500, 1_000, 5_000],
@@ -210,6 +213,8 @@ impl Default for SimulateArgs {
 pub struct SimReport {
     pub format: &'static str,
     pub seed: u64,
+    /// The generator's response world.
+    pub world: ResponseWorld,
     pub sessions_per_hour: f64,
     pub hours: f64,
     pub start_ms: i64,
@@ -644,6 +649,7 @@ pub async fn simulate(
     Ok(SimReport {
         format: FORMAT,
         seed: args.seed,
+        world: args.world,
         sessions_per_hour: args.sessions_per_hour,
         hours: args.hours,
         start_ms: w.start_ms,

@@ -48,8 +48,8 @@ pub fn render_table(r: &SimReport) -> String {
     let t = &r.traffic;
     let _ = writeln!(
         out,
-        "nudge simulate: seed {}, {} sessions ({} /h for {} h from local midnight, {}), {} decision moments",
-        r.seed, t.sessions, r.sessions_per_hour, r.hours, r.timezone, t.decision_moments
+        "nudge simulate: seed {}, world {}, {} sessions ({} /h for {} h from local midnight, {}), {} decision moments",
+        r.seed, r.world, t.sessions, r.sessions_per_hour, r.hours, r.timezone, t.decision_moments
     );
     let _ = writeln!(
         out,

@@ -69,6 +69,7 @@ pub(crate) fn build_world(
         seed: args.seed,
         start_ms,
         sessions_per_hour: args.sessions_per_hour,
+        world: args.world,
     });
     let mut visits = Vec::new();
     let mut moments = Vec::new();

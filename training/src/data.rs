@@ -4,7 +4,7 @@
 
 use anyhow::{Context as _, Result};
 use nudge::domain::features::{Features, F};
-use nudge::sim::synth::{GeneratedSession, Generator, GeneratorConfig};
+use nudge::sim::synth::{GeneratedSession, Generator, GeneratorConfig, ResponseWorld};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,11 +29,18 @@ impl Row {
     }
 }
 
-/// Generates `n` sessions with `seed` and serialises them as JSON lines,
-/// byte-identical to `nudge-train generate`.
+/// Generates `n` sessions with `seed` in the calibrated world and serialises
+/// them as JSON lines, byte-identical to `nudge-train generate`.
 pub fn generate_jsonl(n: usize, seed: u64) -> Vec<u8> {
+    generate_world_jsonl(n, seed, ResponseWorld::Calibrated)
+}
+
+/// [`generate_jsonl`] in another response world (`nudge-train generate
+/// --world`).
+pub fn generate_world_jsonl(n: usize, seed: u64, world: ResponseWorld) -> Vec<u8> {
     let gen = Generator::new(GeneratorConfig {
         seed,
+        world,
         ..GeneratorConfig::default()
     });
     to_jsonl(gen.take(n))

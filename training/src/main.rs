@@ -2,7 +2,7 @@
 //! predict with the intent model.
 //!
 //! ```text
-//! nudge-train generate --sessions 40000 --seed 42 --out sessions.jsonl [--format log]
+//! nudge-train generate --sessions 40000 --seed 42 --out sessions.jsonl [--format log] [--world calibrated]
 //! nudge-train fit --generate 40000 --gen-seed 42 --seed 7 --alpha 1 --out models/default.json
 //! nudge-train fit --logs LOG_DIR --out model.json [--report DIR]
 //! nudge-train fit --spec training/specs/uci_online_shoppers.toml \

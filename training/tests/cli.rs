@@ -325,6 +325,52 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
 }
 
 #[test]
+fn generate_takes_a_world_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gen = |world: &str, out: &str| {
+        run(bin()
+            .args([
+                "generate",
+                "--sessions",
+                "40",
+                "--seed",
+                "5",
+                "--world",
+                world,
+                "--out",
+                out,
+            ])
+            .current_dir(d))
+    };
+    let (ok, _, err) = gen("invisible", "inv.jsonl");
+    assert!(ok, "{err}");
+    assert!(err.contains("world invisible"), "{err}");
+    let (ok, _, err) = gen("calibrated", "cal.jsonl");
+    assert!(ok, "{err}");
+    let read = |f: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(d.join(f))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (inv, cal) = (read("inv.jsonl"), read("cal.jsonl"));
+    assert_eq!(inv.len(), 40);
+    for (i, c) in inv.iter().zip(&cal) {
+        assert_eq!(i["truth"]["world"], "invisible");
+        assert_eq!(c["truth"]["world"], "calibrated");
+        // The same visitors and walks; only the response differs.
+        assert_eq!(i["events"], c["events"]);
+    }
+    let (ok, _, err) = gen("lavish", "x.jsonl");
+    assert!(!ok);
+    for name in ["calibrated", "faint", "invisible", "generous"] {
+        assert!(err.contains(name), "{err}");
+    }
+}
+
+#[test]
 fn logs_generate_fit_evaluate_predict_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -1,7 +1,6 @@
-//! The closed loop on generated traffic (issue 5, item 5): serve with the
-//! priors and exploration, log, retrain the intent model and the voucher
-//! response from the logs, serve the new model: the simulator's incremental
-//! margin rises.
+//! The closed loop on generated traffic: serve with the priors and
+//! exploration, log, retrain the intent model and the voucher response from
+//! the logs, serve the new model: the simulator's incremental margin rises.
 //!
 //! 1. **Serve and log.** `nudge simulate`'s nudge run (the real engine, in
 //!    memory, on a virtual clock) with the shipped model and the config
@@ -19,9 +18,13 @@
 //!    probabilities (the realised one is purchase-draw noise at these
 //!    volumes; both are printed).
 //!
-//! What it shows and what it does not: the loop removes most of the loss
-//! the priors cause (they are about twice the true response), it does not
-//! make vouchers pay in this world (see the README's simulation section).
+//! What it shows and what it does not: in the calibrated world vouchers pay
+//! already with the priors, which are below the true response (0.25 /
+//! 0.45 / 0.70 log-odds against about 0.69 / 1.15 / 1.69 for the visitors
+//! nudge may treat); the learned pooled lifts (about 0.24 / 0.57 / 0.73,
+//! from a day of exploration, shrunk by the penalty) move nudge's
+//! expected net up by a few percent. A constant lift per tier cannot
+//! target the visitors who respond (see the README's simulation section).
 
 mod common;
 
@@ -156,11 +159,14 @@ fn retraining_from_the_logs_raises_the_incremental_margin() {
     }
     let (e0, _) = nudge_net(&before, UNCONSTRAINED_EUR);
     let (e1, _) = nudge_net(&after, UNCONSTRAINED_EUR);
-    // Measured 2026-11-22: -5,434 -> -337 EUR/day (pooled, CV picks alpha
-    // 100; -1,420 at a fixed alpha 1). Asserted: at least a quarter of the
-    // loss recovered.
+    // Measured in the calibrated world (the voucher response of published
+    // experiments, where vouchers pay): 16,282 -> 17,444 EUR/day (+7 %;
+    // pooled, CV picks alpha 10). The generator this test was first written
+    // for had a response about half the priors, a loss to recover
+    // (-5,434 -> -337), and asserted a quarter of it recovered; with a
+    // gain instead of a loss, asserted: a rise of at least 3 %.
     assert!(
-        e1 > e0 + 0.25 * e0.abs(),
+        e1 > e0 + 0.03 * e0.abs(),
         "expected net incremental margin did not rise enough: {e0:.0} -> {e1:.0} EUR"
     );
 }

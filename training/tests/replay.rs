@@ -86,6 +86,7 @@ fn simulate_world(seed: u64, hours: f64) -> World {
         seed,
         start_ms: report.start_ms,
         sessions_per_hour: SESSIONS_PER_HOUR,
+        ..GeneratorConfig::default()
     });
     let sessions = gen
         .take_while(|s| s.events[0].at_ms < end_ms)

@@ -1,5 +1,6 @@
 //! One visit as a page-by-page walk driven by the visitor's latent intent
-//! and price sensitivity (see the behaviour model in the parent module).
+//! and visible price consciousness (see the behaviour model in the parent
+//! module): the walk never sees the true sensitivity, only what shows.
 
 use super::*;
 
@@ -70,7 +71,12 @@ impl<'a> Walk<'a> {
         }
     }
 
-    pub(super) fn session(&mut self, seed: u64, seq: u64) -> GeneratedSession {
+    pub(super) fn session(
+        &mut self,
+        seed: u64,
+        seq: u64,
+        world: ResponseWorld,
+    ) -> GeneratedSession {
         let start_ms = self.t;
         let ctx = self.context();
         let hour = start_ms.rem_euclid(MS_PER_DAY) as f64 / MS_PER_HOUR as f64;
@@ -99,10 +105,15 @@ impl<'a> Walk<'a> {
             + 0.15 * (std::f64::consts::TAU * (hour - 20.0) / 24.0).cos();
         let u = mu + self.normal();
         let s_lin = -0.4 + if ctx.returning_visitor { -0.2 } else { 0.6 } + src_s;
-        let s = sigmoid(s_lin + 0.9 * self.normal());
+        // Visible price consciousness drives the walk; the true sensitivity
+        // shares a world-dependent part of it.
+        let visible_logit = s_lin + 0.9 * self.normal();
+        let hidden = self.normal();
+        let w = sigmoid(2.0 * visible_logit);
+        let s = world.sensitivity(visible_logit, hidden);
         let basket_eur = (80f64.ln() + 0.6 * self.normal()).exp().clamp(5.0, 2_000.0);
 
-        self.walk(&ctx, u, s, basket_eur);
+        self.walk(&ctx, u, w, basket_eur);
 
         let mut state = SessionState::new(ctx);
         for e in &self.events {
@@ -133,7 +144,7 @@ impl<'a> Walk<'a> {
         };
         let tier_lift = VOUCHER_TIERS_CENTS
             .iter()
-            .map(|&c| (c, voucher_lift(c, s, basket_eur)))
+            .map(|&c| (c, voucher_lift(world, c, s, basket_eur)))
             .collect();
         let decision_points = self.decision_points();
         let visitor_id = if ctx.returning_visitor {
@@ -154,6 +165,7 @@ impl<'a> Walk<'a> {
                 base_logit,
                 tier_lift,
                 purchase_uniform,
+                world,
             },
             outcome: Outcome {
                 converted,
@@ -230,13 +242,29 @@ impl<'a> Walk<'a> {
         start + (span * self.rng.random_range(lo..hi)) as i64
     }
 
-    pub(super) fn choose_product(&mut self, basket_eur: f64, s: f64, sorted: bool) -> u32 {
-        if !self.viewed.is_empty() && self.chance(0.25) {
-            let i = self.rng.random_range(0..self.viewed.len());
-            return self.viewed[i];
+    /// The next product: back to one already viewed (`0.05 + 0.4 w`), else
+    /// one of the last product's price band (a comparison, `0.02 + 0.6 w`),
+    /// else one around the budget.
+    pub(super) fn choose_product(&mut self, basket_eur: f64, w: f64, sorted: bool) -> u32 {
+        if let Some(&last) = self.viewed.last() {
+            if self.chance(0.05 + 0.4 * w) {
+                let i = self.rng.random_range(0..self.viewed.len());
+                return self.viewed[i];
+            }
+            if self.chance(0.02 + 0.6 * w) {
+                let z = self.normal();
+                let eur = catalog_price_cents(last) as f64 / 100.0 * (0.06 * z).exp();
+                let step = self.rng.random_range(1..=8u32);
+                let near = catalog_index_near(eur);
+                return if self.chance(0.5) {
+                    (near + step).min(CATALOG_SIZE - 1)
+                } else {
+                    near.saturating_sub(step)
+                };
+            }
         }
         let z = self.normal();
-        let cheaper = if sorted { 0.8 } else { 1.0 } * (1.0 - 0.1 * s);
+        let cheaper = if sorted { 0.8 } else { 1.0 } * (1.0 - 0.1 * w);
         let target = basket_eur * cheaper * (0.45 * z).exp();
         let jitter = self.rng.random_range(0..7u32);
         (catalog_index_near(target) + jitter)
@@ -244,7 +272,7 @@ impl<'a> Walk<'a> {
             .min(CATALOG_SIZE - 1)
     }
 
-    pub(super) fn walk(&mut self, ctx: &Context, u: f64, s: f64, basket_eur: f64) {
+    pub(super) fn walk(&mut self, ctx: &Context, u: f64, w: f64, basket_eur: f64) {
         let desktop = ctx.device == Device::Desktop;
         let mut page = self.landing(ctx);
         let mut pages = 0u32;
@@ -271,14 +299,14 @@ impl<'a> Walk<'a> {
                     inpage.push((start, EventKind::Search { results }));
                 }
                 Page::Category => {
-                    if self.chance(0.05 + 0.35 * s) {
+                    if self.chance(0.02 + 0.5 * w) {
                         sorted = true;
                         let at = self.times_within(start, end, 0.1, 0.5);
                         inpage.push((at, sig(Signal::PriceSort)));
                     }
                 }
                 Page::Product => {
-                    let idx = self.choose_product(basket_eur, s, sorted);
+                    let idx = self.choose_product(basket_eur, w, sorted);
                     self.viewed.push(idx);
                     let price = catalog_price_cents(idx);
                     product = Some(product_key(idx));
@@ -287,11 +315,11 @@ impl<'a> Walk<'a> {
                         let at = self.times_within(start, end, 0.05, 0.6);
                         inpage.push((at, sig(Signal::ImageZoom)));
                     }
-                    if self.chance((0.15 + 0.1 * s + 0.05 * u).clamp(0.02, 0.6)) {
+                    if self.chance((0.15 + 0.1 * w + 0.05 * u).clamp(0.02, 0.6)) {
                         let at = self.times_within(start, end, 0.2, 0.9);
                         inpage.push((at, sig(Signal::ReviewsOpened)));
                     }
-                    if self.chance(0.06 + 0.1 * s) {
+                    if self.chance(0.06 + 0.1 * w) {
                         let at = self.times_within(start, end, 0.2, 0.9);
                         inpage.push((at, sig(Signal::ShippingInfo)));
                     }
@@ -322,7 +350,7 @@ impl<'a> Walk<'a> {
                 }
                 Page::Cart => {
                     if !self.cart.is_empty() {
-                        if self.chance(0.03 + 0.45 * s) {
+                        if self.chance(0.02 + 0.6 * w) {
                             self.coupon_focused = true;
                             let at = self.times_within(start, end, 0.3, 0.9);
                             inpage.push((at, sig(Signal::CouponFieldFocus)));
@@ -331,7 +359,7 @@ impl<'a> Walk<'a> {
                             let at = self.times_within(start, end, 0.1, 0.9);
                             inpage.push((at, sig(Signal::ShippingInfo)));
                         }
-                        if self.chance(0.06 + 0.12 * s) {
+                        if self.chance(0.03 + 0.2 * w) {
                             let i = self.rng.random_range(0..self.cart.len());
                             let (idx, price, quantity) = self.cart.remove(i);
                             let at = self.times_within(start, end, 0.2, 0.95);
@@ -348,7 +376,7 @@ impl<'a> Walk<'a> {
                 }
                 Page::Checkout(step) => {
                     inpage.push((start, EventKind::CheckoutStep { step }));
-                    if (2..=3).contains(&step) && self.chance(0.3 * s) {
+                    if (2..=3).contains(&step) && self.chance(0.3 * w) {
                         self.coupon_focused = true;
                         let at = self.times_within(start, end, 0.2, 0.9);
                         inpage.push((at, sig(Signal::CouponFieldFocus)));
@@ -360,16 +388,17 @@ impl<'a> Walk<'a> {
                 }
                 Page::Home | Page::Other => {}
             }
-            if self.chance(0.04 + 0.05 * s) {
+            if self.chance(0.02 + 0.1 * w) {
                 let at = self.times_within(start, end, 0.1, 0.9);
                 inpage.push((at, sig(Signal::TabHidden)));
             }
 
             // Next page or leave.
             let (leave, next) =
-                self.next_page(page, pages, u, s, ctx, just_added, last_search_empty);
-            let false_alarm = self.chance(0.02);
-            let exit_signal = leave && self.chance(if desktop { 0.55 } else { 0.30 });
+                self.next_page(page, pages, u, w, ctx, just_added, last_search_empty);
+            let false_alarm = self.chance(0.01 + 0.02 * w);
+            let exit_base = if desktop { 0.35 } else { 0.1 };
+            let exit_signal = leave && self.chance(exit_base + 0.4 * w);
             if exit_signal || false_alarm {
                 let at = (end - self.rng.random_range(500..3_000i64)).max(start);
                 inpage.push((at, sig(Signal::ExitIntent)));
@@ -413,7 +442,7 @@ impl<'a> Walk<'a> {
         page: Page,
         pages: u32,
         u: f64,
-        s: f64,
+        w: f64,
         ctx: &Context,
         just_added: bool,
         last_search_empty: bool,
@@ -427,7 +456,13 @@ impl<'a> Walk<'a> {
         let p_leave = if pages == 1 {
             sigmoid(-0.5 - 1.1 * u + mobile)
         } else {
-            sigmoid(-1.7 - 0.7 * u + 0.04 * f64::from(pages))
+            // Price-conscious visitors compare: they stay for more products.
+            let compare = if page == Product {
+                1.2 * (w - 0.5)
+            } else {
+                0.0
+            };
+            sigmoid(-1.7 - 0.7 * u + 0.04 * f64::from(pages) - compare)
         };
         let has_cart = !self.cart.is_empty();
         match page {
@@ -436,7 +471,7 @@ impl<'a> Walk<'a> {
                     return (true, Home);
                 }
                 let coupon = if self.coupon_focused { 0.4 } else { 0.0 };
-                let p_next = sigmoid(1.2 + 0.7 * u - 0.5 * s - coupon);
+                let p_next = sigmoid(1.2 + 0.7 * u - 0.5 * w - coupon);
                 if self.chance(p_next) {
                     (false, Checkout(step + 1))
                 } else if self.chance(0.4) {
@@ -447,7 +482,7 @@ impl<'a> Walk<'a> {
             }
             Cart if has_cart => {
                 let ret = if ctx.returning_visitor { 0.3 } else { 0.0 };
-                if self.chance(sigmoid(0.3 + 0.9 * u - 0.6 * s + ret)) {
+                if self.chance(sigmoid(0.3 + 0.9 * u - 0.6 * w + ret)) {
                     return (false, Checkout(1));
                 }
                 if self.chance(sigmoid(-1.6 - 0.8 * u)) {
@@ -461,7 +496,7 @@ impl<'a> Walk<'a> {
                     return (true, Home);
                 }
                 let cart_w = if has_cart { 0.1 } else { 0.0 };
-                let (cands, w): (&[Page], Vec<f64>) = match page {
+                let (cands, weights): (&[Page], Vec<f64>) = match page {
                     Home => (
                         &[Category, Search, Product, Other],
                         vec![0.45, 0.25, 0.25, 0.05],
@@ -479,7 +514,7 @@ impl<'a> Walk<'a> {
                     ),
                     _ => (&[Category, Product, Home], vec![0.5, 0.3, 0.2]),
                 };
-                (false, cands[pick(self.rng, &w)])
+                (false, cands[pick(self.rng, &weights)])
             }
         }
     }
