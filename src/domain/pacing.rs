@@ -42,7 +42,7 @@
 //!
 //! Why this shape:
 //! - **The error is cumulative spend vs. the curve**, which is exactly what
-//!   the acceptance criterion (and finance) looks at; a proportional term on
+//!   ops and finance watch; a proportional term on
 //!   a cumulative error is an integral term on the spend *rate*, so `kp`
 //!   removes rate errors and `ki` removes the remaining position offset (a
 //!   pure P controller would settle ahead of the curve by `u*/kp`).
