@@ -61,7 +61,10 @@
 //!   [`sim::synth::world`]: the response worlds and their measurement),
 //!   `world` (visitors on the virtual clock), `policies` (blanket,
 //!   heat-tier, nudge through the real engine, the oracle), `score`,
-//!   `render` (table, SVG, HTML) and `diag` (diagnostics run by hand).
+//!   `days` (the multi-day closed loop), [`sim::retrain`] (the nightly
+//!   retraining trait and the `nudge-train` subprocess), `render` (the
+//!   one-day table, SVG, HTML), `render_days` (the same for several days)
+//!   and `diag` (diagnostics run by hand).
 //! - [`clock`]: injected time (system and manual clocks).
 //! - [`files`]: the one atomic-write helper.
 //! - [`html`]: the one HTML escaper for written pages.

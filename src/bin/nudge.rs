@@ -49,9 +49,28 @@ struct SimulateCli {
     /// Simulated hours (from local midnight), at most one week.
     #[arg(long, default_value_t = 24.0)]
     hours: f64,
-    /// Daily budgets to sweep, EUR.
-    #[arg(long, value_delimiter = ',', default_values_t = [500, 1000, 5000])]
-    budgets: Vec<i64>,
+    /// Daily budgets to sweep, EUR (default 500,1000,5000); with --days,
+    /// the one daily budget (default 1000).
+    #[arg(long, value_delimiter = ',')]
+    budgets: Option<Vec<i64>>,
+    /// Run the closed loop for this many days: nudge retrains each night on
+    /// its own decision logs with `nudge-train retrain` (build it with
+    /// `cargo build --release --workspace`).
+    #[arg(long)]
+    days: Option<u32>,
+    /// Write the SVG chart to this file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Write the HTML page to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// With --days: the folder for the decision logs, models and report
+    /// (default: <out>/loop).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// With --days: the trainer's configuration (nudge-train retrain --config).
+    #[arg(long)]
+    train_config: Option<PathBuf>,
     /// TOML config (policy, experiment, pacing, time zone, model); its caps
     /// are replaced by the sweep.
     #[arg(long)]
@@ -253,7 +272,10 @@ async fn simulate(a: SimulateCli) -> Result<(), Box<dyn std::error::Error>> {
         world: a.world,
         sessions_per_hour: a.sessions_per_hour,
         hours: a.hours,
-        budgets_eur: a.budgets,
+        budgets_eur: a.budgets.unwrap_or_else(|| match a.days {
+            Some(_) => vec![1_000],
+            None => vec![500, 1_000, 5_000],
+        }),
         config: a.config,
         model: a.model,
         out_dir: (!a.no_out).then_some(a.out),
@@ -262,6 +284,11 @@ async fn simulate(a: SimulateCli) -> Result<(), Box<dyn std::error::Error>> {
         nudge_exit_intent: !a.no_exit_intent_variant,
         blanket_voucher_cents: a.blanket_voucher_cents,
         log_dir: a.log_dir,
+        days: a.days,
+        svg: a.svg,
+        html: a.html,
+        run_dir: a.run_dir,
+        train_config: a.train_config,
     };
     let text = nudge::sim::run_cli(args).await.map_err(|e| e.to_string())?;
     print!("{text}");

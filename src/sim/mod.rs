@@ -96,20 +96,35 @@
 //! ```
 //!
 //! The same three are also given in expectation under the true probabilities
-//! (`expected`), which removes the purchase-draw noise. The acceptance
-//! comparisons use the realised **net** incremental margin.
+//! (`expected`), which removes the purchase-draw noise.
+//!
+//! # Several days: the closed loop
+//!
+//! `nudge simulate --days N` ([`simulate_days`]) serves N days one after
+//! the other, each with a fresh engine built on the day's model: day 1 with
+//! the shipped model, each next day with what the [`Retrain`]er made of all
+//! the decision logs so far (see the `days` module).
 
 pub mod synth;
 
+mod days;
 #[cfg(test)]
 mod diag;
 mod policies;
 mod render;
+mod render_days;
+pub mod retrain;
 mod score;
 mod world;
 
+pub use days::{
+    simulate_days, DayModel, DayPolicy, DayReport, DaysReport, DaysSetup, Total, DAY_POLICIES,
+    DEFAULT_WORLD, MAX_DAYS, ORACLE_SAME_SPEND,
+};
 use policies::*;
 pub use render::{render_html, render_svg, render_table};
+pub use render_days::{render_days_html, render_days_svg, render_days_table};
+pub use retrain::{KeepModel, Retrain, RetrainOutcome, TrainerProcess};
 use score::*;
 use world::*;
 
@@ -186,6 +201,19 @@ pub struct SimulateArgs {
     /// the voucher it got) into this directory: nudge-train's input, for
     /// retraining and off-policy evaluation. Default none.
     pub log_dir: Option<PathBuf>,
+    /// Days of the closed loop ([`simulate_days`]); None: the one-day
+    /// budget sweep. Default none.
+    pub days: Option<u32>,
+    /// Also write the SVG chart to this file. Default none.
+    pub svg: Option<PathBuf>,
+    /// Also write the HTML page to this file. Default none.
+    pub html: Option<PathBuf>,
+    /// The loop's folder of decision logs and models. Default: `loop`
+    /// under `out_dir`, else a folder under the system's temporary one.
+    pub run_dir: Option<PathBuf>,
+    /// The trainer's configuration, passed to `nudge-train retrain
+    /// --config`. Default none.
+    pub train_config: Option<PathBuf>,
 }
 
 impl Default for SimulateArgs {
@@ -204,6 +232,11 @@ impl Default for SimulateArgs {
             nudge_exit_intent: true,
             blanket_voucher_cents: 1_000,
             log_dir: None,
+            days: None,
+            svg: None,
+            html: None,
+            run_dir: None,
+            train_config: None,
         }
     }
 }
@@ -236,8 +269,6 @@ pub struct SimReport {
     pub heat_tier_bands: Vec<HeatBand>,
     pub traffic: Traffic,
     pub runs: Vec<BudgetRun>,
-    /// How each acceptance bar came out, per budget.
-    pub acceptance: Vec<Acceptance>,
     /// Definitions, for a reader of the JSON alone.
     pub definitions: Vec<&'static str>,
 }
@@ -343,87 +374,6 @@ pub struct Expected {
     pub roi: Option<f64>,
 }
 
-/// The acceptance bars of `nudge simulate` at one budget.
-#[derive(Clone, Debug, Serialize)]
-pub struct Acceptance {
-    pub budget_eur: i64,
-    /// The budget binds: the oracle's shadow price is positive and blanket
-    /// was refused vouchers for budget.
-    pub binding: bool,
-    /// The bars on the realised values (the JSON keeps them at the top
-    /// level).
-    #[serde(flatten)]
-    pub realised: Bars,
-    /// The same bars on the expected values (`expected.*`): the comparison
-    /// without the purchase-draw noise, which dominates when a binding
-    /// budget buys a hundred vouchers.
-    pub expected: Bars,
-    /// The oracle's realised ROI over blanket's: whether the 3x ROI bar can
-    /// be met at all in this world (the oracle maximises net margin, not
-    /// ROI, so this is a yardstick, not a bound).
-    pub oracle_roi_over_blanket: Option<f64>,
-    /// nudge's net incremental margin over the in-rule oracle's (realised,
-    /// then expected): the share of what perfect knowledge earns when it
-    /// must keep the product rule (hesitant, intent >= the minimum) that
-    /// nudge keeps. The 80 % bar above is against the unrestricted oracle.
-    pub share_of_oracle_in_rule: Option<f64>,
-    pub expected_share_of_oracle_in_rule: Option<f64>,
-    /// The in-rule oracle's realised ROI over blanket's.
-    pub oracle_in_rule_roi_over_blanket: Option<f64>,
-    /// The same two ratios in expectation (without the purchase-draw noise
-    /// that dominates blanket's realised ROI on one day).
-    pub expected_oracle_roi_over_blanket: Option<f64>,
-    pub expected_oracle_in_rule_roi_over_blanket: Option<f64>,
-}
-
-/// The four bars, nudge against blanket and the oracle.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Bars {
-    pub nudge_roi: Option<f64>,
-    pub blanket_roi: Option<f64>,
-    /// nudge ROI >= 3 x blanket ROI.
-    pub roi_at_least_3x_blanket: bool,
-    /// nudge cost / blanket cost.
-    pub cost_ratio: Option<f64>,
-    /// nudge cost <= 50 % of blanket's.
-    pub cost_at_most_half_blanket: bool,
-    /// nudge net incremental margin >= blanket's.
-    pub net_margin_at_least_blanket: bool,
-    /// nudge net / oracle net.
-    pub share_of_oracle: Option<f64>,
-    /// nudge net incremental margin >= 80 % of the oracle's.
-    pub net_margin_at_least_80pct_oracle: bool,
-    pub all_pass: bool,
-}
-
-/// What the bars read of one policy: ROI, cost and net incremental margin
-/// (cents), realised or expected.
-struct Money {
-    roi: Option<f64>,
-    cost: f64,
-    net: f64,
-}
-
-impl Bars {
-    fn new(nudge: Money, blanket: Money, oracle: Money) -> Bars {
-        let roi_ok = matches!((nudge.roi, blanket.roi), (Some(n), Some(b)) if n >= 3.0 * b);
-        let cost_ok = 2.0 * nudge.cost <= blanket.cost;
-        let net_ok = nudge.net >= blanket.net;
-        let oracle_ok = nudge.net >= 0.8 * oracle.net;
-        Bars {
-            nudge_roi: nudge.roi,
-            blanket_roi: blanket.roi,
-            roi_at_least_3x_blanket: roi_ok,
-            cost_ratio: (blanket.cost > 0.0).then(|| nudge.cost / blanket.cost),
-            cost_at_most_half_blanket: cost_ok,
-            net_margin_at_least_blanket: net_ok,
-            share_of_oracle: (oracle.net > 0.0).then(|| nudge.net / oracle.net),
-            net_margin_at_least_80pct_oracle: oracle_ok,
-            all_pass: roi_ok && cost_ok && net_ok && oracle_ok,
-        }
-    }
-}
-
 const DEFINITIONS: &[&str] = &[
     "Outcomes use common random numbers: a session offered v converts iff its own uniform draw < its true p(v); offering nothing reproduces the generated outcome.",
     "Order value: final cart value, else most-considered product price, else basket budget (the generator's rule); revenue is counted at full order value.",
@@ -434,7 +384,6 @@ const DEFINITIONS: &[&str] = &[
     "blanket / heat-tier: first qualifying moment of a session, first come first served under the daily budget, no pacing, one voucher per session.",
     "nudge: the real Engine (holdout, exploration, pacing, in-memory ledger) on a manual clock; the holdout gets nothing.",
     "oracle: hindsight upper bound knowing true p(v) and V; maximises true expected net value under the daily budget (Lagrangian multiple-choice knapsack); not a feasible online policy.",
-    "Acceptance compares realised values; acceptance.expected applies the same bars to the expected values (no purchase-draw noise).",
 ];
 
 /// Errors of a simulation (setup problems; the simulation itself cannot fail).
@@ -444,6 +393,10 @@ pub type SimError = Box<dyn std::error::Error + Send + Sync>;
 /// files under `out_dir` and returns what to print (the table, or the JSON
 /// document with `json`).
 pub async fn run_cli(args: SimulateArgs) -> Result<String, SimError> {
+    if args.days.is_some() {
+        let mut trainer = TrainerProcess::locate(args.train_config.clone(), args.seed)?;
+        return run_days_cli(&args, &mut trainer).await;
+    }
     let mut raw = RawConfig::load(args.config.as_deref())?;
     if let Some(m) = &args.model {
         raw.model = Some(m.clone());
@@ -469,6 +422,8 @@ pub async fn run_cli(args: SimulateArgs) -> Result<String, SimError> {
         write("simulate.svg", &render_svg(&report))?;
         write("simulate.html", &render_html(&report))?;
     }
+    write_file(args.svg.as_deref(), &render_svg(&report))?;
+    write_file(args.html.as_deref(), &render_html(&report))?;
     if args.json {
         return Ok(json + "\n");
     }
@@ -480,6 +435,67 @@ pub async fn run_cli(args: SimulateArgs) -> Result<String, SimError> {
             dir.display()
         );
     }
+    Ok(out)
+}
+
+/// Writes `text` to `path` when set.
+fn write_file(path: Option<&std::path::Path>, text: &str) -> Result<(), SimError> {
+    match path {
+        Some(p) => {
+            std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()).into())
+        }
+        None => Ok(()),
+    }
+}
+
+/// `nudge simulate --days N`: the closed loop with `retrainer` each night.
+/// Day 1 is served by the configured model (`--model`, the config's, else
+/// `models/default.json`, else the embedded default). Writes the run's
+/// logs, models and `report.json` under the run folder, the chart and page
+/// where asked, and returns the table (or the JSON document with `json`).
+pub async fn run_days_cli(
+    args: &SimulateArgs,
+    retrainer: &mut dyn Retrain,
+) -> Result<String, SimError> {
+    let mut raw = RawConfig::load(args.config.as_deref())?;
+    if let Some(m) = &args.model {
+        raw.model = Some(m.clone());
+    }
+    raw.ledger.backend = Some("memory".into());
+    raw.log.enabled = Some(false);
+    let settings = raw.validate()?;
+    let run_dir = match (&args.run_dir, &args.out_dir) {
+        (Some(d), _) => d.clone(),
+        (None, Some(out)) => out.join("loop"),
+        (None, None) => std::env::temp_dir().join(format!("nudge-simulate-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&run_dir)
+        .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+    let default = std::path::Path::new(crate::config::DEFAULT_MODEL);
+    let model_file = match &settings.model {
+        Some(p) => p.clone(),
+        None if default.is_file() => default.to_owned(),
+        None => {
+            let p = run_dir.join("shipped-model.json");
+            std::fs::write(&p, crate::app::EMBEDDED_DEFAULT_MODEL)
+                .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+            p
+        }
+    };
+    let report = simulate_days(args, &settings, &model_file, &run_dir, retrainer).await?;
+    let json = serde_json::to_string_pretty(&report)? + "\n";
+    write_file(Some(&run_dir.join("report.json")), &json)?;
+    write_file(args.svg.as_deref(), &render_days_svg(&report))?;
+    write_file(args.html.as_deref(), &render_days_html(&report))?;
+    if args.json {
+        return Ok(json);
+    }
+    let mut out = render_days_table(&report);
+    let _ = writeln!(
+        out,
+        "\nlogs, models and report.json in {}",
+        run_dir.display()
+    );
     Ok(out)
 }
 
@@ -645,7 +661,6 @@ pub async fn simulate(
             oracle_mu: mus,
         });
     }
-    let acceptance = runs.iter().map(acceptance).collect();
     Ok(SimReport {
         format: FORMAT,
         seed: args.seed,
@@ -674,7 +689,6 @@ pub async fn simulate(
         heat_tier_bands: bands,
         traffic,
         runs,
-        acceptance,
         definitions: DEFINITIONS.to_vec(),
     })
 }

@@ -10,6 +10,13 @@ pub(crate) struct Offers {
     pub(crate) refused_for_budget: u64,
     pub(crate) exhausted_at_ms: Option<i64>,
     pub(crate) reasons: BTreeMap<String, u64>,
+    /// nudge only: face value of the exploration vouchers offered (paid
+    /// from the learning budget), per day of the world.
+    pub(crate) learning_cents: Vec<i64>,
+    /// nudge only: the learning budget of each day.
+    pub(crate) learning_cap_cents: i64,
+    /// nudge only: vouchers given by the greedy rule (not explored).
+    pub(crate) greedy: u64,
 }
 
 impl Offers {
@@ -19,6 +26,9 @@ impl Offers {
             refused_for_budget: 0,
             exhausted_at_ms: None,
             reasons: BTreeMap::new(),
+            learning_cents: Vec::new(),
+            learning_cap_cents: 0,
+            greedy: 0,
         }
     }
 }
@@ -100,10 +110,9 @@ pub(crate) async fn run_nudge(
         .map_or(DEFAULT_LEARNING_SHARE, |b| {
             b.learning_cap_cents as f64 / b.daily_cap_cents as f64
         });
-    settings.budgets.campaigns = HashMap::from([(
-        campaign.clone(),
-        CampaignBudget::with_learning_share(cap_cents, None, learning_share),
-    )]);
+    let budget = CampaignBudget::with_learning_share(cap_cents, None, learning_share);
+    let learning_cap_cents = budget.learning_cap_cents;
+    settings.budgets.campaigns = HashMap::from([(campaign.clone(), budget)]);
     let clock = Arc::new(ManualClock::new(w.start_ms));
     let mut engine: Engine = crate::app::memory_engine(&settings, model.clone(), clock.clone());
     if let Some(dir) = log_dir {
@@ -119,6 +128,8 @@ pub(crate) async fn run_nudge(
         .map_err(|e| format!("decision log {}: {e}", dir.display()))?;
     }
     let mut o = Offers::new(w.visits.len());
+    o.learning_cents = vec![0; w.days];
+    o.learning_cap_cents = learning_cap_cents;
     let mut sent = vec![0usize; w.visits.len()];
     let mut spent = vec![0i64; w.days];
     let mut next_tick = w.start_ms;
@@ -156,6 +167,11 @@ pub(crate) async fn run_nudge(
                 if o.amount[v] == 0 {
                     o.amount[v] = amount;
                     spent[m.day] += amount;
+                    if d.explored {
+                        o.learning_cents[m.day] += amount;
+                    } else {
+                        o.greedy += 1;
+                    }
                     if o.exhausted_at_ms.is_none() && cap_cents - spent[m.day] < smallest_tier {
                         o.exhausted_at_ms = Some(m.at_ms);
                     }
@@ -169,7 +185,8 @@ pub(crate) async fn run_nudge(
     }
     if log_dir.is_some() {
         // Each session's label, under the voucher it was offered (common
-        // random numbers), logged at the end of the run.
+        // random numbers), recorded at the end of the run as the web tier
+        // would (RecordOutcome), which logs it.
         for (visit, &offered) in w.visits.iter().zip(&o.amount) {
             let effective = if offered > 0 && visit.redeemable {
                 offered
@@ -177,10 +194,8 @@ pub(crate) async fn run_nudge(
                 0
             };
             let converted = visit.s.truth.converts_with(effective);
-            engine.log.log(crate::decision_log::LogRecord::Outcome(
-                crate::decision_log::OutcomeRecord {
-                    v: crate::decision_log::LOG_FORMAT_VERSION,
-                    at_ms: clock_now(&clock),
+            engine
+                .record_outcome(crate::engine::OutcomeInput {
                     session_id: visit.s.session_id.clone(),
                     converted,
                     order_value_cents: if converted {
@@ -188,8 +203,9 @@ pub(crate) async fn run_nudge(
                     } else {
                         0
                     },
-                },
-            ));
+                })
+                .await
+                .map_err(|e| format!("record outcome: {e}"))?;
         }
         engine.log.flush().await;
         if engine.log.dropped() > 0 {

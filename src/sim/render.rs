@@ -2,22 +2,6 @@
 
 use super::*;
 
-pub(crate) fn bars_text(b: &Bars) -> String {
-    let mark = |ok: bool| if ok { "yes" } else { "NO" };
-    let pct = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{:.0} %", v * 100.0));
-    format!(
-        "ROI {} vs {} (>= 3x: {}); cost ratio {} (<= 50 %: {}); net incr. margin >= blanket: {}; share of oracle's net {} (>= 80 %: {})",
-        roi_text(b.nudge_roi),
-        roi_text(b.blanket_roi),
-        mark(b.roi_at_least_3x_blanket),
-        pct(b.cost_ratio),
-        mark(b.cost_at_most_half_blanket),
-        mark(b.net_margin_at_least_blanket),
-        pct(b.share_of_oracle),
-        mark(b.net_margin_at_least_80pct_oracle)
-    )
-}
-
 pub(crate) fn eur(cents: f64) -> String {
     let v = cents / 100.0;
     let neg = v < 0.0;
@@ -41,8 +25,8 @@ pub(crate) fn roi_text(r: Option<f64>) -> String {
     r.map_or_else(|| "n/a".into(), |r| format!("{r:.2}"))
 }
 
-/// The readable table: one block per budget, the acceptance check, then the
-/// sweep of net incremental margin.
+/// The readable table: one block per budget, then the sweep of net
+/// incremental margin.
 pub fn render_table(r: &SimReport) -> String {
     let mut out = String::new();
     let t = &r.traffic;
@@ -113,12 +97,16 @@ pub fn render_table(r: &SimReport) -> String {
         out,
         "money in EUR; incr. margin M = margin x extra revenue (gross of vouchers), net = M - cost, ROI = M / cost; E[net] under the true probabilities"
     );
-    for (run, acc) in r.runs.iter().zip(&r.acceptance) {
+    for run in &r.runs {
+        let binding = run.oracle_mu.iter().any(|mu| *mu > 0.0)
+            && run
+                .policy(BLANKET)
+                .is_some_and(|b| b.refused_for_budget > 0);
         let _ = writeln!(
             out,
             "\nbudget {} EUR/day{}",
             eur(run.budget_eur as f64 * 100.0),
-            if acc.binding { " (binding)" } else { "" }
+            if binding { " (binding)" } else { "" }
         );
         let _ = writeln!(
             out,
@@ -155,29 +143,6 @@ pub fn render_table(r: &SimReport) -> String {
                     .map_or_else(|| "-".into(), |h| format!("{h:.1}"))
             );
         }
-        for (label, bars) in [
-            ("nudge vs blanket:", &acc.realised),
-            ("in expectation:  ", &acc.expected),
-        ] {
-            let _ = writeln!(out, "  {label} {}", bars_text(bars));
-        }
-        let x = |r: Option<f64>| r.map_or_else(|| "n/a x".into(), |r| format!("{r:.2} x"));
-        let pct =
-            |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{:.0} %", v * 100.0));
-        let _ = writeln!(
-            out,
-            "  yardstick: the oracle's own ROI is {} blanket's, the in-rule oracle's {} (realised; in expectation {} and {})",
-            x(acc.oracle_roi_over_blanket),
-            x(acc.oracle_in_rule_roi_over_blanket),
-            x(acc.expected_oracle_roi_over_blanket),
-            x(acc.expected_oracle_in_rule_roi_over_blanket)
-        );
-        let _ = writeln!(
-            out,
-            "  share of the in-rule oracle's net (same product rule as nudge): {} realised, {} in expectation",
-            pct(acc.share_of_oracle_in_rule),
-            pct(acc.expected_share_of_oracle_in_rule)
-        );
     }
     let names = policy_names(r);
     let _ = writeln!(out, "\nsweep: net incremental margin (EUR) by daily budget");

@@ -1,5 +1,4 @@
-//! Scoring a policy run: realised and expected money, and the comparison
-//! against blanket and the oracle.
+//! Scoring a policy run: realised and expected money against none.
 
 use super::*;
 
@@ -72,50 +71,4 @@ pub(crate) fn evaluate(
     r.net_incremental_margin_cents = r.incremental_margin_cents - r.cost_cents as f64;
     r.roi = (r.cost_cents > 0).then(|| r.incremental_margin_cents / r.cost_cents as f64);
     r
-}
-
-pub(crate) fn acceptance(run: &BudgetRun) -> Acceptance {
-    let get = |n: &str| run.policy(n).cloned().unwrap_or_default();
-    let (nudge, blanket, oracle) = (get(NUDGE), get(BLANKET), get(ORACLE));
-    let in_rule = get(ORACLE_IN_RULE);
-    let realised = |p: &PolicyResult| Money {
-        roi: p.roi,
-        cost: p.cost_cents as f64,
-        net: p.net_incremental_margin_cents,
-    };
-    let expected = |p: &PolicyResult| Money {
-        roi: p.expected.roi,
-        cost: p.expected.cost_cents,
-        net: p.expected.net_incremental_margin_cents,
-    };
-    Acceptance {
-        budget_eur: run.budget_eur,
-        binding: run.oracle_mu.iter().any(|mu| *mu > 0.0) && blanket.refused_for_budget > 0,
-        realised: Bars::new(realised(&nudge), realised(&blanket), realised(&oracle)),
-        expected: Bars::new(expected(&nudge), expected(&blanket), expected(&oracle)),
-        oracle_roi_over_blanket: match (oracle.roi, blanket.roi) {
-            (Some(o), Some(b)) if b > 0.0 => Some(o / b),
-            _ => None,
-        },
-        share_of_oracle_in_rule: (in_rule.net_incremental_margin_cents > 0.0)
-            .then(|| nudge.net_incremental_margin_cents / in_rule.net_incremental_margin_cents),
-        expected_share_of_oracle_in_rule: (in_rule.expected.net_incremental_margin_cents > 0.0)
-            .then(|| {
-                nudge.expected.net_incremental_margin_cents
-                    / in_rule.expected.net_incremental_margin_cents
-            }),
-        oracle_in_rule_roi_over_blanket: match (in_rule.roi, blanket.roi) {
-            (Some(o), Some(b)) if b > 0.0 => Some(o / b),
-            _ => None,
-        },
-        expected_oracle_roi_over_blanket: match (oracle.expected.roi, blanket.expected.roi) {
-            (Some(o), Some(b)) if b > 0.0 => Some(o / b),
-            _ => None,
-        },
-        expected_oracle_in_rule_roi_over_blanket: match (in_rule.expected.roi, blanket.expected.roi)
-        {
-            (Some(o), Some(b)) if b > 0.0 => Some(o / b),
-            _ => None,
-        },
-    }
 }
