@@ -41,8 +41,9 @@ pub fn render_days_table(r: &DaysReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "nudge simulate: {} days, world {}, seed {}, {} sessions/h, budget {} EUR/day, blanket {} EUR, holdout {:.0} %, time zone {}",
+        "nudge simulate: {} day{}, world {}, seed {}, {} sessions/h, budget {} EUR/day, blanket {} EUR, holdout {:.0} %, time zone {}",
         r.days.len(),
+        if r.days.len() == 1 { "" } else { "s" },
         r.world,
         s.seed,
         s.sessions_per_hour,
@@ -66,7 +67,12 @@ pub fn render_days_table(r: &DaysReport) -> String {
         );
         policy_rows(&mut out, &d.policies);
     }
-    let _ = writeln!(out, "\ntotal over {} days", r.days.len());
+    let _ = writeln!(
+        out,
+        "\ntotal over {} day{}",
+        r.days.len(),
+        if r.days.len() == 1 { "" } else { "s" }
+    );
     policy_rows(&mut out, &r.total.policies);
     let _ = writeln!(out, "\nnet by day (EUR)");
     let _ = write!(out, "  {:<19}", "policy");

@@ -126,9 +126,11 @@ impl Retrain for TrainerProcess {
             .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
         if !run.status.success() {
             return Err(format!(
-                "{TRAINER} retrain after day {day} failed ({}): {}",
+                "{TRAINER} retrain after day {day} failed ({}): {} \
+                 ({} may be older than this nudge: `cargo build --release --workspace`)",
                 run.status,
-                String::from_utf8_lossy(&run.stderr).trim()
+                String::from_utf8_lossy(&run.stderr).trim(),
+                self.program.display()
             )
             .into());
         }
