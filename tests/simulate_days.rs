@@ -117,7 +117,7 @@ async fn json_has_the_documented_shape() {
     let r = kept().await;
     let j = serde_json::to_value(r).unwrap();
     assert_eq!(keys(&j), ["days", "total", "world"]);
-    assert_eq!(j["world"], sim::DEFAULT_WORLD);
+    assert_eq!(j["world"], sim::synth::ResponseWorld::default().name());
     let days = j["days"].as_array().unwrap();
     assert_eq!(days.len(), 2);
     for (i, d) in days.iter().enumerate() {

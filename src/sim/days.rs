@@ -32,8 +32,6 @@ use std::path::Path;
 pub const ORACLE_SAME_SPEND: &str = "oracle-same-spend";
 /// Policy names of the multi-day report, in table order.
 pub const DAY_POLICIES: [&str; 6] = [NONE, BLANKET, HEAT_TIER, NUDGE, ORACLE, ORACLE_SAME_SPEND];
-/// The generator's world when none is named.
-pub const DEFAULT_WORLD: &str = "calibrated";
 /// Longest loop, in days.
 pub const MAX_DAYS: u32 = 60;
 
@@ -332,7 +330,7 @@ pub async fn simulate_days(
     }
     let total = total(&days);
     Ok(DaysReport {
-        world: DEFAULT_WORLD.to_owned(),
+        world: args.world.name().to_owned(),
         days,
         total,
         setup: DaysSetup {

@@ -119,7 +119,7 @@ mod world;
 
 pub use days::{
     simulate_days, DayModel, DayPolicy, DayReport, DaysReport, DaysSetup, Total, DAY_POLICIES,
-    DEFAULT_WORLD, MAX_DAYS, ORACLE_SAME_SPEND,
+    MAX_DAYS, ORACLE_SAME_SPEND,
 };
 use policies::*;
 pub use render::{render_html, render_svg, render_table};
