@@ -59,7 +59,7 @@ pub fn assess(
     let intent_value_cents = intent_override.unwrap_or_else(|| state.intent_value_cents());
     // A learned voucher response replaces the config priors, per visitor.
     let lifts = if model.has_uplift() {
-        Some(model.lifts(&features, client, &policy.tiers)?)
+        Some(model.lifts(&features, client, intent_value_cents, &policy.tiers)?)
     } else {
         None
     };

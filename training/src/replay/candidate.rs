@@ -58,7 +58,7 @@ impl Candidate {
             let lifts = if model.has_uplift() {
                 Some(
                     model
-                        .lifts(&f, &client, &policy.tiers)
+                        .lifts(&f, &client, d.intent_value_cents, &policy.tiers)
                         .map_err(|e| anyhow::anyhow!("session {}: {e}", d.session_id))?,
                 )
             } else {

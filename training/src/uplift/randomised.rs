@@ -210,9 +210,11 @@ pub fn fit_logs(
                     feature: FEATURES[*j].name.to_owned(),
                     category: None,
                     transforms: ts.clone(),
+                    times: None,
                     coef,
                 })
                 .collect(),
+            covariance: None,
         })
         .collect();
     let mut training = json!({
@@ -246,7 +248,11 @@ pub fn fit_logs(
         }
     }
     Ok(LogsUplift {
-        uplift: UpliftFile { arms, training },
+        uplift: UpliftFile {
+            arms,
+            lower_bound_z: None,
+            training,
+        },
         evaluation,
         amounts,
         dropped_features: dropped,
