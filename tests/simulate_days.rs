@@ -78,8 +78,10 @@ impl Retrain for SwapRetrainer {
                     amount_cents,
                     intercept,
                     terms: Vec::new(),
+                    covariance: None,
                 })
                 .collect(),
+            lower_bound_z: None,
             training: serde_json::Value::Null,
         });
         std::fs::write(out, serde_json::to_string_pretty(&file)?)?;

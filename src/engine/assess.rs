@@ -64,7 +64,7 @@ pub fn assess(
     // A learned voucher response replaces the config priors, per visitor.
     let learned = model.learns_any(&policy.tiers);
     let lifts = if model.has_uplift() {
-        Some(model.lifts(&features, client, &policy.tiers)?)
+        Some(model.lifts(&features, client, intent_value_cents, &policy.tiers)?)
     } else {
         None
     };

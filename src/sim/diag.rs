@@ -63,7 +63,12 @@ fn rule_variants() {
             },
         );
         let l = model
-            .lifts(&f, &ClientFeatures::default(), &policy_tiers)
+            .lifts(
+                &f,
+                &ClientFeatures::default(),
+                mo.intent_cents,
+                &policy_tiers,
+            )
             .unwrap()[i];
         if l.is_nan() {
             policy_tiers[i].lift

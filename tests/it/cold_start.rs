@@ -41,9 +41,11 @@ fn model_with_learned_10_eur() -> Model {
         amount_cents,
         intercept,
         terms: vec![],
+        covariance: None,
     };
     f.uplift = Some(UpliftFile {
         arms: vec![arm(0, -1.0), arm(1_000, 0.2)],
+        lower_bound_z: None,
         training: serde_json::Value::Null,
     });
     f.compile().unwrap()

@@ -57,6 +57,7 @@ pub mod metrics;
 pub mod output;
 pub mod replay;
 pub mod report;
+pub mod retrain;
 pub mod spec;
 pub mod tabular;
 pub mod uplift;

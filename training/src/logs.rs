@@ -250,7 +250,8 @@ pub fn read(path: &Path, missing: MissingOutcome) -> Result<(Vec<LogRow>, LogSum
 /// [`nudge::sim::synth::replay`]; then the remaining events and the outcome.
 /// Decision fields the generator does not decide are neutral: model
 /// version `"generated"`, probability 0, segment `"unscored"`, no action,
-/// propensity 1, reason `"generated"`.
+/// propensity 1, reason `"generated"`; the intent value is the session's at
+/// the decision.
 pub fn generated_to_log(sessions: &[GeneratedSession]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut push = |r: LogRecord| {
@@ -287,7 +288,7 @@ pub fn generated_to_log(sessions: &[GeneratedSession]) -> Vec<u8> {
                 client_categorical: Default::default(),
                 probability: 0.0,
                 segment: "unscored".into(),
-                intent_value_cents: 0,
+                intent_value_cents: state.intent_value_cents(),
                 eligible: false,
                 policy_tier_cents: 0,
                 action_cents: 0,

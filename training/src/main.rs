@@ -11,6 +11,9 @@
 //! nudge-train folds --spec S --data D --k 5 --seed 42 --out folds.csv
 //! nudge-train evaluate --model M --data D [--spec S] [--json] [--report DIR]
 //! nudge-train predict --model M --data D [--spec S] --out preds.csv
+//! nudge-train uplift --logs LOG_DIR --model M --out OUT [--config nudge.toml]
+//! nudge-train replay --logs LOG_DIR --model M [--config nudge.toml] [--json]
+//! nudge-train retrain --logs LOG_DIR --current M --out OUT [--config nudge.toml] [--json]
 //! nudge-train bench [--spec S --data D] [--rows 1000000]
 //! ```
 //!
@@ -24,7 +27,7 @@ mod cli;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use cli::{bench, cv, evaluate, fit, folds, generate, predict, replay, uplift};
+use cli::{bench, cv, evaluate, fit, folds, generate, predict, replay, retrain, uplift};
 
 #[derive(Parser, Debug)]
 #[command(name = "nudge-train", version, about)]
@@ -54,6 +57,9 @@ enum Command {
     /// Off-policy evaluation (IPS, SNIPS, doubly robust) of a candidate
     /// model + policy on logged decisions.
     Replay(replay::ReplayArgs),
+    /// The nightly loop: fit intent and response from the logs, compare
+    /// with the serving model off-policy, write the better one.
+    Retrain(Box<retrain::RetrainArgs>),
     /// Training speed: UCI fit time per fold, and a fit on 1M generated rows.
     Bench(bench::BenchArgs),
 }
@@ -68,6 +74,7 @@ fn main() -> Result<()> {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Retrain(a) => retrain::run(*a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -181,12 +181,14 @@ impl Encoder {
                     feature: columns[*col].name.clone(),
                     category: None,
                     transforms: transforms.clone(),
+                    times: None,
                     coef,
                 },
                 Feature::Level { col, level } => Term {
                     feature: columns[*col].name.clone(),
                     category: Some(level.clone()),
                     transforms: vec![],
+                    times: None,
                     coef,
                 },
             })

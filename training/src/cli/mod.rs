@@ -10,6 +10,7 @@ pub mod folds;
 pub mod generate;
 pub mod predict;
 pub mod replay;
+pub mod retrain;
 pub mod score;
 pub mod uplift;
 

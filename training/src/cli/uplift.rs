@@ -7,9 +7,10 @@ use nudge::domain::model::{Input, ModelFile};
 use nudge_train::data;
 use nudge_train::logs::{self, MissingOutcome};
 use nudge_train::output;
+use nudge_train::replay;
 use nudge_train::uplift::{
-    fit_csv, fit_logs, randomised_rows, read_experiment, AlphaCv, Evaluation, Learner,
-    UpliftOptions, UpliftSpec,
+    fit_csv, fit_logs, randomised_rows, read_experiment, AlphaCv, Evaluation, Interactions, Judge,
+    Learner, LogsUplift, PolicyValue, Setting, UpliftOptions, UpliftSpec,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -42,11 +43,28 @@ pub struct UpliftArgs {
     #[arg(long, value_enum, default_value_t = MissingOutcome::Skip)]
     pub missing_outcome: MissingOutcome,
     /// Learner: two-model (one logistic regression per arm) or pooled
-    /// (shared coefficients, one lift per tier). Default: pooled for
-    /// --logs (a few hundred randomised rows per tier), two-model for a CSV
-    /// experiment.
+    /// (shared coefficients, one lift per tier, --interactions). Logs: only
+    /// this learner's settings are tried (default: both); CSV: default
+    /// two-model.
     #[arg(long, value_enum)]
     pub learner: Option<Learner>,
+    /// Logs: the pooled learner's interaction sets tried (each judged by
+    /// the doubly robust value of its rule on the validation rows).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "none,share,signals,share-signals,all"
+    )]
+    pub interactions: Vec<Interactions>,
+    /// Logs: the served lift is the estimate minus this many standard
+    /// errors (written as the model file's `uplift.lower_bound_z`).
+    #[arg(long, default_value_t = nudge::domain::model::DEFAULT_LOWER_BOUND_Z)]
+    pub lower_bound_z: f64,
+    /// Logs: the service config whose policy (margin, tiers, minimum
+    /// order) values the rule. Default: the documented defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Fixed L2 penalty (alpha = 1/C of scikit-learn): per arm (two-model),
     /// or of the one pooled model. Without it, alpha is chosen by k-fold CV
     /// over --alphas on the training rows.
@@ -115,6 +133,12 @@ pub fn run(a: &UpliftArgs) -> Result<()> {
         } else {
             Learner::TwoModel
         }),
+        settings: if a.logs.is_some() {
+            Setting::grid(a.learner, &a.interactions)
+        } else {
+            Vec::new()
+        },
+        lower_bound_z: a.lower_bound_z,
         ..UpliftOptions::default()
     };
     match (&a.logs, &a.spec) {
@@ -172,9 +196,64 @@ fn evaluation_text(e: &Evaluation) -> String {
     s
 }
 
+/// One policy value: `DR [lo, hi]` per session in EUR.
+fn value_text(v: &PolicyValue) -> String {
+    format!(
+        "{:>8.4} [{:>8.4}, {:>8.4}]",
+        v.dr.estimate / 100.0,
+        v.dr.lo / 100.0,
+        v.dr.hi / 100.0
+    )
+}
+
+/// The settings tried on the logs: each one's policy value on the
+/// validation rows next to its Qini, the chosen one marked.
+pub fn settings_text(r: &LogsUplift) -> String {
+    let offers = |v: &PolicyValue| {
+        v.actions
+            .iter()
+            .filter(|a| a.0 != 0)
+            .map(|a| a.1)
+            .sum::<usize>()
+    };
+    let mut s = format!(
+        "settings  judged on {} validation sessions: doubly robust value of the rule per session, EUR [95 % CI]; served = estimate - z se\n",
+        r.validation_rows
+    );
+    s.push_str("  setting                alpha    served DR [95 % CI]            offers  point-estimate DR              offers  Qini per tier\n");
+    let refs = [
+        ("no voucher", &r.references.no_voucher),
+        ("base model", &r.references.base),
+    ];
+    for (name, v) in refs {
+        s.push_str(&format!(
+            "  {name:<22} {:>6}   {}  {:>6}\n",
+            "",
+            value_text(v),
+            offers(v)
+        ));
+    }
+    for t in &r.settings {
+        let qini: Vec<String> = t.qini.iter().map(|q| format!("{q:.3}")).collect();
+        s.push_str(&format!(
+            "{} {:<22} {:>6}   {}  {:>6}  {}  {:>6}  {}{}\n",
+            if t.chosen { "*" } else { " " },
+            t.setting,
+            t.alpha,
+            value_text(&t.value),
+            offers(&t.value),
+            value_text(&t.value_point),
+            offers(&t.value_point),
+            qini.join("/"),
+            if t.converged { "" } else { "  (not converged)" }
+        ));
+    }
+    s
+}
+
 fn run_csv(a: &UpliftArgs, spec_path: &Path, opts: &UpliftOptions) -> Result<()> {
-    if a.model.is_some() {
-        bail!("--model applies to --logs only");
+    if a.model.is_some() || a.config.is_some() {
+        bail!("--model and --config apply to --logs only");
     }
     let data_path = a.data.as_ref().expect("clap: --spec requires --data");
     let (s, spec_bytes) = UpliftSpec::load(spec_path)?;
@@ -311,7 +390,18 @@ fn run_logs(a: &UpliftArgs, logs_path: &Path, opts: &UpliftOptions) -> Result<()
             "skewed_decisions": summary.skewed_decisions,
         },
     });
-    let r = fit_logs(&rows, opts, lineage)?;
+    let settings = replay::load_settings(a.config.as_deref())?;
+    let value = replay::Options::new(
+        &settings.policy,
+        settings.min_order_cents,
+        replay::Reward::Net,
+    );
+    let judge = Judge {
+        base: &file,
+        policy: &settings.policy,
+        value: &value,
+    };
+    let r = fit_logs(&rows, opts, &judge, lineage)?;
     warn_not_converged(&r.evaluation);
     file.uplift = Some(r.uplift.clone());
     file.compile()
@@ -325,6 +415,9 @@ fn run_logs(a: &UpliftArgs, logs_path: &Path, opts: &UpliftOptions) -> Result<()
                 "out": out.display().to_string(),
                 "model": file.version,
                 "selection": sel,
+                "setting": r.setting,
+                "settings": r.settings,
+                "references": r.references,
                 "evaluation": r.evaluation,
             }))?
         );
@@ -335,13 +428,15 @@ fn run_logs(a: &UpliftArgs, logs_path: &Path, opts: &UpliftOptions) -> Result<()
             r.amounts.len() - 1,
             out.display()
         );
+        print!("{}", settings_text(&r));
         println!(
-            "fit       {} logistic regression on {} randomised sessions, alpha {}, held-out {:.0} % (seed {})",
-            learner_name(opts.learner),
+            "fit       {} on {} randomised sessions, alpha {}, held-out {:.0} % (seed {}), lower bound z {}",
+            r.settings.iter().find(|t| t.chosen).map_or("", |t| t.setting.as_str()),
             rows.len(),
             alpha_text(r.alpha, &r.alpha_cv),
             100.0 * opts.holdout,
-            opts.seed
+            opts.seed,
+            opts.lower_bound_z
         );
         print!("{}", evaluation_text(&r.evaluation));
     }

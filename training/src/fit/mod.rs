@@ -506,6 +506,7 @@ pub fn fit_rows(
             feature: FEATURES[*j].name.to_string(),
             category: None,
             transforms: ts.clone(),
+            times: None,
             coef: *c,
         })
         .collect();

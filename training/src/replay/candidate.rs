@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use nudge::decision_log::DecisionRecord;
 use nudge::domain::features::{self, Features, N_FEATURES};
-use nudge::domain::model::{ClientFeatures, Model};
+use nudge::domain::model::{ClientFeatures, Model, ScoreError};
 use nudge::domain::policy::{self, OfferTrigger, Policy, Verdict};
 
 /// The policy under evaluation.
@@ -54,35 +54,47 @@ impl Candidate {
                 numeric: d.client_features.clone().into_iter().collect(),
                 categorical: d.client_categorical.clone().into_iter().collect(),
             };
-            let score = model
-                .score(&f, &client)
+            let a = action_at(model, policy, &f, &client, d.intent_value_cents, None)
                 .map_err(|e| anyhow::anyhow!("session {} at {}: {e}", d.session_id, d.at_ms))?;
-            let seg = policy::segment(score.probability, model.segments());
-            let lifts = if model.has_uplift() {
-                Some(
-                    model
-                        .lifts(&f, &client, &policy.tiers)
-                        .map_err(|e| anyhow::anyhow!("session {}: {e}", d.session_id))?,
-                )
-            } else {
-                None
-            };
-            let v = policy::choose_with_lifts(
-                score.probability,
-                seg,
-                d.intent_value_cents,
-                policy,
-                0.0,
-                lifts.as_ref(),
-            );
-            if let Verdict::Offer { ranked } = v {
-                if let Some(c) = ranked[0] {
-                    return Ok(c.amount_cents);
-                }
+            if a != 0 {
+                return Ok(a);
             }
         }
         Ok(0)
     }
+}
+
+/// What the service's rule (lambda 0, no budget) offers at one decision
+/// moment: score, segment, the learned lifts (if any; `z` overrides the
+/// model's `lower_bound_z`) and the best positive tier, else 0.
+pub fn action_at(
+    model: &Model,
+    policy: &Policy,
+    f: &Features,
+    client: &ClientFeatures,
+    intent_cents: i64,
+    z: Option<f64>,
+) -> Result<i64, ScoreError> {
+    let score = model.score(f, client)?;
+    let seg = policy::segment(score.probability, model.segments());
+    let lifts = if model.has_uplift() {
+        let z = z.unwrap_or_else(|| model.lower_bound_z());
+        Some(model.lifts_with_z(f, client, intent_cents, &policy.tiers, z)?)
+    } else {
+        None
+    };
+    let v = policy::choose_with_lifts(
+        score.probability,
+        seg,
+        intent_cents,
+        policy,
+        0.0,
+        lifts.as_ref(),
+    );
+    Ok(match v {
+        Verdict::Offer { ranked } => ranked[0].map_or(0, |c| c.amount_cents),
+        _ => 0,
+    })
 }
 
 /// Rebuilds the feature vector from the logged names.

@@ -36,7 +36,7 @@ fn q_value(s: &SessionUnit, a: i64, beta: &[f64], o: &Options) -> f64 {
 }
 
 /// Cross-fitted direct model: fills `q_candidate` and `q_logged`.
-pub(super) fn fit_direct(units: &mut [SessionUnit], o: &Options) {
+pub(crate) fn fit_direct(units: &mut [SessionUnit], o: &Options) {
     let k = o.folds.max(2);
     let n = units.len();
     for f in 0..k {

@@ -109,11 +109,16 @@ pub fn snips(units: &[Unit], z: f64) -> Interval {
 
 /// Doubly robust: the mean of `q(x_i, a_cand) + w_i (r_i - q(x_i, a_log))`.
 pub fn dr(units: &[Unit], z: f64) -> Interval {
-    let t: Vec<f64> = units
+    mean_interval(&dr_terms(units), z)
+}
+
+/// The per-unit terms of [`dr`] (for paired comparisons of two policies
+/// on the same units).
+pub fn dr_terms(units: &[Unit]) -> Vec<f64> {
+    units
         .iter()
         .map(|u| u.q_candidate + u.weight() * (u.reward - u.q_logged))
-        .collect();
-    mean_interval(&t, z)
+        .collect()
 }
 
 /// Direct method: the mean of `q(x_i, a_cand)`. Its interval only reflects

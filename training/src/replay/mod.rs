@@ -91,7 +91,7 @@ pub mod population;
 pub mod render;
 pub mod report;
 
-pub use candidate::{features_of, Candidate};
+pub use candidate::{action_at, features_of, Candidate};
 pub use from_logs::build;
 pub use options::{Options, Reward, Z95};
 pub use population::{Coverage, Population, SessionUnit};

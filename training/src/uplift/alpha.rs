@@ -2,7 +2,7 @@
 //! the same rule as the intent fit, so thin arms are shrunk toward no lift
 //! instead of learning noise.
 
-use super::arms::{fit_with_learner, ArmRows};
+use super::arms::{fit_warm, ArmRows, Warm};
 use super::options::UpliftOptions;
 use crate::cv;
 use anyhow::{bail, Context as _, Result};
@@ -27,14 +27,17 @@ pub struct AlphaCv {
 /// label (seed `opts.seed`); each fold is fitted with the chosen learner
 /// and every validation row is scored by its own arm's model, so the score
 /// is the fit of the observed outcomes, which is what the served lifts are
-/// made of. Returns the options with that alpha and the per-alpha scores
-/// (empty when no grid is set).
+/// made of. Within a fold the alphas run from the largest down, each fit
+/// warm-started at the previous one's solution; the folds run on up to
+/// `available_parallelism` threads (the result does not depend on it).
+/// Returns the options with that alpha and the per-alpha scores (empty when
+/// no grid is set).
 pub fn choose_alpha(
     rows: &ArmRows,
     train: &[usize],
     opts: &UpliftOptions,
 ) -> Result<(UpliftOptions, Vec<AlphaCv>)> {
-    let ArmRows { x, arm, y, .. } = *rows;
+    let ArmRows { arm, y, .. } = *rows;
     let Some(grid) = opts.alphas.as_ref().filter(|g| !g.is_empty()) else {
         return Ok((opts.clone(), Vec::new()));
     };
@@ -56,26 +59,20 @@ pub fn choose_alpha(
             fold[j] = n % k;
         }
     }
+    let fits = fold_fits(rows, train, &fold, k, grid, opts)?;
+    let mut fold_of_row = vec![usize::MAX; y.len()];
+    for (&i, &f) in train.iter().zip(&fold) {
+        fold_of_row[i] = f;
+    }
+    let mut fits: Vec<Vec<Option<cv::FoldFit>>> = fits;
     let mut results: Vec<cv::CvResult> = Vec::with_capacity(grid.len());
-    for &alpha in grid {
-        let fold_opts = UpliftOptions {
-            alpha,
-            // Folds hold (k-1)/k of each arm: the full-data check applies
-            // to the final fit.
-            min_arm_rows: 1,
-            ..opts.clone()
-        };
-        let r = cv::cross_validate(y, train, &fold, k, alpha, |tr, valid, _| {
-            let started = std::time::Instant::now();
-            let fits = fit_with_learner(rows, tr, &fold_opts)?;
-            Ok(cv::FoldFit {
-                p_valid: valid
-                    .iter()
-                    .map(|&i| sigmoid(fits[arm[i]].model.logit(x.row(i))))
-                    .collect(),
-                fit_seconds: started.elapsed().as_secs_f64(),
-                converged: fits.iter().all(|f| f.converged),
-            })
+    for (g, &alpha) in grid.iter().enumerate() {
+        // The fits are done; this collects them (same train / validation
+        // rows, same order) into cv.rs's per-alpha results.
+        let r = cv::cross_validate(y, train, &fold, k, alpha, |_, valid, _| {
+            Ok(fits[fold_of_row[valid[0]]][g]
+                .take()
+                .expect("each fold fit is used once"))
         })
         .with_context(|| format!("cross-validation at alpha {alpha}"))?;
         results.push(r);
@@ -95,6 +92,79 @@ pub fn choose_alpha(
         },
         scores,
     ))
+}
+
+/// Every fold's fit at every alpha of `grid`: `[fold][alpha]` (see
+/// [`choose_alpha`]).
+fn fold_fits(
+    rows: &ArmRows,
+    train: &[usize],
+    fold: &[usize],
+    k: usize,
+    grid: &[f64],
+    opts: &UpliftOptions,
+) -> Result<Vec<Vec<Option<cv::FoldFit>>>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let mut order: Vec<usize> = (0..grid.len()).collect();
+    order.sort_by(|&a, &b| grid[b].total_cmp(&grid[a]));
+    let run_fold = |f: usize| -> Result<Vec<Option<cv::FoldFit>>> {
+        let tr: Vec<usize> = (0..train.len())
+            .filter(|&j| fold[j] != f)
+            .map(|j| train[j])
+            .collect();
+        let va: Vec<usize> = (0..train.len())
+            .filter(|&j| fold[j] == f)
+            .map(|j| train[j])
+            .collect();
+        let mut out: Vec<Option<cv::FoldFit>> = (0..grid.len()).map(|_| None).collect();
+        let mut warm: Option<Warm> = None;
+        for &g in &order {
+            let fold_opts = UpliftOptions {
+                alpha: grid[g],
+                // Folds hold (k-1)/k of each arm: the full-data check
+                // applies to the final fit.
+                min_arm_rows: 1,
+                ..opts.clone()
+            };
+            let started = std::time::Instant::now();
+            let (fits, w) = fit_warm(rows, &tr, &fold_opts, warm.as_ref())
+                .with_context(|| format!("CV fold {f}, alpha {}", grid[g]))?;
+            out[g] = Some(cv::FoldFit {
+                p_valid: va
+                    .iter()
+                    .map(|&i| sigmoid(fits[rows.arm[i]].logit(rows, i, rows.arm[i])))
+                    .collect(),
+                fit_seconds: started.elapsed().as_secs_f64(),
+                converged: fits.iter().all(|f| f.converged),
+            });
+            warm = Some(w);
+        }
+        Ok(out)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, k);
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Option<Result<Vec<Option<cv::FoldFit>>>>>> =
+        Mutex::new((0..k).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let f = next.fetch_add(1, Ordering::Relaxed);
+                if f >= k {
+                    break;
+                }
+                let r = run_fold(f);
+                done.lock().expect("no panic while holding the lock")[f] = Some(r);
+            });
+        }
+    });
+    done.into_inner()
+        .expect("no panic while holding the lock")
+        .into_iter()
+        .map(|r| r.expect("every fold ran"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! held-out split stratified by (arm, label), and the two learners, so logs
 //! and CSV experiments are fitted by the same code.
 
-use super::options::{Learner, UpliftOptions};
-use crate::fit::{fit_logistic, Logistic};
+use super::design::PooledDesign;
+use super::options::{Interactions, Learner, UpliftOptions};
+use crate::fit::{fit_logistic_from, Logistic};
 use anyhow::{bail, Context as _, Result};
 use ndarray::Array2;
+use nudge::domain::model::{voucher_share, Covariance};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -32,39 +34,105 @@ pub fn split(arm: &[usize], y: &[bool], share: f64, seed: u64) -> Vec<bool> {
 }
 
 /// The rows every learner reads: one design matrix, each row's arm
-/// (0 = control) and label, and the arm names (control first).
+/// (0 = control) and label, and the arm names (control first); for voucher
+/// arms also what the interactions read.
 #[derive(Clone, Copy, Debug)]
 pub struct ArmRows<'a> {
     pub x: &'a Array2<f64>,
     pub arm: &'a [usize],
     pub y: &'a [bool],
     pub names: &'a [String],
+    pub voucher: Option<Voucher<'a>>,
+}
+
+/// Voucher arms: each arm's amount, each row's intent value and the columns
+/// of `x` that are price-sensitivity signals.
+#[derive(Clone, Copy, Debug)]
+pub struct Voucher<'a> {
+    pub amounts: &'a [i64],
+    pub intent_cents: &'a [i64],
+    pub signals: &'a [usize],
 }
 
 impl<'a> ArmRows<'a> {
     pub fn new(x: &'a Array2<f64>, arm: &'a [usize], y: &'a [bool], names: &'a [String]) -> Self {
-        ArmRows { x, arm, y, names }
+        ArmRows {
+            x,
+            arm,
+            y,
+            names,
+            voucher: None,
+        }
+    }
+
+    pub fn with_voucher(self, voucher: Voucher<'a>) -> Self {
+        ArmRows {
+            voucher: Some(voucher),
+            ..self
+        }
+    }
+
+    /// Row `i`'s voucher share under arm `a` (0 without voucher arms).
+    pub fn share(&self, i: usize, a: usize) -> f64 {
+        self.voucher
+            .map_or(0.0, |v| voucher_share(v.amounts[a], v.intent_cents[i]))
     }
 }
 
-/// One fitted arm.
+/// One fitted arm. Its coefficients in the model file's order:
+/// `[intercept, model.coefs (the columns of x)..., share, share_signals...]`,
+/// which is also the order of `covariance.index`.
 #[derive(Clone, Debug)]
 pub struct ArmFit {
     pub name: String,
     pub model: Logistic,
+    /// Coefficient of the voucher share (pooled learner with
+    /// interactions, treated arms).
+    pub share: Option<f64>,
+    /// `(column of x, coefficient)` of `share * x_j`.
+    pub share_signals: Vec<(usize, f64)>,
+    /// Set by [`super::covariance::add_covariances`] (final fits only).
+    pub covariance: Option<Covariance>,
     pub train_rows: usize,
     pub train_positives: usize,
     pub converged: bool,
 }
 
+impl ArmFit {
+    /// The logit of row `i` of `rows` under this arm, arm index `a`.
+    pub fn logit(&self, rows: &ArmRows, i: usize, a: usize) -> f64 {
+        let mut z = self.model.logit(rows.x.row(i));
+        if self.share.is_some() || !self.share_signals.is_empty() {
+            let s = rows.share(i, a);
+            z += self.share.unwrap_or(0.0) * s;
+            for &(j, e) in &self.share_signals {
+                z += e * s * rows.x[(i, j)];
+            }
+        }
+        z
+    }
+}
+
+/// The solver's solutions of a fit (the pooled regression's, or one per
+/// arm), to start a fit of the same rows at another alpha from (a warm
+/// start: the same optimum up to the tolerance, fewer iterations).
+#[derive(Clone, Debug, Default)]
+pub struct Warm(pub Vec<Logistic>);
+
 /// One logistic regression at the options' penalty and solver settings.
-fn fit_at(x: &Array2<f64>, y: &[bool], opts: &UpliftOptions) -> Result<Logistic> {
-    fit_logistic(
+fn fit_at(
+    x: &Array2<f64>,
+    y: &[bool],
+    opts: &UpliftOptions,
+    start: Option<&Logistic>,
+) -> Result<Logistic> {
+    fit_logistic_from(
         x,
         y,
         opts.alpha,
         opts.max_iterations,
         opts.gradient_tolerance,
+        start,
     )
 }
 
@@ -72,7 +140,18 @@ fn fit_at(x: &Array2<f64>, y: &[bool], opts: &UpliftOptions) -> Result<Logistic>
 /// Fails, naming the arm, when an arm has fewer than `min_arm_rows`
 /// training rows or a single class.
 pub fn fit_arms(rows: &ArmRows, train: &[usize], opts: &UpliftOptions) -> Result<Vec<ArmFit>> {
-    let ArmRows { x, arm, y, names } = *rows;
+    Ok(fit_arms_from(rows, train, opts, None)?.0)
+}
+
+fn fit_arms_from(
+    rows: &ArmRows,
+    train: &[usize],
+    opts: &UpliftOptions,
+    warm: Option<&Warm>,
+) -> Result<(Vec<ArmFit>, Warm)> {
+    let ArmRows {
+        x, arm, y, names, ..
+    } = *rows;
     let mut fits = Vec::with_capacity(names.len());
     for (a, name) in names.iter().enumerate() {
         let rows: Vec<usize> = train.iter().copied().filter(|&i| arm[i] == a).collect();
@@ -93,16 +172,21 @@ pub fn fit_arms(rows: &ArmRows, train: &[usize], opts: &UpliftOptions) -> Result
         }
         let xa = x.select(ndarray::Axis(0), &rows);
         let ya: Vec<bool> = rows.iter().map(|&i| y[i]).collect();
-        let m = fit_at(&xa, &ya, opts).with_context(|| format!("arm {name:?}"))?;
+        let start = warm.and_then(|w| w.0.get(a));
+        let m = fit_at(&xa, &ya, opts, start).with_context(|| format!("arm {name:?}"))?;
         fits.push(ArmFit {
             name: name.clone(),
             converged: m.gradient_norm_per_row <= opts.gradient_tolerance,
             model: m,
+            share: None,
+            share_signals: Vec::new(),
+            covariance: None,
             train_rows: rows.len(),
             train_positives: pos,
         });
     }
-    Ok(fits)
+    let w = Warm(fits.iter().map(|f| f.model.clone()).collect());
+    Ok((fits, w))
 }
 
 /// Fits the arms with `opts.learner` (see [`Learner`]).
@@ -111,61 +195,66 @@ pub fn fit_with_learner(
     train: &[usize],
     opts: &UpliftOptions,
 ) -> Result<Vec<ArmFit>> {
+    Ok(fit_warm(rows, train, opts, None)?.0)
+}
+
+/// [`fit_with_learner`] started at `warm` (the solutions of a fit of the
+/// same rows and learner at another alpha), returning its own solutions.
+pub fn fit_warm(
+    rows: &ArmRows,
+    train: &[usize],
+    opts: &UpliftOptions,
+    warm: Option<&Warm>,
+) -> Result<(Vec<ArmFit>, Warm)> {
     match opts.learner {
-        Learner::TwoModel => fit_arms(rows, train, opts),
-        Learner::Pooled => fit_pooled(rows, train, opts),
+        Learner::TwoModel => {
+            if opts.interactions != Interactions::None {
+                bail!("the two-model learner takes no interactions");
+            }
+            fit_arms_from(rows, train, opts, warm)
+        }
+        Learner::Pooled => fit_pooled_from(rows, train, opts, warm),
     }
 }
 
 /// The pooled learner: one logistic regression on the training rows of
-/// every arm, design `[x | 1(arm = 1) .. 1(arm = k)]`, returned as one
-/// [`ArmFit`] per arm with the shared coefficients and intercept
-/// `b + beta_a`. Fails, naming the arm, when an arm has fewer than
-/// `min_arm_rows` training rows; an arm may be single-class (its `beta` is
-/// then bounded by the penalty).
+/// every arm, design `[x | 1(arm = 1) .. 1(arm = k) | interactions]` (see
+/// [`PooledDesign`] and [`Interactions`]), returned as one [`ArmFit`] per
+/// arm: the shared coefficients (plus the signal interactions on treated
+/// arms) and intercept `b + beta_a`. Fails, naming the arm, when an arm has
+/// fewer than `min_arm_rows` training rows; an arm may be single-class (its
+/// `beta` is then bounded by the penalty).
 pub fn fit_pooled(rows: &ArmRows, train: &[usize], opts: &UpliftOptions) -> Result<Vec<ArmFit>> {
-    let ArmRows { x, arm, y, names } = *rows;
-    let k = names.len();
+    Ok(fit_pooled_from(rows, train, opts, None)?.0)
+}
+
+fn fit_pooled_from(
+    rows: &ArmRows,
+    train: &[usize],
+    opts: &UpliftOptions,
+    warm: Option<&Warm>,
+) -> Result<(Vec<ArmFit>, Warm)> {
+    let k = rows.names.len();
     let mut counts = vec![(0usize, 0usize); k];
     for &i in train {
-        counts[arm[i]].0 += 1;
-        counts[arm[i]].1 += usize::from(y[i]);
+        counts[rows.arm[i]].0 += 1;
+        counts[rows.arm[i]].1 += usize::from(rows.y[i]);
     }
-    for (name, (rows, _)) in names.iter().zip(&counts) {
-        if *rows < opts.min_arm_rows {
+    for (name, (n, _)) in rows.names.iter().zip(&counts) {
+        if *n < opts.min_arm_rows {
             bail!(
-                "arm {name:?} has {rows} training rows (< --min-arm-rows {}): too few to learn its response",
+                "arm {name:?} has {n} training rows (< --min-arm-rows {}): too few to learn its response",
                 opts.min_arm_rows
             );
         }
     }
-    let p = x.ncols();
-    let design = Array2::from_shape_fn((train.len(), p + k - 1), |(r, c)| {
-        let i = train[r];
-        if c < p {
-            x[(i, c)]
-        } else {
-            f64::from(u8::from(arm[i] == c - p + 1))
-        }
-    });
-    let ya: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-    let m = fit_at(&design, &ya, opts).context("pooled uplift model")?;
+    let design = PooledDesign::new(rows, train, opts.interactions)?;
+    let ya: Vec<bool> = train.iter().map(|&i| rows.y[i]).collect();
+    let start = warm.and_then(|w| w.0.first());
+    let m = fit_at(&design.matrix(rows, train), &ya, opts, start).context("pooled uplift model")?;
     let converged = m.gradient_norm_per_row <= opts.gradient_tolerance;
-    Ok(names
-        .iter()
-        .enumerate()
-        .map(|(a, name)| ArmFit {
-            name: name.clone(),
-            model: Logistic {
-                coefs: m.coefs[..p].to_vec(),
-                intercept: m.intercept + if a == 0 { 0.0 } else { m.coefs[p + a - 1] },
-                gradient_norm_per_row: m.gradient_norm_per_row,
-            },
-            train_rows: counts[a].0,
-            train_positives: counts[a].1,
-            converged,
-        })
-        .collect())
+    let fits = design.arm_fits(rows, &m, &counts, converged);
+    Ok((fits, Warm(vec![m])))
 }
 
 #[cfg(test)]
@@ -241,5 +330,65 @@ pub(crate) mod tests {
         };
         let e = fit_with_learner(&ArmRows::new(&x, &arm, &y, &names), &train, &opts).unwrap_err();
         assert!(e.to_string().contains("\"500 cents\""), "{e}");
+    }
+
+    #[test]
+    fn pooled_interactions_recover_a_response_that_grows_with_share_and_signal() {
+        // Arms none / 500 / 2000; intent 2,000..12,000 cents; logit =
+        // -1 + 0.8 x1 - 0.5 x2 + [treated] (0.2 + 4 share x1^+), x1^+ = max(x1, 0).
+        let n = 40_000;
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let amounts = [0i64, 500, 2_000];
+        let mut x = Array2::zeros((n, 2));
+        let (mut arm, mut y, mut intent) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            let (a, b): (f64, f64) = (rng.random::<f64>() * 2.0, rng.random::<f64>() * 4.0 - 2.0);
+            x[(i, 0)] = a;
+            x[(i, 1)] = b;
+            let k = rng.random_range(0..3);
+            let v = rng.random_range(2_000..12_000i64);
+            let share = voucher_share(amounts[k], v);
+            let lift = if k > 0 { 0.2 + 4.0 * share * a } else { 0.0 };
+            arm.push(k);
+            intent.push(v);
+            y.push(rng.random::<f64>() < sigmoid(-1.0 + 0.8 * a - 0.5 * b + lift));
+        }
+        let names: Vec<String> = ["none", "500", "2000"].map(String::from).to_vec();
+        let signals = [0usize];
+        let rows = ArmRows::new(&x, &arm, &y, &names).with_voucher(Voucher {
+            amounts: &amounts,
+            intent_cents: &intent,
+            signals: &signals,
+        });
+        let train: Vec<usize> = (0..n).collect();
+        let opts = UpliftOptions {
+            learner: Learner::Pooled,
+            interactions: Interactions::ShareSignals,
+            alpha: 0.01,
+            ..UpliftOptions::default()
+        };
+        let fits = fit_with_learner(&rows, &train, &opts).unwrap();
+        assert!(fits.iter().all(|f| f.converged));
+        assert!(fits[0].share.is_none() && fits[0].share_signals.is_empty());
+        let e = fits[2].share_signals[0].1;
+        assert!((e - 4.0).abs() < 1.0, "share x signal {e}");
+        // The lift of a sensitive visitor grows with the voucher's share.
+        let mut probe = x.clone();
+        probe[(0, 0)] = 1.5;
+        let p = ArmRows { x: &probe, ..rows };
+        let lift = |a: usize| fits[a].logit(&p, 0, a) - fits[0].logit(&p, 0, 0);
+        assert!(lift(2) > lift(1) + 0.3, "{} vs {}", lift(2), lift(1));
+        // Pooled without interactions and two-model take no voucher terms.
+        let none = UpliftOptions {
+            interactions: Interactions::None,
+            ..opts.clone()
+        };
+        let fits = fit_with_learner(&rows, &train, &none).unwrap();
+        assert!(fits.iter().all(|f| f.share.is_none()));
+        let two = UpliftOptions {
+            learner: Learner::TwoModel,
+            ..opts
+        };
+        assert!(fit_with_learner(&rows, &train, &two).is_err());
     }
 }

@@ -2,9 +2,8 @@
 //! (predicted against observed uplift, Qini), so a learned response is
 //! judged on rows it did not see.
 
-use super::arms::ArmFit;
+use super::arms::{ArmFit, ArmRows};
 use super::qini;
-use ndarray::Array2;
 use nudge::domain::logistic::sigmoid;
 use serde::Serialize;
 
@@ -67,23 +66,27 @@ fn mean_var(v: &[f64]) -> (f64, f64) {
     (m, var)
 }
 
-/// Per-arm logits `z_a(x)` of every row in `rows`.
-pub fn logits(x: &Array2<f64>, fits: &[ArmFit], rows: &[usize]) -> Vec<Vec<f64>> {
-    rows.iter()
-        .map(|&i| fits.iter().map(|f| f.model.logit(x.row(i))).collect())
+/// Per-arm logits `z_a(x)` of every row in `idx`.
+pub fn logits(rows: &ArmRows, fits: &[ArmFit], idx: &[usize]) -> Vec<Vec<f64>> {
+    idx.iter()
+        .map(|&i| {
+            fits.iter()
+                .enumerate()
+                .map(|(a, f)| f.logit(rows, i, a))
+                .collect()
+        })
         .collect()
 }
 
 /// Evaluates the treatment arms (1..) against arm 0 on `held` rows.
 pub fn evaluate(
-    x: &Array2<f64>,
-    arm: &[usize],
-    y: &[bool],
+    rows: &ArmRows,
     held: &[usize],
     fits: &[ArmFit],
     amounts: Option<&[i64]>,
 ) -> Evaluation {
-    let z = logits(x, fits, held);
+    let (arm, y) = (rows.arm, rows.y);
+    let z = logits(rows, fits, held);
     let yf = |i: usize| f64::from(u8::from(y[i]));
     let control_y: Vec<f64> = held
         .iter()

@@ -216,8 +216,8 @@ pub fn fit_csv(e: &CsvExperiment, opts: &UpliftOptions) -> Result<CsvUplift> {
     let (chosen, alpha_cv) = choose_alpha(&arm_rows, &train, opts)?;
     let opts = &chosen;
     let fits = fit_with_learner(&arm_rows, &train, opts)?;
-    let evaluation = evaluate(&x, &e.arm, y, &held_rows, &fits, None);
-    let p = logits(&x, &fits, &all)
+    let evaluation = evaluate(&arm_rows, &held_rows, &fits, None);
+    let p = logits(&arm_rows, &fits, &all)
         .into_iter()
         .map(|z| z.into_iter().map(sigmoid).collect())
         .collect();

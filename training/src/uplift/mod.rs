@@ -2,13 +2,17 @@
 //! `nudge-train uplift`.
 //!
 //! # Learners
-//! Two, chosen with `--learner` (see [`Learner`] for why the service's logs
-//! default to the pooled one and a CSV experiment to the two-model one).
+//! Two (see [`Learner`]); for the service's logs every setting of a grid
+//! is fitted and the one whose served rule earns the most on validation
+//! rows is kept ([`selection`]); a CSV experiment takes one (two-model by
+//! default).
 //!
 //! **Pooled**: one logistic regression on all randomised rows with shared
-//! feature coefficients and one indicator per treatment arm; the served
-//! lift of a tier is its indicator's coefficient, the same for every
-//! visitor in log-odds.
+//! feature coefficients, one indicator per treatment arm and, optionally,
+//! interactions of the treatment with the voucher's share of the intent
+//! value and with price-sensitivity signals ([`Interactions`], built by
+//! [`design`]): the served lift of tier `v` is `beta_v` plus those
+//! interaction terms, so it varies with the visitor and the basket.
 //!
 //! **Two-model (T-learner)**: one L2-regularised logistic regression per arm (arm 0 = control / no
 //! voucher, one arm per voucher tier or e-mail treatment), all on the same
@@ -53,8 +57,11 @@
 //! # Held-out evaluation
 //! A seeded split stratified by (arm, label) (`--holdout`, default 30 %,
 //! `--seed`). The arms are fitted on the training rows (the written model
-//! is that fit: the metrics describe the shipped coefficients). Per
-//! treatment arm `v` on the held-out rows:
+//! is that fit: the metrics describe the shipped coefficients). On the
+//! held-out (validation) rows: the doubly robust and IPS value of the rule
+//! serving each setting's file ([`value`]), at its conservative bound and
+//! at the point estimate, next to a no-voucher policy and the base model;
+//! and per treatment arm `v`:
 //! - `mean_predicted_uplift`: mean of `p_v(x) - p_0(x)` over **all**
 //!   held-out rows (every arm's: they are one population);
 //! - `observed_uplift`: difference of the held-out outcome means of arm `v`
@@ -68,30 +75,41 @@
 //!   ([`qini`]: scikit-uplift's definitions and normalisation).
 //!
 //! # Files
-//! - [`options`]: the settings and the choice of learner;
+//! - [`options`]: the settings, the learners and their interactions;
 //! - [`arms`]: the generic core, arms on one design matrix: the stratified
 //!   split and the two learners;
+//! - [`design`]: the pooled learner's columns and the way back to arms;
+//! - [`covariance`]: each arm's coefficient covariance (inverse Fisher
+//!   information of the penalised fit);
 //! - [`alpha`]: the penalty chosen by CV on the training rows;
 //! - [`evaluation`]: the held-out comparison of every arm with the control;
 //! - [`qini`]: the Qini and uplift curves (scikit-uplift's definitions);
-//! - [`randomised`]: the service's logs: one randomised row per session,
-//!   fitted into the model file's `uplift` section;
+//! - [`randomised`]: the service's logs into one randomised row per session;
+//! - [`value`]: a model's policy value on randomised rows (DR, IPS);
+//! - [`selection`]: the logs' grid of settings fitted, judged by policy
+//!   value, the best one as the model file's `uplift` section;
 //! - [`experiment`]: CSV experiments read through an uplift spec.
 
 pub mod alpha;
 pub mod arms;
+pub mod covariance;
+pub mod design;
 pub mod evaluation;
 pub mod experiment;
 pub mod options;
 pub mod qini;
 pub mod randomised;
+pub mod selection;
+pub mod value;
 
 pub use alpha::{choose_alpha, AlphaCv};
-pub use arms::{fit_arms, fit_pooled, fit_with_learner, split, ArmFit, ArmRows};
+pub use arms::{fit_arms, fit_pooled, fit_with_learner, split, ArmFit, ArmRows, Voucher};
 pub use evaluation::{evaluate, logits, ArmEvaluation, Evaluation};
 pub use experiment::{
     fit_csv, read_experiment, CsvExperiment, CsvUplift, ExperimentSpec, UpliftSpec,
     UPLIFT_SPEC_FORMAT,
 };
-pub use options::{Learner, UpliftOptions};
-pub use randomised::{fit_logs, randomised_rows, LogsUplift, RandomisedRow, Selection};
+pub use options::{Interactions, Learner, Setting, UpliftOptions, PRICE_SIGNALS};
+pub use randomised::{randomised_rows, RandomisedRow, Selection};
+pub use selection::{fit_logs, Judge, LogsUplift, References, SettingResult};
+pub use value::{paired_difference, policy_value, rule_actions, PolicyValue};

@@ -1,20 +1,13 @@
-//! Uplift from the service's logs: one randomised row per session (see the
-//! module docs of [`crate::uplift`] for which rows and why unweighted),
-//! fitted into the model file's `uplift` section.
+//! The service's logs into randomised rows: one per session (see the module
+//! docs of [`crate::uplift`] for which rows and why unweighted), what the
+//! response is fitted on ([`super::selection`]) and policies are valued on
+//! ([`super::value`]).
 
-use super::alpha::{choose_alpha, AlphaCv};
-use super::arms::{fit_with_learner, split, ArmRows};
-use super::evaluation::{evaluate, Evaluation};
-use super::options::{check_opts, UpliftOptions};
-use crate::fit::{apply, learn_transforms};
 use crate::logs::{self, MissingOutcome};
 use anyhow::{bail, Context as _, Result};
-use ndarray::Array2;
-use nudge::decision_log::{DecisionRecord, LogRecord};
-use nudge::domain::features::{Features, FEATURES};
-use nudge::domain::model::{Term, Transform, UpliftArm, UpliftFile};
+use nudge::decision_log::{DecisionRecord, LogRecord, OutcomeRecord};
+use nudge::domain::features::Features;
 use serde::Serialize;
-use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 
 /// One randomised session.
@@ -27,6 +20,12 @@ pub struct RandomisedRow {
     pub amount_cents: i64,
     pub holdout: bool,
     pub converted: bool,
+    /// The intent value the service decided with (cents).
+    pub intent_value_cents: i64,
+    /// The purchase probability the service logged at that decision.
+    pub probability: f64,
+    /// The session's order value (its outcome; 0 without one).
+    pub order_value_cents: i64,
 }
 
 /// What the selection of randomised rows kept and dropped.
@@ -53,9 +52,15 @@ pub fn randomised_rows(
     let (rows, summary) = logs::replay(records, missing);
     // Decisions per session in replay order (stable sort by time).
     let mut decisions: HashMap<&str, Vec<&DecisionRecord>> = HashMap::new();
+    let mut outcomes: HashMap<&str, &OutcomeRecord> = HashMap::new();
     for r in records {
-        if let LogRecord::Decision(d) = r {
-            decisions.entry(d.session_id.as_str()).or_default().push(d);
+        match r {
+            LogRecord::Decision(d) => decisions.entry(d.session_id.as_str()).or_default().push(d),
+            // With several, the last one (as in `logs`).
+            LogRecord::Outcome(o) => {
+                outcomes.insert(o.session_id.as_str(), o);
+            }
+            LogRecord::Events(_) => {}
         }
     }
     for v in decisions.values_mut() {
@@ -115,6 +120,11 @@ pub fn randomised_rows(
             amount_cents: amount,
             holdout: d.holdout,
             converted: r.row.converted,
+            intent_value_cents: d.intent_value_cents,
+            probability: d.probability,
+            order_value_cents: outcomes
+                .get(r.session_id.as_str())
+                .map_or(0, |o| o.order_value_cents),
         });
     }
     sel.greedy_sessions_excluded = eligible_seen
@@ -122,135 +132,4 @@ pub fn randomised_rows(
         .filter(|s| !done.contains_key(*s))
         .count();
     Ok((out, summary, sel))
-}
-
-/// Result of a fit on randomised log rows.
-#[derive(Clone, Debug)]
-pub struct LogsUplift {
-    pub uplift: UpliftFile,
-    pub evaluation: Evaluation,
-    /// Arm amounts, control first.
-    pub amounts: Vec<i64>,
-    pub dropped_features: Vec<String>,
-    /// The penalty of the fit (chosen by CV when a grid was given).
-    pub alpha: f64,
-    pub alpha_cv: Vec<AlphaCv>,
-}
-
-/// Fits the arms on randomised rows and evaluates them (see the module
-/// docs). `lineage` is merged into `uplift.training`.
-pub fn fit_logs(
-    rows: &[RandomisedRow],
-    opts: &UpliftOptions,
-    lineage: serde_json::Value,
-) -> Result<LogsUplift> {
-    check_opts(opts)?;
-    let mut amounts: Vec<i64> = rows.iter().map(|r| r.amount_cents).collect();
-    amounts.sort_unstable();
-    amounts.dedup();
-    if amounts.first() != Some(&0) {
-        bail!(
-            "no control rows (holdout or explored without a voucher) in the randomised decisions"
-        );
-    }
-    if amounts.len() < 2 {
-        bail!("no treated rows (explored decisions with a voucher) in the randomised decisions");
-    }
-    let arm: Vec<usize> = rows
-        .iter()
-        .map(|r| {
-            amounts
-                .binary_search(&r.amount_cents)
-                .expect("amount listed")
-        })
-        .collect();
-    let y: Vec<bool> = rows.iter().map(|r| r.converted).collect();
-    let held = split(&arm, &y, opts.holdout, opts.seed);
-    let train: Vec<usize> = (0..rows.len()).filter(|&i| !held[i]).collect();
-    let held_rows: Vec<usize> = (0..rows.len()).filter(|&i| held[i]).collect();
-    // Transforms on the pooled training rows of all arms.
-    let mut kept: Vec<(usize, Vec<Transform>)> = Vec::new();
-    let mut dropped = Vec::new();
-    for (j, def) in FEATURES.iter().enumerate() {
-        let raw: Vec<f64> = train.iter().map(|&i| rows[i].features.0[j]).collect();
-        match learn_transforms(j, &raw, opts.clip_quantile) {
-            Some(ts) => kept.push((j, ts)),
-            None => dropped.push(def.name.to_owned()),
-        }
-    }
-    let x = Array2::from_shape_fn((rows.len(), kept.len()), |(i, c)| {
-        let (j, ts) = &kept[c];
-        apply(ts, rows[i].features.0[*j])
-    });
-    let names: Vec<String> = amounts
-        .iter()
-        .map(|a| {
-            if *a == 0 {
-                "none".to_owned()
-            } else {
-                format!("{a} cents")
-            }
-        })
-        .collect();
-    let arm_rows = ArmRows::new(&x, &arm, &y, &names);
-    let (chosen, alpha_cv) = choose_alpha(&arm_rows, &train, opts)?;
-    let opts = &chosen;
-    let fits = fit_with_learner(&arm_rows, &train, opts)?;
-    let evaluation = evaluate(&x, &arm, &y, &held_rows, &fits, Some(&amounts));
-    let arms = fits
-        .iter()
-        .zip(&amounts)
-        .map(|(f, &amount_cents)| UpliftArm {
-            amount_cents,
-            intercept: f.model.intercept,
-            terms: kept
-                .iter()
-                .zip(&f.model.coefs)
-                .map(|((j, ts), &coef)| Term {
-                    feature: FEATURES[*j].name.to_owned(),
-                    category: None,
-                    transforms: ts.clone(),
-                    coef,
-                })
-                .collect(),
-        })
-        .collect();
-    let mut training = json!({
-        "method": opts.learner.method(),
-        "learner": opts.learner,
-        "rows": "randomised decisions only (holdout + exploration), one per session (its first randomised decision), unweighted: the arms are uniform random subsets of the eligible decisions",
-        "label": "session converted",
-        "alpha": opts.alpha,
-        "alpha_cv": alpha_cv,
-        "cv_folds": if alpha_cv.is_empty() { None } else { Some(opts.cv_folds) },
-        "holdout": opts.holdout,
-        "seed": opts.seed,
-        "clip_quantile": opts.clip_quantile,
-        "max_iterations": opts.max_iterations,
-        "gradient_tolerance": opts.gradient_tolerance,
-        "dropped_features": dropped,
-        "rows_per_arm": amounts.iter().enumerate().map(|(a, amt)| {
-            json!({
-                "amount_cents": amt,
-                "rows": arm.iter().filter(|&&v| v == a).count(),
-                "train_rows": fits[a].train_rows,
-                "train_positives": fits[a].train_positives,
-                "converged": fits[a].converged,
-            })
-        }).collect::<Vec<_>>(),
-        "holdout_metrics": evaluation,
-    });
-    if let (Some(t), serde_json::Value::Object(extra)) = (training.as_object_mut(), lineage) {
-        for (k, v) in extra {
-            t.insert(k, v);
-        }
-    }
-    Ok(LogsUplift {
-        uplift: UpliftFile { arms, training },
-        evaluation,
-        amounts,
-        dropped_features: dropped,
-        alpha: opts.alpha,
-        alpha_cv,
-    })
 }

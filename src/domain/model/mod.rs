@@ -10,7 +10,8 @@
 //!   `one_hot {value}` (1 when the value equals `value`, else 0);
 //! - `intercept`, `segments {hot_at_or_above, cold_below}`;
 //! - `training`: lineage and metrics (free-form for the service, kept so a
-//!   model file explains itself).
+//!   model file explains itself);
+//! - `uplift` (optional): the learned voucher response, see [`uplift`].
 //!
 //! Why validate at load: a request must never discover a NaN coefficient or
 //! an unknown feature. After [`ModelFile::compile`] every term points at a
@@ -18,9 +19,17 @@
 
 use crate::domain::features::{self, Features};
 use crate::domain::logistic::sigmoid;
-use crate::domain::policy::{SegmentThresholds, Tier, MAX_TIERS};
+use crate::domain::policy::SegmentThresholds;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+
+pub mod uplift;
+
+use uplift::CompiledUplift;
+pub use uplift::{
+    monotone_in_amount, voucher_share, Covariance, LiftEstimates, UpliftArm, UpliftFile,
+    DEFAULT_LOWER_BOUND_Z, MAX_COVARIANCE_DIM, VOUCHER_SHARE,
+};
 
 /// The one format tag this build reads.
 pub const FORMAT: &str = "nudge-model/1";
@@ -77,73 +86,12 @@ pub struct Term {
     pub category: Option<String>,
     #[serde(default)]
     pub transforms: Vec<Transform>,
+    /// Uplift arms only: `Some("voucher_share")` multiplies the transformed
+    /// value by the voucher's share of the intent value (an interaction of
+    /// the feature with the voucher, see [`uplift`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<String>,
     pub coef: f64,
-}
-
-/// Learned voucher response: one logistic outcome model per arm, fitted on
-/// randomised decisions (holdout and exploration). Arm `amount_cents = 0` is
-/// "no voucher" and is required. At serving, the log-odds lift of tier `v`
-/// for a session is `z_v(x) - z_0(x)` (each `z` is `intercept + sum coef *
-/// transformed feature`), added to the intent model's logit — so the lift
-/// varies with the visitor, and tiers without an arm keep the config prior.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpliftFile {
-    pub arms: Vec<UpliftArm>,
-    /// How it was learned (method, data, metrics); not interpreted.
-    #[serde(default)]
-    pub training: serde_json::Value,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpliftArm {
-    /// 0 = no voucher (the control arm).
-    pub amount_cents: i64,
-    pub intercept: f64,
-    #[serde(default)]
-    pub terms: Vec<Term>,
-}
-
-impl UpliftFile {
-    fn compile(&self, input: Input) -> Result<Vec<CompiledArm>, ModelError> {
-        let mut arms = Vec::with_capacity(self.arms.len());
-        for (i, a) in self.arms.iter().enumerate() {
-            finite(|| format!("uplift.arms[{i}].intercept"), a.intercept)?;
-            if a.amount_cents < 0 {
-                return Err(ModelError::Invalid(format!(
-                    "uplift.arms[{i}].amount_cents must be >= 0"
-                )));
-            }
-            if self.arms[..i]
-                .iter()
-                .any(|b| b.amount_cents == a.amount_cents)
-            {
-                return Err(ModelError::Invalid(format!(
-                    "uplift.arms[{i}]: duplicate amount {}",
-                    a.amount_cents
-                )));
-            }
-            arms.push(CompiledArm {
-                amount_cents: a.amount_cents,
-                intercept: a.intercept,
-                terms: compile_terms(input, &a.terms, &format!("uplift.arms[{i}].terms"))?,
-            });
-        }
-        if !arms.iter().any(|a| a.amount_cents == 0) {
-            return Err(ModelError::Invalid(
-                "uplift needs a control arm (amount_cents = 0)".into(),
-            ));
-        }
-        Ok(arms)
-    }
-}
-
-#[derive(Clone, Debug)]
-struct CompiledArm {
-    amount_cents: i64,
-    intercept: f64,
-    terms: Vec<CompiledTerm>,
 }
 
 /// The on-disk model file.
@@ -192,7 +140,12 @@ pub enum ModelError {
 enum Source {
     Session(usize),
     Client(String),
-    Category { key: String, value: String },
+    Category {
+        key: String,
+        value: String,
+    },
+    /// Uplift arms only: the voucher's share of the intent value.
+    VoucherShare,
 }
 
 /// Client-side features sent with a Decide (for `input = "client"` models).
@@ -209,6 +162,8 @@ struct CompiledTerm {
     name: String,
     source: Source,
     transforms: Vec<Transform>,
+    /// Multiply the transformed value by the voucher share.
+    times_share: bool,
     coef: f64,
 }
 
@@ -223,7 +178,7 @@ pub struct Model {
     /// Client models: the numeric and categorical keys the model reads.
     numeric_keys: std::collections::BTreeSet<String>,
     categorical_keys: std::collections::BTreeSet<String>,
-    uplift: Vec<CompiledArm>,
+    uplift: CompiledUplift,
 }
 
 /// Why a request could not be scored (caller mistakes only). `field` is the
@@ -306,16 +261,16 @@ impl ModelFile {
                 "segments need 0 <= cold_below ({cold_below}) <= hot_at_or_above ({hot_at_or_above}) <= 1"
             )));
         }
-        let terms = compile_terms(self.input, &self.terms, "terms")?;
+        let terms = compile_terms(self.input, &self.terms, "terms", false)?;
         let uplift = match &self.uplift {
-            None => Vec::new(),
+            None => CompiledUplift::default(),
             Some(u) => u.compile(self.input)?,
         };
         let mut numeric_keys = std::collections::BTreeSet::new();
         let mut categorical_keys = std::collections::BTreeSet::new();
         for t in terms
             .iter()
-            .chain(uplift.iter().flat_map(|a| a.terms.iter()))
+            .chain(uplift.arms.iter().flat_map(|a| a.terms.iter()))
         {
             match &t.source {
                 Source::Client(k) => {
@@ -324,7 +279,7 @@ impl ModelFile {
                 Source::Category { key, .. } => {
                     categorical_keys.insert(key.clone());
                 }
-                Source::Session(_) => {}
+                Source::Session(_) | Source::VoucherShare => {}
             }
         }
         if let Some(k) = numeric_keys.intersection(&categorical_keys).next() {
@@ -346,10 +301,13 @@ impl ModelFile {
 }
 
 /// Validates and resolves a list of terms (`prefix` names them in errors).
+/// `uplift`: the terms of an uplift arm, which may read the pseudo-input
+/// [`VOUCHER_SHARE`] and be multiplied by it (`times`).
 fn compile_terms(
     input: Input,
     list: &[Term],
     prefix: &str,
+    uplift: bool,
 ) -> Result<Vec<CompiledTerm>, ModelError> {
     let mut terms = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
@@ -384,7 +342,23 @@ fn compile_terms(
                 "{prefix}[{i}]: `category` needs input = \"client\""
             )));
         }
+        let times_share = match t.times.as_deref() {
+            None => false,
+            Some(VOUCHER_SHARE) if uplift => true,
+            Some(other) => {
+                return Err(ModelError::Invalid(format!(
+                    "{prefix}[{i}]: `times` {other:?} is not allowed here (only {VOUCHER_SHARE:?}, in uplift arms)"
+                )))
+            }
+        };
+        let pseudo = uplift && t.feature == VOUCHER_SHARE;
+        if pseudo && (t.category.is_some() || times_share) {
+            return Err(ModelError::Invalid(format!(
+                "{prefix}[{i}]: {VOUCHER_SHARE:?} takes neither `category` nor `times`"
+            )));
+        }
         let source = match input {
+            _ if pseudo => Source::VoucherShare,
             Input::Session => match features::index_of(&t.feature) {
                 Some(idx) => Source::Session(idx),
                 None => {
@@ -416,6 +390,7 @@ fn compile_terms(
             },
             source,
             transforms: t.transforms.clone(),
+            times_share,
             coef: t.coef,
         });
     }
@@ -428,33 +403,33 @@ pub fn apply_transforms(transforms: &[Transform], x: f64) -> f64 {
     transforms.iter().fold(x, |x, t| t.apply(x))
 }
 
-/// `sum coef * transformed value` over `terms`.
-fn dot(
-    terms: &[CompiledTerm],
-    session: &Features,
-    client: &ClientFeatures,
-    model: &str,
-) -> Result<f64, ScoreError> {
-    let mut z = 0.0;
-    for t in terms {
-        let raw = raw_value(t, session, client, model)?;
-        let c = t.coef * apply_transforms(&t.transforms, raw);
-        if !c.is_finite() {
-            return Err(ScoreError::NotFinite { field: t.field() });
-        }
-        z += c;
+impl CompiledTerm {
+    /// The term's input value: its transforms applied to the raw value,
+    /// times the voucher share when the term says so. `share` is the
+    /// voucher's share of the intent value (uplift arms; 0 elsewhere).
+    fn value(
+        &self,
+        session: &Features,
+        client: &ClientFeatures,
+        share: f64,
+        model: &str,
+    ) -> Result<f64, ScoreError> {
+        let raw = raw_value(self, session, client, share, model)?;
+        let v = apply_transforms(&self.transforms, raw);
+        Ok(if self.times_share { v * share } else { v })
     }
-    Ok(z)
 }
 
 fn raw_value(
     t: &CompiledTerm,
     session: &Features,
     client: &ClientFeatures,
+    share: f64,
     model: &str,
 ) -> Result<f64, ScoreError> {
     Ok(match &t.source {
         Source::Session(idx) => session.0[*idx],
+        Source::VoucherShare => share,
         Source::Client(key) => match client.numeric.get(key) {
             Some(v) => *v,
             None => {
@@ -481,7 +456,7 @@ impl CompiledTerm {
     /// The request field this term reads (for errors).
     fn field(&self) -> String {
         match &self.source {
-            Source::Session(_) => self.name.clone(),
+            Source::Session(_) | Source::VoucherShare => self.name.clone(),
             Source::Client(k) => format!("features[{k}]"),
             Source::Category { key, .. } => format!("categorical_features[{key}]"),
         }
@@ -584,57 +559,13 @@ impl Model {
         Ok(())
     }
 
-    /// Whether the model carries a learned voucher response.
-    pub fn has_uplift(&self) -> bool {
-        !self.uplift.is_empty()
-    }
-
-    /// Whether the voucher response of at least one of `tiers` is learned
-    /// (the model has an uplift arm for its amount). Without one the service
-    /// is in cold start: no greedy offer on priors, the cold exploration
-    /// share.
-    pub fn learns_any(&self, tiers: &[Tier]) -> bool {
-        self.has_uplift()
-            && tiers
-                .iter()
-                .any(|t| self.uplift.iter().any(|a| a.amount_cents == t.amount_cents))
-    }
-
-    /// Learned log-odds lift of each tier (aligned with `tiers`), NaN where
-    /// the model has no arm for the tier (the tier is unlearned: its prior
-    /// applies only when the policy offers on priors).
-    pub fn lifts(
-        &self,
-        session: &Features,
-        client: &ClientFeatures,
-        tiers: &[Tier],
-    ) -> Result<[f64; MAX_TIERS], ScoreError> {
-        let mut out = [f64::NAN; MAX_TIERS];
-        let Some(control) = self.uplift.iter().find(|a| a.amount_cents == 0) else {
-            return Ok(out);
-        };
-        let z0 = control.intercept + dot(&control.terms, session, client, &self.version)?;
-        for (i, t) in tiers.iter().take(MAX_TIERS).enumerate() {
-            if let Some(arm) = self
-                .uplift
-                .iter()
-                .find(|a| a.amount_cents == t.amount_cents)
-            {
-                let z = arm.intercept + dot(&arm.terms, session, client, &self.version)?;
-                out[i] = z - z0;
-            }
-        }
-        Ok(out)
-    }
-
     /// Scores one decision moment: a dot product over the terms and a
     /// sigmoid. Allocation-free.
     pub fn score(&self, session: &Features, client: &ClientFeatures) -> Result<Score, ScoreError> {
         let mut z = self.intercept;
         let mut top = [(usize::MAX, 0.0f64); TOP_SIGNALS];
         for (i, t) in self.terms.iter().enumerate() {
-            let raw = raw_value(t, session, client, &self.version)?;
-            let c = t.coef * apply_transforms(&t.transforms, raw);
+            let c = t.coef * t.value(session, client, 0.0, &self.version)?;
             if !c.is_finite() {
                 return Err(ScoreError::NotFinite { field: t.field() });
             }
@@ -684,6 +615,7 @@ mod tests {
             feature: name.into(),
             category: None,
             transforms: vec![Transform::Log1p],
+            times: None,
             coef,
         }
     }
@@ -708,6 +640,7 @@ mod tests {
                 mean: 0.0,
                 std: 0.0,
             }],
+            times: None,
             coef: 1.0,
         }]);
         assert!(f.compile().is_err());
@@ -747,6 +680,7 @@ mod tests {
                 feature: "Month".into(),
                 category: Some("Nov".into()),
                 transforms: vec![],
+                times: None,
                 coef: 0.5,
             },
         ]);
@@ -782,67 +716,9 @@ mod tests {
             feature: "page_views".into(),
             category: Some("x".into()),
             transforms: vec![],
+            times: None,
             coef: 1.0,
         }]);
-        assert!(f.compile().is_err());
-    }
-
-    #[test]
-    fn uplift_arms_give_per_visitor_lifts_and_need_a_control() {
-        use Tier;
-        let arm = |amount_cents: i64, intercept: f64, coef: f64| UpliftArm {
-            amount_cents,
-            intercept,
-            terms: vec![Term {
-                feature: "coupon_field_focus".into(),
-                category: None,
-                transforms: vec![],
-                coef,
-            }],
-        };
-        let mut f = file(vec![term("page_views", 0.1)]);
-        f.uplift = Some(UpliftFile {
-            arms: vec![arm(0, -2.0, 0.0), arm(1_000, -1.8, 0.5)],
-            training: serde_json::Value::Null,
-        });
-        let m = f.compile().unwrap();
-        assert!(m.has_uplift());
-        assert!(m.learns_any(&[Tier {
-            amount_cents: 1_000,
-            lift: 0.45
-        }]));
-        assert!(!m.learns_any(&[Tier {
-            amount_cents: 500,
-            lift: 0.25
-        }]));
-        let tiers = [
-            Tier {
-                amount_cents: 500,
-                lift: 0.25,
-            },
-            Tier {
-                amount_cents: 1_000,
-                lift: 0.45,
-            },
-        ];
-        let mut s = SessionState::default();
-        let none = m
-            .lifts(&compute(&s, 0), &ClientFeatures::default(), &tiers)
-            .unwrap();
-        assert!(none[0].is_nan(), "no arm for 500: the prior stays");
-        assert!((none[1] - 0.2).abs() < 1e-12);
-        s.signals[crate::domain::session::Signal::CouponFieldFocus.index()] = 2;
-        let sensitive = m
-            .lifts(&compute(&s, 0), &ClientFeatures::default(), &tiers)
-            .unwrap();
-        assert!(
-            (sensitive[1] - 1.2).abs() < 1e-12,
-            "lift grows with coupon focus"
-        );
-        // Round trip through JSON, and a control arm is required.
-        let back: ModelFile = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
-        assert_eq!(back, f);
-        f.uplift.as_mut().unwrap().arms.remove(0);
         assert!(f.compile().is_err());
     }
 }

@@ -1,0 +1,376 @@
+//! `nudge-train retrain`: the nightly loop in one call. From the service's
+//! own decision logs it fits a candidate (intent model and voucher
+//! response), values the candidate and the serving model off-policy on
+//! randomised sessions neither fit saw, and writes the candidate only when
+//! it is better; otherwise the serving model stays.
+//!
+//! # Steps
+//! 1. Read the logs; their randomised rows ([`crate::uplift::randomised`]:
+//!    one per session, holdout or explored) are split, stratified by arm and
+//!    outcome with `seed`, into **evaluation** sessions
+//!    (`evaluation_share`, default 30 %) and the rest.
+//! 2. **Intent**: [`crate::fit::fit_rows`] on every logged decision of the
+//!    sessions that are not evaluation sessions (as `nudge-train fit
+//!    --logs`).
+//! 3. **Response**: [`crate::uplift::fit_logs`] on the remaining randomised
+//!    rows with that intent model as its base (as `nudge-train uplift
+//!    --logs`: the settings grid, each judged on its own validation split,
+//!    the best kept).
+//! 4. **Comparison** ([`compare`]) on the evaluation sessions: the doubly
+//!    robust value per session of the service's rule with the serving model
+//!    and with the candidate ([`crate::uplift::value`]), with 95 %
+//!    intervals, the paired difference and a no-voucher reference.
+//! 5. **Decision** ([`decide`]): the candidate **replaces** the serving
+//!    model when its DR value is higher *and* the lower bound of its
+//!    interval is not below the serving model's; else the serving model is
+//!    **kept**. Higher alone would let a noisier candidate (fewer sessions
+//!    where it matches the logged action, so a wider interval) win on a
+//!    lucky draw; the lower-bound condition asks that its pessimistic case
+//!    is no worse either. A candidate that cannot be fitted is not a
+//!    candidate: kept, with the reason.
+//! 6. **Write** `out` atomically: the candidate when replaced, else the
+//!    serving model's bytes (nothing is written when `out` is the serving
+//!    file itself). The report says what and why ([`RetrainReport`]).
+//!
+//! The evaluation sessions are the only ones the decision reads, and no
+//! fit, CV or setting choice read them, so the comparison is fair to both
+//! models; the serving model was fitted on older logs and is judged on the
+//! same sessions.
+
+pub mod report;
+
+pub use report::{Decision, EvaluationSet, RetrainReport, Side, Written, RULE};
+
+use crate::data::{self, Row};
+use crate::fit::{self, DataInfo, FitOptions};
+use crate::logs::{self, MissingOutcome};
+use crate::output;
+use crate::replay::{self, Reward};
+use crate::uplift::{
+    self, fit_logs, paired_difference, policy_value, randomised_rows, rule_actions, Judge,
+    RandomisedRow, Setting, UpliftOptions,
+};
+use anyhow::{bail, Context as _, Result};
+use nudge::domain::model::{Input, Model, ModelFile};
+use nudge::domain::policy::Policy;
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+/// What `retrain` reads and how it fits.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The service's logs (file or folder).
+    pub logs: PathBuf,
+    /// The serving model file.
+    pub current: PathBuf,
+    /// Where the chosen model file goes.
+    pub out: PathBuf,
+    /// Service config (policy and tiers); `None`: the documented defaults.
+    pub config: Option<PathBuf>,
+    /// Seeds the evaluation split (the fits keep their own seeds).
+    pub seed: u64,
+    /// Share of the randomised sessions kept for the comparison.
+    pub evaluation_share: f64,
+    pub missing: MissingOutcome,
+    /// The intent fit (its `holdout` is inside the training sessions).
+    pub intent: FitOptions,
+    /// The response fit and its settings grid.
+    pub uplift: UpliftOptions,
+    /// Interval width (normal quantile), default 1.96.
+    pub z: f64,
+    /// The command line, for the lineage.
+    pub command: String,
+}
+
+impl Options {
+    /// The defaults of `nudge-train retrain`.
+    pub fn new(logs: PathBuf, current: PathBuf, out: PathBuf) -> Self {
+        Options {
+            logs,
+            current,
+            out,
+            config: None,
+            seed: 42,
+            evaluation_share: 0.3,
+            missing: MissingOutcome::Skip,
+            intent: FitOptions {
+                version_prefix: "retrained".into(),
+                ..FitOptions::default()
+            },
+            uplift: UpliftOptions {
+                alphas: Some(fit::DEFAULT_ALPHAS.to_vec()),
+                learner: uplift::Learner::Pooled,
+                settings: Setting::grid(None, &uplift::Interactions::ALL),
+                ..UpliftOptions::default()
+            },
+            z: replay::Z95,
+            command: String::new(),
+        }
+    }
+}
+
+/// Serving model, candidate and no voucher on the same sessions.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub current: Side,
+    pub candidate: Side,
+    pub no_voucher: Side,
+    /// Candidate minus current (paired, per session).
+    pub difference: replay::estimate::Interval,
+    /// Candidate minus no voucher (paired, per session).
+    pub gain_over_no_voucher: replay::estimate::Interval,
+}
+
+/// Values the rule with `current` and with `candidate` on `rows` (see the
+/// module docs).
+pub fn compare(
+    current: &Model,
+    candidate: &Model,
+    rows: &[&RandomisedRow],
+    policy: &Policy,
+    value: &replay::Options,
+) -> Result<Comparison> {
+    let side = |name: &str, actions: Vec<i64>| -> Result<(Side, uplift::PolicyValue)> {
+        let v = policy_value(rows, &actions, value)?;
+        Ok((Side::new(name, &v), v))
+    };
+    let (cur, vc) = side(
+        current.version(),
+        rule_actions(current, policy, rows, None)?,
+    )?;
+    let (cand, vn) = side(
+        candidate.version(),
+        rule_actions(candidate, policy, rows, None)?,
+    )?;
+    let (none, v0) = side("no voucher", vec![0; rows.len()])?;
+    Ok(Comparison {
+        difference: paired_difference(&vn, &vc, value.z),
+        gain_over_no_voucher: paired_difference(&vn, &v0, value.z),
+        current: cur,
+        candidate: cand,
+        no_voucher: none,
+    })
+}
+
+/// The replace rule (see the module docs) and its reasons, in EUR.
+pub fn decide(c: &Comparison) -> (Decision, Vec<String>) {
+    let eur = |v: f64| v / 100.0;
+    let (cand, cur) = (&c.candidate.dr, &c.current.dr);
+    let higher = cand.estimate > cur.estimate;
+    let bound = cand.lo >= cur.lo;
+    let reasons = vec![
+        format!(
+            "candidate DR value {:.4} EUR/session is {} the serving model's {:.4} (paired difference {:+.4} [{:.4}, {:.4}])",
+            eur(cand.estimate),
+            if higher { "above" } else { "not above" },
+            eur(cur.estimate),
+            eur(c.difference.estimate),
+            eur(c.difference.lo),
+            eur(c.difference.hi)
+        ),
+        format!(
+            "candidate lower 95 % bound {:.4} is {} the serving model's {:.4}",
+            eur(cand.lo),
+            if bound { "not below" } else { "below" },
+            eur(cur.lo)
+        ),
+    ];
+    let d = if higher && bound {
+        Decision::Replaced
+    } else {
+        Decision::Kept
+    };
+    (d, reasons)
+}
+
+/// The intent fit's rows: every logged decision of the sessions not in
+/// `exclude`, sessions renumbered densely.
+fn intent_rows(
+    records: &[nudge::decision_log::LogRecord],
+    o: &Options,
+    exclude: &HashSet<&str>,
+) -> (Vec<Row>, usize) {
+    let (rows, _) = logs::replay(records, o.missing);
+    let mut index: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for r in rows {
+        if exclude.contains(r.session_id.as_str()) {
+            continue;
+        }
+        let next = index.len();
+        let s = *index.entry(r.row.session).or_insert(next);
+        out.push(Row {
+            session: s,
+            ..r.row
+        });
+    }
+    (out, index.len())
+}
+
+/// The candidate from the non-evaluation sessions: intent, then response.
+fn fit_candidate(
+    records: &[nudge::decision_log::LogRecord],
+    train: &[RandomisedRow],
+    exclude: &HashSet<&str>,
+    bytes: &[u8],
+    o: &Options,
+    judge: (&Policy, &replay::Options),
+) -> Result<(ModelFile, uplift::LogsUplift)> {
+    let (rows, n) = intent_rows(records, o, exclude);
+    let info = DataInfo {
+        sha256: data::sha256_hex(bytes),
+        source: format!(
+            "logs: {} (without the evaluation sessions)",
+            o.logs.display()
+        ),
+    };
+    let created = output::created_at();
+    let intent = fit::fit_rows(rows, n, &info, &o.intent, &o.command, &created)
+        .context("intent model")?
+        .model;
+    let lineage = json!({
+        "trainer": "nudge-train retrain",
+        "crate_version": env!("CARGO_PKG_VERSION"),
+        "created_at": created,
+        "command": o.command,
+        "data_sha256": info.sha256,
+        "data_source": info.source,
+        "base_model": intent.version,
+    });
+    let j = Judge {
+        base: &intent,
+        policy: judge.0,
+        value: judge.1,
+    };
+    let r = fit_logs(train, &o.uplift, &j, lineage).context("voucher response")?;
+    let file = ModelFile {
+        uplift: Some(r.uplift.clone()),
+        ..intent
+    };
+    file.compile()
+        .context("the candidate model does not validate")?;
+    Ok((file, r))
+}
+
+/// Runs the whole loop (see the module docs) and writes `o.out`.
+pub fn run(o: &Options) -> Result<RetrainReport> {
+    if !(o.evaluation_share > 0.0 && o.evaluation_share < 1.0) {
+        bail!("--evaluation-share must be in (0, 1)");
+    }
+    let settings = replay::load_settings(o.config.as_deref())?;
+    let policy = &settings.policy;
+    let value = replay::Options {
+        z: o.z,
+        ..replay::Options::new(policy, settings.min_order_cents, Reward::Net)
+    };
+    let current_bytes = std::fs::read(&o.current)
+        .with_context(|| format!("read the serving model {}", o.current.display()))?;
+    let current_file: ModelFile = serde_json::from_slice(&current_bytes)
+        .with_context(|| format!("{} is not a model file", o.current.display()))?;
+    let current = current_file.compile().with_context(|| {
+        format!(
+            "the serving model {} does not validate",
+            o.current.display()
+        )
+    })?;
+    if current.input() != Input::Session {
+        bail!("retrain needs a session model (input \"session\")");
+    }
+    let (_, bytes, records) = logs::read_records(&o.logs)?;
+    let (rows, _, _) = randomised_rows(&records, o.missing)?;
+    if rows.is_empty() {
+        bail!("no randomised sessions (holdout or exploration) in the logs: nothing to compare the models on");
+    }
+    let arm: Vec<usize> = rows
+        .iter()
+        .map(|r| policy.action_index(r.amount_cents))
+        .collect();
+    let y: Vec<bool> = rows.iter().map(|r| r.converted).collect();
+    let held = uplift::split(&arm, &y, o.evaluation_share, o.seed ^ 0x7265_7472_6169_6e);
+    let eval_rows: Vec<&RandomisedRow> = rows
+        .iter()
+        .zip(&held)
+        .filter(|(_, h)| **h)
+        .map(|(r, _)| r)
+        .collect();
+    let train: Vec<RandomisedRow> = rows
+        .iter()
+        .zip(&held)
+        .filter(|(_, h)| !**h)
+        .map(|(r, _)| r.clone())
+        .collect();
+    if eval_rows.is_empty() {
+        bail!("no evaluation sessions: too few randomised sessions");
+    }
+    let exclude: HashSet<&str> = eval_rows.iter().map(|r| r.session_id.as_str()).collect();
+    let mut rows_per_arm: BTreeMap<i64, usize> = BTreeMap::new();
+    for r in &eval_rows {
+        *rows_per_arm.entry(r.amount_cents).or_default() += 1;
+    }
+    let evaluation = EvaluationSet {
+        sessions: eval_rows.len(),
+        rows_per_arm,
+        share: o.evaluation_share,
+        seed: o.seed,
+        randomised_sessions: rows.len(),
+    };
+    let fitted = fit_candidate(&records, &train, &exclude, &bytes, o, (policy, &value));
+    let (decision, reasons, comparison, selection, candidate_bytes) = match fitted {
+        Ok((file, r)) => {
+            let candidate = file.compile()?;
+            let c = compare(&current, &candidate, &eval_rows, policy, &value)?;
+            let (d, reasons) = decide(&c);
+            let mut cand_side = c.candidate.clone();
+            cand_side.setting = Some(r.setting.name());
+            let c = Comparison {
+                candidate: cand_side,
+                ..c
+            };
+            (
+                d,
+                reasons,
+                Ok(c),
+                r.settings,
+                Some(output::model_json(&file)?),
+            )
+        }
+        Err(e) => {
+            let msg = format!("the candidate could not be fitted: {e:#}");
+            let cur = policy_value(
+                &eval_rows,
+                &rule_actions(&current, policy, &eval_rows, None)?,
+                &value,
+            )?;
+            let none = policy_value(&eval_rows, &vec![0; eval_rows.len()], &value)?;
+            (
+                Decision::Kept,
+                vec![msg],
+                Err((
+                    Side::new(current.version(), &cur),
+                    Side::new("no voucher", &none),
+                )),
+                Vec::new(),
+                None,
+            )
+        }
+    };
+    let same_file = match (o.out.canonicalize(), o.current.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let written = match (decision, &candidate_bytes) {
+        (Decision::Replaced, Some(b)) => {
+            output::write_atomic(&o.out, b)?;
+            Written::Candidate
+        }
+        _ if same_file => Written::Unchanged,
+        _ => {
+            output::write_atomic(&o.out, &current_bytes)?;
+            Written::Current
+        }
+    };
+    Ok(RetrainReport::new(
+        decision, reasons, o, written, evaluation, comparison, selection,
+    ))
+}
