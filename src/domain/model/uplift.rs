@@ -315,11 +315,7 @@ pub struct LiftEstimates {
 impl LiftEstimates {
     /// `point - z * se` per tier.
     pub fn lower_bounds(&self, z: f64) -> [f64; MAX_TIERS] {
-        let mut out = [f64::NAN; MAX_TIERS];
-        for i in 0..MAX_TIERS {
-            out[i] = self.point[i] - z * self.se[i];
-        }
-        out
+        std::array::from_fn(|i| self.point[i] - z * self.se[i])
     }
 }
 

@@ -361,9 +361,9 @@ proptest! {
         }
         // And the bound never exceeds the estimate's own maximum so far.
         let e = m.lift_estimates(&feats, &ClientFeatures::default(), intent, &t).unwrap();
-        for i in 0..t.len() {
-            prop_assert!(e.se[i] >= 0.0);
-            prop_assert!(sigmoid(e.control_logit + l[i]).is_finite());
+        for (se, li) in e.se.iter().zip(&l).take(t.len()) {
+            prop_assert!(*se >= 0.0);
+            prop_assert!(sigmoid(e.control_logit + li).is_finite());
         }
     }
 }

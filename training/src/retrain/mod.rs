@@ -287,7 +287,7 @@ pub fn run(o: &Options) -> Result<RetrainReport> {
         .map(|r| policy.action_index(r.amount_cents))
         .collect();
     let y: Vec<bool> = rows.iter().map(|r| r.converted).collect();
-    let held = uplift::split(&arm, &y, o.evaluation_share, o.seed ^ 0x7265_7472_6169_6e);
+    let held = uplift::split(&arm, &y, o.evaluation_share, o.seed ^ 0x0072_6574_7261_696e);
     let eval_rows: Vec<&RandomisedRow> = rows
         .iter()
         .zip(&held)

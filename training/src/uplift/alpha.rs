@@ -146,8 +146,8 @@ fn fold_fits(
         .map_or(1, |n| n.get())
         .clamp(1, k);
     let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<Option<Result<Vec<Option<cv::FoldFit>>>>>> =
-        Mutex::new((0..k).map(|_| None).collect());
+    type FoldResult = Result<Vec<Option<cv::FoldFit>>>;
+    let done: Mutex<Vec<Option<FoldResult>>> = Mutex::new((0..k).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {

@@ -30,6 +30,8 @@ use nudge::domain::model::{Covariance, MAX_COVARIANCE_DIM};
 
 /// `([1 X]' W [1 X] + alpha diag(0, 1, ..., 1))^-1` with `W` from the
 /// logits `z` of the rows; index 0 is the intercept.
+// Dense index arithmetic reads best with indices.
+#[allow(clippy::needless_range_loop)]
 pub fn inverse_fisher(x: &Array2<f64>, z: &[f64], alpha: f64) -> Result<Vec<Vec<f64>>> {
     let d = x.ncols() + 1;
     let mut h = vec![vec![0.0; d]; d];
@@ -73,7 +75,7 @@ pub fn cholesky_inverse(a: Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
         for k in 0..j {
             s -= l[j][k] * l[j][k];
         }
-        if !(s > 0.0) {
+        if s.is_nan() || s <= 0.0 {
             return None;
         }
         l[j][j] = s.sqrt();
