@@ -19,7 +19,9 @@
 //! - [`domain`]: pure, no I/O, no transport.
 //!   - [`domain::session`]: validated events and the fixed-size per-session aggregate.
 //!   - [`domain::features`]: the feature table computed from a session (serving and training).
-//!   - [`domain::model`]: the model file format, validated at load; scoring.
+//!   - [`domain::model`]: the model file format, validated at load; scoring;
+//!     [`domain::model::uplift`]: the learned voucher response and the
+//!     served lifts (conservative, monotone in the amount).
 //!   - [`domain::logistic`]: the logistic link (sigmoid, logit).
 //!   - [`domain::policy`]: segments and the voucher rule (expected net value;
 //!     no greedy offer on an unlearned prior).

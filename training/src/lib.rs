@@ -5,13 +5,14 @@
 //! Inputs ([`data`], [`logs`], [`spec`]) become rows; the learners
 //! ([`fit`], [`tabular`], [`uplift`]) turn rows into model files with
 //! [`cv`] and [`metrics`]; [`eval`], [`report`] and [`replay`] judge models;
-//! [`output`] writes every file. The binary (`main.rs`, `cli/`) only reads
-//! flags, calls these and prints.
+//! [`retrain`] chains fit, uplift and the off-policy comparison into the
+//! nightly loop; [`output`] writes every file. The binary (`main.rs`,
+//! `cli/`) only reads flags, calls these and prints.
 //!
 //! - `main.rs`: the binary; the clap command tree and the dispatch.
 //! - `cli/`: one file per command (`fit`, `cv`, `folds`, `evaluate`,
-//!   `predict`, `uplift`, `replay`, `generate`, `bench`), each with its
-//!   flags and its `run`; `score` (data through a model file, for
+//!   `predict`, `uplift`, `replay`, `retrain`, `generate`, `bench`), each
+//!   with its flags and its `run`; `score` (data through a model file, for
 //!   `evaluate` and `predict`) and the shared helpers in `cli/mod.rs`.
 //! - [`data`]: generated sessions as JSON lines and decision-moment rows
 //!   replayed through the one feature path.
@@ -24,13 +25,17 @@
 //!   its convergence check) and [`fit::thresholds`] (segment thresholds).
 //! - [`tabular`]: client models from CSV: encoder, CV over an alpha grid,
 //!   held-out evaluation, the model file.
-//! - [`uplift`]: the learned voucher response (pooled or two-model logistic
-//!   regression on randomised decisions): [`uplift::options`],
-//!   [`uplift::arms`] (split and learners), [`uplift::alpha`] (penalty by
-//!   CV), [`uplift::evaluation`] (held out against the control),
-//!   [`uplift::qini`] (Qini and uplift curves), [`uplift::randomised`]
-//!   (from the service's logs) and [`uplift::experiment`] (CSV
-//!   experiments).
+//! - [`uplift`]: the learned voucher response (pooled logistic regression
+//!   with interactions, or two-model, on randomised decisions):
+//!   [`uplift::options`] (settings, learners, interaction sets),
+//!   [`uplift::arms`] (split and learners), [`uplift::design`] (the pooled
+//!   columns), [`uplift::covariance`] (each arm's coefficient covariance),
+//!   [`uplift::alpha`] (penalty by CV), [`uplift::evaluation`] (held out
+//!   against the control), [`uplift::qini`] (Qini and uplift curves),
+//!   [`uplift::randomised`] (the service's logs into randomised rows),
+//!   [`uplift::value`] (a model's policy value on them, doubly robust),
+//!   [`uplift::selection`] (the settings grid judged by that value) and
+//!   [`uplift::experiment`] (CSV experiments).
 //! - [`cv`]: seeded stratified folds and held-out splits, cross-validation.
 //! - [`metrics`]: ROC-AUC, PR-AUC, log-loss, Brier, calibration, confusion.
 //! - [`eval`]: the evaluation bundle (metrics, calibration, segments).
@@ -41,6 +46,10 @@
 //!   (logs into the population), [`replay::direct`] (the DR direct model),
 //!   [`replay::estimate`] (the estimators), [`replay::report`] (their
 //!   report) and [`replay::render`] (as text).
+//! - [`retrain`]: the nightly loop as one library call
+//!   ([`retrain::run`]): the candidate fitted from the logs, compared with
+//!   the serving model on held-out randomised sessions, the better one
+//!   written; [`retrain::report`] is its report (`nudge-retrain/1`).
 //! - [`output`]: what every written file shares: the atomic write (the
 //!   service's [`nudge::files::atomic_write`]), the model file's JSON, the
 //!   lineage date.

@@ -10,8 +10,9 @@
 //!    session's outcome. One day at 2,000 sessions/h.
 //! 2. **Retrain**, with the commands a data scientist runs:
 //!    `nudge-train fit --logs` (intent, fixed alpha to keep the test short)
-//!    then `nudge-train uplift --logs` (the defaults: pooled learner,
-//!    alpha by CV) writes the new model file.
+//!    then `nudge-train uplift --logs` (the defaults: every learner
+//!    setting, alpha by CV, the one whose served rule has the highest
+//!    doubly robust value on validation rows) writes the new model file.
 //! 3. **Serve the new model** on *other* visitors (another generator seed,
 //!    default 10 % holdout / 5 % exploration) next to the old one, and
 //!    compare nudge's net incremental margin in expectation under the true

@@ -145,6 +145,14 @@ fn retrain_replaces_the_priors_with_a_response_that_beats_no_voucher() {
             s.qini
         );
     }
+    let written = ModelFile::load(&w.out).unwrap();
+    let refs = &written.uplift.as_ref().unwrap().training["references"];
+    for k in ["no_voucher", "base"] {
+        println!(
+            "validation reference {k}: {:.4} EUR/session",
+            refs[k]["dr"]["estimate"].as_f64().unwrap() / 100.0
+        );
+    }
     assert_eq!(r.decision, Decision::Replaced, "{:?}", r.reasons);
     assert_eq!(r.written, Written::Candidate);
     let cand = r.candidate.as_ref().expect("a candidate");

@@ -195,6 +195,45 @@ mod tests {
         assert!(cholesky_inverse(vec![vec![1.0, 2.0], vec![2.0, 1.0]]).is_none());
     }
 
+    /// The standard error of the lift at `x = 0` (the tier's intercept
+    /// contrast) that the written covariance gives matches the spread of
+    /// that estimate over independent samples, for both learners.
+    #[test]
+    fn standard_errors_match_the_spread_over_samples() {
+        use crate::uplift::arms::tests::rows;
+        use crate::uplift::arms::{fit_with_learner, ArmRows};
+        use crate::uplift::options::Learner;
+        let names: Vec<String> = ["none", "a"].map(String::from).to_vec();
+        for learner in [Learner::Pooled, Learner::TwoModel] {
+            let opts = UpliftOptions {
+                learner,
+                alpha: 0.01,
+                ..UpliftOptions::default()
+            };
+            let (mut lifts, mut ses) = (Vec::new(), Vec::new());
+            for seed in 0..30 {
+                let (x, arm, y) = rows(3_000, &[0.0, 0.4], 100 + seed);
+                let r = ArmRows::new(&x, &arm, &y, &names);
+                let train: Vec<usize> = (0..y.len()).collect();
+                let mut fits = fit_with_learner(&r, &train, &opts).unwrap();
+                add_covariances(&r, &train, &opts, &mut fits).unwrap();
+                lifts.push(fits[1].model.intercept - fits[0].model.intercept);
+                let var = |f: &ArmFit| f.covariance.as_ref().map_or(0.0, |c| c.matrix[0][0]);
+                ses.push((var(&fits[1]) + var(&fits[0])).sqrt());
+            }
+            let n = lifts.len() as f64;
+            let mean = lifts.iter().sum::<f64>() / n;
+            let sd = (lifts.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+            let se = ses.iter().sum::<f64>() / n;
+            println!("{learner:?}: mean se {se:.4}, spread of the estimates {sd:.4}");
+            assert!(
+                (se / sd - 1.0).abs() < 0.35,
+                "{learner:?}: mean se {se:.4} vs spread {sd:.4} (lift {mean:.3})"
+            );
+            assert!((mean - 0.4).abs() < 3.0 * sd);
+        }
+    }
+
     #[test]
     fn inverse_fisher_of_a_lone_intercept_is_one_over_n_p_q() {
         // n rows at p = 0.2: Var(intercept) = 1 / (n p (1 - p)).

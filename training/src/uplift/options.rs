@@ -166,15 +166,23 @@ impl Interactions {
 ///   policy that takes the best tier per visitor picks that noise (the
 ///   winner's curse): on a simulated day of exploration (about 300 rows per
 ///   tier) it learned a *negative* 10 EUR lift next to a 20 EUR lift of
-///   +0.54 and served worse than its priors.
+///   +0.54 and served worse than its priors (point estimates; the served
+///   lower bound now absorbs much of that noise, see
+///   [`nudge::domain::model::uplift`]).
 /// - **pooled**: one logistic regression on all arms' rows with shared
 ///   feature coefficients and one indicator per treatment arm:
-///   `z_a(x) = b + w . x + beta_a` (`beta_0 = 0`), so the served log-odds
-///   lift of tier `v` is the constant `beta_v` (the shape of the priors,
-///   learned), while `p_v - p_0` still varies with the visitor through
-///   `p_0`. Each lift is estimated from every randomised row, the `w` from
-///   all arms together, and the L2 penalty shrinks the `beta` toward no
-///   lift. The default for the service's logs.
+///   `z_a(x) = b + w . x + beta_a` (`beta_0 = 0`), so without interactions
+///   the served log-odds lift of tier `v` is the constant `beta_v` (the
+///   shape of the priors, learned), while `p_v - p_0` still varies with
+///   the visitor through `p_0`; with [`Interactions`] the treated arms add
+///   a few shared terms in the voucher's share of the intent value and the
+///   price-sensitivity signals, so the lift varies with who the visitor is
+///   and what the voucher weighs, with far fewer free coefficients than
+///   the two-model learner. Each lift is estimated from every randomised
+///   row, the `w` from all arms together, and the L2 penalty shrinks the
+///   contrasts toward no lift. For the service's logs every interaction
+///   set and the two-model learner are tried and judged by policy value
+///   ([`super::selection`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Learner {

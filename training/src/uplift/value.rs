@@ -84,7 +84,11 @@ pub fn policy_value(
         );
     }
     let n = rows.len() as f64;
-    let share = |a: i64| rows.iter().filter(|r| r.amount_cents == a).count() as f64 / n;
+    let mut counts: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    for r in rows {
+        *counts.entry(r.amount_cents).or_default() += 1;
+    }
+    let share = |a: i64| counts[&a] as f64 / n;
     let mut units: Vec<SessionUnit> = rows
         .iter()
         .zip(actions)
