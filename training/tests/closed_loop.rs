@@ -102,7 +102,7 @@ fn nudge_net(r: &SimReport, budget: i64) -> (f64, f64) {
 }
 
 #[test]
-fn retraining_from_the_logs_raises_the_incremental_margin() {
+fn a_model_retrained_from_its_logs_earns_in_expectation() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     let intent = dir.path().join("intent.json");
@@ -160,14 +160,15 @@ fn retraining_from_the_logs_raises_the_incremental_margin() {
     }
     let (e0, _) = nudge_net(&before, UNCONSTRAINED_EUR);
     let (e1, _) = nudge_net(&after, UNCONSTRAINED_EUR);
-    // Measured in the calibrated world (the voucher response of published
-    // experiments, where vouchers pay): 16,282 -> 17,444 EUR/day (+7 %;
-    // pooled, CV picks alpha 10). The generator this test was first written
-    // for had a response about half the priors, a loss to recover
-    // (-5,434 -> -337), and asserted a quarter of it recovered; with a
-    // gain instead of a loss, asserted: a rise of at least 3 %.
+    // Measured in the calibrated world with the conservative response
+    // (served lift = estimate - 1 standard error, settings judged by policy
+    // value): 16,282 -> 13,112 EUR/day with no budget limit, 253 -> 117 at
+    // 1,000 EUR/day. One day of exploration leaves wide intervals, so the
+    // bound offers less than the shipped priors, which in this world happen
+    // to sit below the true lifts. What must hold: the retrained model's
+    // own vouchers earn in expectation.
     assert!(
-        e1 > e0 + 0.03 * e0.abs(),
-        "expected net incremental margin did not rise enough: {e0:.0} -> {e1:.0} EUR"
+        e1 > 0.0,
+        "the retrained model loses money in expectation: {e0:.0} -> {e1:.0} EUR"
     );
 }
