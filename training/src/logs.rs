@@ -44,6 +44,7 @@ use nudge::domain::features::{self, Features, FEATURES};
 use nudge::domain::session::SessionState;
 use nudge::sim::synth::GeneratedSession;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -91,24 +92,26 @@ pub struct LogSummary {
     pub skew_examples: Vec<Skew>,
 }
 
-/// All bytes of the log files, concatenated in read order (for the
+/// The SHA-256 of the log files' bytes, concatenated in read order (the
 /// lineage hash), and the parsed records in that order. The files are those
 /// of [`nudge::decision_log::reader::log_files`]: `path` itself, or the
 /// `*.jsonl` files of a folder and its non-hidden subfolders (one per
 /// replica: copy each replica's `log/` into its own folder).
-pub fn read_records(path: &Path) -> Result<(Vec<PathBuf>, Vec<u8>, Vec<LogRecord>)> {
+pub fn read_records(path: &Path) -> Result<(Vec<PathBuf>, String, Vec<LogRecord>)> {
     let files = reader::log_files(path)?;
     if files.is_empty() {
         bail!("{} holds no log files (*.jsonl)", path.display());
     }
-    let mut all = Vec::new();
+    // One file in memory at a time: the digest is streamed, so a week of
+    // logs costs its parsed records, not also its raw bytes.
+    let mut digest = Sha256::new();
     let mut records = Vec::new();
     for f in &files {
         let bytes = reader::read_file(f)?;
         records.extend(reader::parse_records(f, &bytes)?);
-        all.extend_from_slice(&bytes);
+        digest.update(&bytes);
     }
-    Ok((files, all, records))
+    Ok((files, crate::data::hex(&digest.finalize()), records))
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -236,11 +239,11 @@ pub fn replay(records: &[LogRecord], missing: MissingOutcome) -> (Vec<LogRow>, L
 }
 
 /// Reads and replays logs at `path` (file or directory).
-pub fn read(path: &Path, missing: MissingOutcome) -> Result<(Vec<LogRow>, LogSummary, Vec<u8>)> {
-    let (files, bytes, records) = read_records(path)?;
+pub fn read(path: &Path, missing: MissingOutcome) -> Result<(Vec<LogRow>, LogSummary, String)> {
+    let (files, sha256, records) = read_records(path)?;
     let (rows, mut summary) = replay(&records, missing);
     summary.files = files.iter().map(|f| f.display().to_string()).collect();
-    Ok((rows, summary, bytes))
+    Ok((rows, summary, sha256))
 }
 
 /// Writes generated sessions in the log format, one session after the

@@ -374,9 +374,9 @@ fn fit_logs(
     opts: &FitOptions,
     command: &str,
 ) -> Result<(FitResult, DataInfo, Option<LogSummary>)> {
-    let (rows, summary, bytes) = logs::read(path, a.missing_outcome)?;
+    let (rows, summary, sha256) = logs::read(path, a.missing_outcome)?;
     let info = DataInfo {
-        sha256: data::sha256_hex(&bytes),
+        sha256,
         source: format!("logs: {}", path.display()),
     };
     eprintln!(

@@ -33,6 +33,10 @@ pub struct RetrainArgs {
     /// Share of the randomised sessions kept for the comparison.
     #[arg(long, default_value_t = 0.3)]
     evaluation_share: f64,
+    /// Intent model: at most this many sessions (drawn at random with
+    /// --seed) from the non-evaluation sessions; 0: all.
+    #[arg(long, default_value_t = retrain::DEFAULT_INTENT_SESSIONS)]
+    intent_sessions: usize,
     /// Intent model: a fixed L2 penalty instead of CV over --alphas.
     #[arg(long)]
     intent_alpha: Option<f64>,
@@ -66,6 +70,7 @@ pub fn run(a: RetrainArgs) -> Result<()> {
     o.seed = a.seed;
     o.evaluation_share = a.evaluation_share;
     o.missing = a.missing_outcome;
+    o.intent_sessions = (a.intent_sessions > 0).then_some(a.intent_sessions);
     o.command = command_line();
     o.intent.alphas = if a.intent_alpha.is_some() {
         Vec::new()

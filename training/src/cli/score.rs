@@ -65,7 +65,7 @@ pub fn score(input: &ScoreInput) -> Result<Scored> {
                     model.version()
                 );
             }
-            let (rows, summary, bytes) = logs::read(&input.data, input.missing_outcome)?;
+            let (rows, summary, sha256) = logs::read(&input.data, input.missing_outcome)?;
             let empty = nudge::domain::model::ClientFeatures::default();
             let p = rows
                 .iter()
@@ -87,7 +87,7 @@ pub fn score(input: &ScoreInput) -> Result<Scored> {
                         .map(|r| (r.session_id.clone(), r.at_ms))
                         .collect(),
                 ),
-                data_sha256: data::sha256_hex(&bytes),
+                data_sha256: sha256,
                 log_summary: Some(summary),
             })
         }

@@ -359,7 +359,7 @@ fn run_logs(a: &UpliftArgs, logs_path: &Path, opts: &UpliftOptions) -> Result<()
             model_path.display()
         );
     }
-    let (files, bytes, records) = logs::read_records(logs_path)?;
+    let (files, sha256, records) = logs::read_records(logs_path)?;
     let (rows, summary, sel) = randomised_rows(&records, a.missing_outcome)?;
     eprintln!(
         "logs      {} files, {} sessions, {} decisions; randomised sessions: {} holdout, {} explored ({} explored not delivered), {} greedy sessions excluded; rows per arm {:?}",
@@ -378,7 +378,7 @@ fn run_logs(a: &UpliftArgs, logs_path: &Path, opts: &UpliftOptions) -> Result<()
         "crate_version": env!("CARGO_PKG_VERSION"),
         "created_at": output::created_at(),
         "command": command_line(),
-        "data_sha256": data::sha256_hex(&bytes),
+        "data_sha256": sha256,
         "data_source": format!("logs: {}", logs_path.display()),
         "base_model": file.version,
         "selection": sel,
