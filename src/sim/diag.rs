@@ -214,7 +214,9 @@ fn rule_variants() {
 /// tier's true lift on the features (log1p for counts, as the model's
 /// transforms) at in-rule exit-intent-or-last moments by least squares,
 /// then run the exit-or-last rule with the model's p0 and the fitted
-/// lifts. An upper bound for a learner of that form.
+/// lifts. An upper bound for a learner of that form. Then the same
+/// knowledge under a face-value cap against the oracle with that cap: how
+/// much of `oracle-same-spend` a model of the signals could reach.
 #[test]
 #[ignore]
 #[allow(clippy::needless_range_loop)] // Gaussian elimination reads best by index.
@@ -367,6 +369,80 @@ fn lift_predictability() {
             r.expected.net_incremental_margin_cents / 100.0,
             r.expected.roi.unwrap_or(0.0)
         );
+    }
+    // Under a face-value cap: the best a policy can do that knows the
+    // response only as far as the signals carry it (the fitted lift above,
+    // learned from unlimited data, and the model's p0), spending its cap
+    // on the visitors with the highest predicted net per euro of face
+    // value, against the oracle with the same cap (`oracle-same-spend` of
+    // `nudge simulate --days`). `NUDGE_DIAG_SPEND_EUR`: caps, default
+    // 100,500,1000.
+    let caps: Vec<i64> = std::env::var("NUDGE_DIAG_SPEND_EUR")
+        .unwrap_or_else(|_| "100,500,1000".into())
+        .split(',')
+        .map(|c| c.trim().parse::<i64>().expect("EUR") * 100)
+        .collect();
+    for lift in [0usize, 1] {
+        // Per visit, its best tier by predicted net value and that value.
+        let mut cands: Vec<(f64, usize, i64)> = Vec::new();
+        let mut done = vec![false; w.visits.len()];
+        for (k, vi, x) in &rows {
+            if done[*vi] {
+                continue;
+            }
+            done[*vi] = true;
+            let mo = &w.moments[*k];
+            let p0 = mo.p.clamp(1e-6, 1.0 - 1e-6);
+            let mv = m * mo.intent_cents as f64;
+            let (env, t) = (0..3)
+                .map(|i| {
+                    let l = if lift == 0 {
+                        betas[i].iter().zip(x).map(|(a, b)| a * b).sum()
+                    } else {
+                        w.visits[*vi].s.truth.lift(tiers[i])
+                    };
+                    let pv =
+                        crate::domain::logistic::sigmoid(crate::domain::logistic::logit(p0) + l);
+                    (
+                        (pv * (mv - tiers[i] as f64) - p0 * mv) / tiers[i] as f64,
+                        tiers[i],
+                    )
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .unwrap();
+            if env > 0.0 {
+                cands.push((env, *vi, t));
+            }
+        }
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for &cap in &caps {
+            let mut o = Offers::new(w.visits.len());
+            let mut face = 0;
+            for &(_, vi, t) in &cands {
+                if face + t <= cap {
+                    o.amount[vi] = t;
+                    face += t;
+                }
+            }
+            let name = if lift == 0 {
+                "fitted lift"
+            } else {
+                "true lift"
+            };
+            let r = evaluate(&w, name, &o, m, &tiers, None);
+            let (or, _) = run_oracle(&w, &tiers, m, cap, None);
+            let or = evaluate(&w, "oracle", &or, m, &tiers, None);
+            println!(
+                "face cap {:>5} EUR: model p0 + {name:<11} vouchers {:>4} E[net] {:>7.0}; oracle vouchers {:>4} E[net] {:>7.0}; share {:.0} %",
+                cap / 100,
+                r.vouchers_offered,
+                r.expected.net_incremental_margin_cents / 100.0,
+                or.vouchers_offered,
+                or.expected.net_incremental_margin_cents / 100.0,
+                100.0 * r.expected.net_incremental_margin_cents
+                    / or.expected.net_incremental_margin_cents
+            );
+        }
     }
 }
 
