@@ -128,6 +128,13 @@ impl Policy {
             .position(|t| t.amount_cents == amount_cents)
             .map_or(0, |i| i + 1)
     }
+
+    /// The tiers' amounts, smallest first.
+    pub fn amounts_ascending(&self) -> Vec<i64> {
+        let mut a: Vec<i64> = self.tiers.iter().map(|t| t.amount_cents).collect();
+        a.sort_unstable();
+        a
+    }
 }
 
 /// What the rule concluded before any budget is consulted.

@@ -246,13 +246,7 @@ pub async fn simulate_days(
     }
     let m = settings.policy.margin_rate;
     let min_intent = settings.policy.min_intent_cents;
-    let mut tiers: Vec<i64> = settings
-        .policy
-        .tiers
-        .iter()
-        .map(|t| t.amount_cents)
-        .collect();
-    tiers.sort_unstable();
+    let tiers = settings.policy.amounts_ascending();
     let smallest = tiers[0];
     let cap = budget_eur.saturating_mul(100);
     // Heat-tier's bands and scores come from the shipped model every day.

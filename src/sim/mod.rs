@@ -528,16 +528,7 @@ pub async fn simulate(
     }
     let m = settings.policy.margin_rate;
     let min_intent = settings.policy.min_intent_cents;
-    let tiers: Vec<i64> = {
-        let mut t: Vec<i64> = settings
-            .policy
-            .tiers
-            .iter()
-            .map(|t| t.amount_cents)
-            .collect();
-        t.sort_unstable();
-        t
-    };
+    let tiers = settings.policy.amounts_ascending();
     let smallest = tiers[0];
     let w = build_world(args, settings, &model)?;
     let bands = heat_bands(&model, &tiers);

@@ -231,8 +231,6 @@ fn cv_fold_fits(
     train_fold: &[usize],
     opts: &FitOptions,
 ) -> Result<Vec<Vec<FoldSolution>>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
     let k = opts.k;
     let mut order: Vec<usize> = (0..opts.alphas.len()).collect();
     order.sort_by(|&x, &y| opts.alphas[y].total_cmp(&opts.alphas[x]));
@@ -262,29 +260,7 @@ fn cv_fold_fits(
         }
         Ok(out)
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, k);
-    let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<Option<Result<Vec<FoldSolution>>>>> =
-        Mutex::new((0..k).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let f = next.fetch_add(1, Ordering::Relaxed);
-                if f >= k {
-                    break;
-                }
-                let r = run_fold(f);
-                done.lock().expect("no panic while holding the lock")[f] = Some(r);
-            });
-        }
-    });
-    done.into_inner()
-        .expect("no panic while holding the lock")
-        .into_iter()
-        .map(|r| r.expect("every fold ran"))
-        .collect()
+    cv::each_fold(k, run_fold).into_iter().collect()
 }
 
 /// The CV fold (`0..k`) of each of `rows[train[j]]`, grouped by session:

@@ -104,8 +104,6 @@ fn fold_fits(
     grid: &[f64],
     opts: &UpliftOptions,
 ) -> Result<Vec<Vec<Option<cv::FoldFit>>>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
     let mut order: Vec<usize> = (0..grid.len()).collect();
     order.sort_by(|&a, &b| grid[b].total_cmp(&grid[a]));
     let run_fold = |f: usize| -> Result<Vec<Option<cv::FoldFit>>> {
@@ -142,29 +140,7 @@ fn fold_fits(
         }
         Ok(out)
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, k);
-    let next = AtomicUsize::new(0);
-    type FoldResult = Result<Vec<Option<cv::FoldFit>>>;
-    let done: Mutex<Vec<Option<FoldResult>>> = Mutex::new((0..k).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let f = next.fetch_add(1, Ordering::Relaxed);
-                if f >= k {
-                    break;
-                }
-                let r = run_fold(f);
-                done.lock().expect("no panic while holding the lock")[f] = Some(r);
-            });
-        }
-    });
-    done.into_inner()
-        .expect("no panic while holding the lock")
-        .into_iter()
-        .map(|r| r.expect("every fold ran"))
-        .collect()
+    cv::each_fold(k, run_fold).into_iter().collect()
 }
 
 #[cfg(test)]
