@@ -264,19 +264,8 @@ pub async fn simulate_days(
     for (i, w) in worlds.iter().enumerate() {
         let day = i as u32 + 1;
         let none = evaluate(w, NONE, &Offers::new(w.visits.len()), m, &tiers, None);
-        let blanket = first_come(w, cap, smallest, |mo| {
-            (mo.intent_cents >= min_intent).then_some(args.blanket_voucher_cents)
-        });
-        let heat = first_come(w, cap, smallest, |mo| {
-            if mo.intent_cents < min_intent || mo.segment != Segment::Hesitant {
-                return None;
-            }
-            bands
-                .iter()
-                .find(|b| mo.p >= b.from && mo.p < b.to)
-                .map(|b| b.voucher_cents)
-                .filter(|v| *v > 0)
-        });
+        let blanket = blanket(w, cap, smallest, min_intent, args.blanket_voucher_cents);
+        let heat = heat_tier(w, cap, smallest, min_intent, &bands);
         let day_logs = logs.join(format!("day-{day:02}"));
         let nudge = run_nudge(w, settings, &model, cap, smallest, Some(&day_logs)).await?;
         let (oracle, _) = run_oracle(w, &tiers, m, cap, None);

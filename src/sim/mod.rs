@@ -397,14 +397,7 @@ pub async fn run_cli(args: SimulateArgs) -> Result<String, SimError> {
         let mut trainer = TrainerProcess::locate(args.train_config.clone(), args.seed)?;
         return run_days_cli(&args, &mut trainer).await;
     }
-    let mut raw = RawConfig::load(args.config.as_deref())?;
-    if let Some(m) = &args.model {
-        raw.model = Some(m.clone());
-    }
-    // The simulation never touches disk for money.
-    raw.ledger.backend = Some("memory".into());
-    raw.log.enabled = Some(false);
-    let settings = raw.validate()?;
+    let settings = settings_of(&args)?;
     let (model, _source) = crate::app::load_model(&settings)?;
     let report = simulate(&args, &settings, model).await?;
     let json = serde_json::to_string_pretty(&report)?;
@@ -453,17 +446,24 @@ fn write_file(path: Option<&std::path::Path>, text: &str) -> Result<(), SimError
 /// `models/default.json`, else the embedded default). Writes the run's
 /// logs, models and `report.json` under the run folder, the chart and page
 /// where asked, and returns the table (or the JSON document with `json`).
-pub async fn run_days_cli(
-    args: &SimulateArgs,
-    retrainer: &mut dyn Retrain,
-) -> Result<String, SimError> {
+/// The config `nudge simulate` runs with: `--config`, `--model` over its
+/// model, and no disk for money or logs (an in-memory ledger; the closed
+/// loop writes its own decision logs).
+fn settings_of(args: &SimulateArgs) -> Result<Settings, SimError> {
     let mut raw = RawConfig::load(args.config.as_deref())?;
     if let Some(m) = &args.model {
         raw.model = Some(m.clone());
     }
     raw.ledger.backend = Some("memory".into());
     raw.log.enabled = Some(false);
-    let settings = raw.validate()?;
+    Ok(raw.validate()?)
+}
+
+pub async fn run_days_cli(
+    args: &SimulateArgs,
+    retrainer: &mut dyn Retrain,
+) -> Result<String, SimError> {
+    let settings = settings_of(args)?;
     let run_dir = match (&args.run_dir, &args.out_dir) {
         (Some(d), _) => d.clone(),
         (None, Some(out)) => out.join("loop"),
@@ -600,20 +600,9 @@ pub async fn simulate(
     for &budget_eur in &args.budgets_eur {
         let cap = budget_eur.saturating_mul(100);
         let mut policies = vec![none.clone()];
-        let blanket = first_come(&w, cap, smallest, |mo| {
-            (mo.intent_cents >= min_intent).then_some(args.blanket_voucher_cents)
-        });
+        let blanket = blanket(&w, cap, smallest, min_intent, args.blanket_voucher_cents);
         policies.push(evaluate(&w, BLANKET, &blanket, m, &tiers, Some(&none)));
-        let heat = first_come(&w, cap, smallest, |mo| {
-            if mo.intent_cents < min_intent || mo.segment != Segment::Hesitant {
-                return None;
-            }
-            bands
-                .iter()
-                .find(|b| mo.p >= b.from && mo.p < b.to)
-                .map(|b| b.voucher_cents)
-                .filter(|v| *v > 0)
-        });
+        let heat = heat_tier(&w, cap, smallest, min_intent, &bands);
         policies.push(evaluate(&w, HEAT_TIER, &heat, m, &tiers, Some(&none)));
         let log_dir = if runs.is_empty() {
             args.log_dir.as_deref()

@@ -64,6 +64,41 @@ pub(crate) fn first_come(
     o
 }
 
+/// Blanket: `voucher_cents` to every visitor with intent >= `min_intent`,
+/// first come first served under `cap_cents`.
+pub(crate) fn blanket(
+    w: &World,
+    cap_cents: i64,
+    smallest_tier: i64,
+    min_intent: i64,
+    voucher_cents: i64,
+) -> Offers {
+    first_come(w, cap_cents, smallest_tier, |mo| {
+        (mo.intent_cents >= min_intent).then_some(voucher_cents)
+    })
+}
+
+/// Heat-tier: the voucher of the score band a hesitant visitor with intent
+/// >= `min_intent` falls in, first come first served under `cap_cents`.
+pub(crate) fn heat_tier(
+    w: &World,
+    cap_cents: i64,
+    smallest_tier: i64,
+    min_intent: i64,
+    bands: &[HeatBand],
+) -> Offers {
+    first_come(w, cap_cents, smallest_tier, |mo| {
+        if mo.intent_cents < min_intent || mo.segment != Segment::Hesitant {
+            return None;
+        }
+        bands
+            .iter()
+            .find(|b| mo.p >= b.from && mo.p < b.to)
+            .map(|b| b.voucher_cents)
+            .filter(|v| *v > 0)
+    })
+}
+
 pub(crate) fn heat_bands(model: &Model, tiers: &[i64]) -> Vec<HeatBand> {
     let t = model.segments();
     let (lo, hi) = (t.cold_below, t.hot_at_or_above);
