@@ -427,3 +427,22 @@ pub fn run(o: &Options) -> Result<RetrainReport> {
         decision, reasons, o, written, evaluation, comparison, selection,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sample_sessions;
+
+    #[test]
+    fn the_intent_sample_is_capped_whole_and_independent_of_order() {
+        let ids: Vec<String> = (0..1_000).map(|i| format!("s-{i}")).collect();
+        // Each session appears several times, as its decisions do.
+        let repeated = || ids.iter().chain(&ids).map(String::as_str);
+        let a = sample_sessions(repeated(), 100, 7);
+        assert_eq!(a.len(), 100);
+        assert!(a.iter().all(|s| ids.contains(s)));
+        let reversed: Vec<&str> = repeated().collect::<Vec<_>>().into_iter().rev().collect();
+        assert_eq!(sample_sessions(reversed.into_iter(), 100, 7), a);
+        assert_ne!(sample_sessions(repeated(), 100, 8), a, "the seed draws");
+        assert_eq!(sample_sessions(repeated(), 5_000, 7).len(), 1_000);
+    }
+}
