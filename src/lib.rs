@@ -70,6 +70,7 @@
 //! - [`clock`]: injected time (system and manual clocks).
 //! - [`files`]: the one atomic-write helper.
 //! - [`html`]: the one HTML escaper for written pages.
+//! - [`throttle`]: repeating errors logged once per interval with a count.
 //!
 //! Protobuf and `tonic` appear only in [`grpc`], [`app`] and the binary.
 pub mod app;
@@ -86,3 +87,4 @@ pub mod redis;
 pub mod report;
 pub mod sim;
 pub mod store;
+pub mod throttle;
