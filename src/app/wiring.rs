@@ -10,7 +10,7 @@ use crate::domain::voucher::VoucherKey;
 use crate::engine::Engine;
 use crate::ledger::sqlite::SqliteLedger;
 use crate::ledger::{Ledger, MemoryLedger};
-use crate::redis::{RedisConn, RedisLedger, RedisSessionStore};
+use crate::redis::{check_instances, RedisConn, RedisLedger, RedisSessionStore};
 use crate::store::{MemorySessionStore, SessionStore};
 use std::sync::Arc;
 
@@ -53,16 +53,36 @@ pub fn build_engine(
         )),
         LedgerBackend::Memory => Arc::new(MemoryLedger::new(settings.budgets.clone(), key.clone())),
     };
-    let sessions: Arc<dyn SessionStore> = match settings.session_backend {
-        SessionBackend::Memory => Arc::new(MemorySessionStore::new(
+    // Sessions on the ledger's URL share its connection; on their own URL
+    // (`sessions.redis_url`) they get their own.
+    let same_url = match (&settings.session_redis, &settings.redis) {
+        (Some(s), Some(r)) => s.url == r.url,
+        _ => false,
+    };
+    let session_conn = match &settings.session_redis {
+        Some(_) if same_url => Some(redis_conn()?),
+        Some(s) => Some(RedisConn::new(s).map_err(ServerError::Setup)?),
+        None => None,
+    };
+    let sessions: Arc<dyn SessionStore> = match (settings.session_backend, &session_conn) {
+        (SessionBackend::Redis, Some(conn)) => {
+            Arc::new(RedisSessionStore::new(conn.clone(), settings.idle_ttl))
+        }
+        (SessionBackend::Redis, None) => {
+            return Err(ServerError::Setup(
+                "the redis session store is configured without [redis] settings".into(),
+            ))
+        }
+        (SessionBackend::Memory, _) => Arc::new(MemorySessionStore::new(
             settings.idle_ttl,
             settings.max_sessions,
         )),
-        SessionBackend::Redis => Arc::new(RedisSessionStore::new(redis_conn()?, settings.idle_ttl)),
     };
     if settings.ledger_backend == LedgerBackend::Redis {
         if let (Ok(rt), Ok(conn)) = (tokio::runtime::Handle::try_current(), redis_conn()) {
-            rt.spawn(async move { conn.check_durability().await });
+            rt.spawn(async move {
+                check_instances(&conn, session_conn.as_ref(), same_url).await;
+            });
         }
     }
     let log = match settings.log {

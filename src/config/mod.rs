@@ -12,7 +12,7 @@ mod raw;
 mod sections;
 
 pub use raw::*;
-use sections::{validate_backends, validate_listen, validate_redis};
+use sections::{validate_backends, validate_listen, validate_redis, validate_session_redis};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -59,6 +59,9 @@ pub struct Settings {
     pub session_backend: SessionBackend,
     /// Set exactly when a backend is Redis.
     pub redis: Option<crate::redis::RedisSettings>,
+    /// Set exactly when `sessions.backend` is Redis: the `[redis]`
+    /// settings with `sessions.redis_url` when one is given.
+    pub session_redis: Option<crate::redis::RedisSettings>,
     pub sweep_interval: Duration,
     /// Configured secret; `None` = environment or generated key file.
     pub voucher_secret: Option<Secret>,
@@ -156,6 +159,8 @@ impl RawConfig {
             self.redis,
             ledger_backend == LedgerBackend::Redis || session_backend == SessionBackend::Redis,
         )?;
+        let session_redis =
+            validate_session_redis(self.sessions.redis_url, session_backend, redis.as_ref())?;
         let sweep_interval = self.ledger.validate_sweep()?;
         let (voucher_secret, min_order_cents) = self.voucher.validate()?;
         let experiment = self.experiment.validate()?;
@@ -176,6 +181,7 @@ impl RawConfig {
             ledger_backend,
             session_backend,
             redis,
+            session_redis,
             sweep_interval,
             voucher_secret,
             min_order_cents,
@@ -219,6 +225,49 @@ mod tests {
                 Duration::from_millis(500)
             )
         );
+    }
+
+    #[test]
+    fn sessions_may_have_their_own_redis() {
+        let base = "[ledger]\nbackend = \"redis\"\n[sessions]\nbackend = \"redis\"\n";
+        let redis =
+            "[redis]\nurl = \"redis://money:6379/0\"\nkey_prefix = \"shop\"\ntimeout_ms = 300\n";
+        let s = RawConfig::from_toml(&format!("{base}{redis}"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.session_redis, s.redis, "default: the ledger's instance");
+        let s = RawConfig::from_toml(&format!(
+            "{base}redis_url = \"redis://sessions:6379/0\"\n{redis}"
+        ))
+        .unwrap()
+        .validate()
+        .unwrap();
+        let r = s.session_redis.unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.key_prefix.as_str(), r.timeout),
+            (
+                "redis://sessions:6379/0",
+                "shop",
+                Duration::from_millis(300)
+            )
+        );
+        assert_eq!(s.redis.unwrap().url, "redis://money:6379/0");
+        for text in [
+            format!("{base}redis_url = \"http://x\"\n{redis}"),
+            format!(
+                "[ledger]\nbackend = \"redis\"\n[sessions]\nredis_url = \"redis://s/\"\n{redis}"
+            ),
+        ] {
+            let e = RawConfig::from_toml(&text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("sessions.redis_url"), "{e}");
+        }
+        let s = RawConfig::from_toml("").unwrap().validate().unwrap();
+        assert_eq!(s.session_redis, None);
     }
 
     #[test]

@@ -97,6 +97,14 @@ pub struct RawSessions {
     /// every replica, so a session's requests may reach any of them; needs
     /// `[redis] url` and `ledger.backend = "redis"`).
     pub backend: Option<String>,
+    /// With `backend = "redis"`: the Redis instance for session state, kept
+    /// apart from the ledger's so that sessions can be evicted (run it with
+    /// `maxmemory` and `maxmemory-policy allkeys-lru`) and money never.
+    /// Same forms as `[redis] url`; `[redis]`'s key prefix, timeout and CA
+    /// file apply to it. Default: `[redis] url`, one instance for both,
+    /// which the service warns about at start (a flood of new sessions
+    /// would then fill the ledger's instance).
+    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

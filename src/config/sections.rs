@@ -71,6 +71,35 @@ pub(super) fn validate_redis(
     }))
 }
 
+/// `sessions.redis_url`: only with the Redis session backend; without it
+/// the sessions use the `[redis]` instance.
+pub(super) fn validate_session_redis(
+    url: Option<String>,
+    backend: SessionBackend,
+    redis: Option<&crate::redis::RedisSettings>,
+) -> Result<Option<crate::redis::RedisSettings>, ConfigError> {
+    let redis = match (backend, redis) {
+        (SessionBackend::Redis, Some(r)) => r,
+        _ if url.is_some() => {
+            return Err(invalid(
+                "sessions.redis_url",
+                "set, but sessions.backend is not \"redis\"",
+            ))
+        }
+        _ => return Ok(None),
+    };
+    let Some(url) = url else {
+        return Ok(Some(redis.clone()));
+    };
+    if let Err(e) = redis::Client::open(url.as_str()) {
+        return Err(invalid("sessions.redis_url", e.to_string()));
+    }
+    Ok(Some(crate::redis::RedisSettings {
+        url,
+        ..redis.clone()
+    }))
+}
+
 pub(super) fn validate_listen(listen: Option<&str>) -> Result<SocketAddr, ConfigError> {
     let text = listen.unwrap_or(DEFAULT_LISTEN);
     text.parse()

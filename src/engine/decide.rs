@@ -4,8 +4,10 @@
 //!
 //! Failure policy: open on scoring, closed on money. If the session store is
 //! down, the request's own events are scored on a fresh session and no
-//! voucher is given (`SESSION_STORE_UNAVAILABLE`); if the ledger is down, the
-//! score is returned without a voucher (`BUDGET_UNAVAILABLE`).
+//! voucher is given (`SESSION_STORE_UNAVAILABLE`), without asking the ledger;
+//! if the ledger is down, the score is returned without a voucher
+//! (`BUDGET_UNAVAILABLE`). Store failures are logged once per interval with
+//! a count (a session flood fails every request).
 //!
 //! Exploration vouchers are `learning` reservations, paid from the learning
 //! budget. Every decision logs the propensity of what was done, at the
@@ -22,7 +24,22 @@ use crate::engine::inputs::DecideInput;
 use crate::engine::outputs::{Decision, Reason};
 use crate::engine::Engine;
 use crate::ledger::{ReserveOutcome, ReserveRequest};
-use crate::store::SessionUpdate;
+use crate::store::{SessionUpdate, StoreError};
+use crate::throttle::LogThrottle;
+use std::time::Duration;
+
+/// Session store failures, logged once per interval with a count: a flood
+/// of new sessions that fills the store fails every Track and Decide until
+/// it drains, and a line per request would bury the one that matters.
+static SESSION_STORE_DOWN: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+
+/// Logs a session store failure (Decide scores the request alone, Track is
+/// refused), throttled.
+pub(super) fn session_store_down(e: &StoreError) {
+    if let Some(count) = SESSION_STORE_DOWN.hit() {
+        tracing::warn!(count, error = %e, "session store unavailable: decisions scored on the request's own events without a voucher, tracks refused");
+    }
+}
 
 /// The tiers the money step may still reserve, best first, each with the
 /// expected net value it would be answered with.
@@ -124,7 +141,7 @@ impl Engine {
                 }
             }
             Err(e) => {
-                tracing::warn!(session_id = %input.session_id, error = %e, "session store down, scoring this request alone");
+                session_store_down(&e);
                 let mut state = SessionState::new(input.context.unwrap_or_default());
                 input.events.iter().for_each(|ev| state.apply(ev));
                 DecisionSession {

@@ -128,7 +128,11 @@ impl Engine {
                 },
             )
             .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            .map_err(|e| {
+                // Refused, not lost: the caller is told to retry.
+                decide::session_store_down(&e);
+                ServiceError::Unavailable(e.to_string())
+            })?;
         self.log_events(
             now_ms,
             &input.session_id,

@@ -42,6 +42,13 @@
 //! | `outcomes` / `outcome_at` | hash / sorted set | session -> `converted:order:at`, and by time |
 //! | `sess:<session>` | string | a session's state as JSON, with its last-touch time |
 //!
+//! # Two roles, two instances
+//!
+//! Sessions may live in another instance (`sessions.redis_url`) than the
+//! ledger: money needs `noeviction` (its keys have no TTL), sessions need
+//! an evicting policy, since visitors choose how many there are. See
+//! `checks` for why and for the warnings logged at start.
+//!
 //! # Durability
 //!
 //! An offer must be durable before it is sent. Redis acknowledges a write
@@ -62,9 +69,11 @@
 //! on scoring). A reply the scripts cannot have produced is also
 //! `Unavailable`, never a panic.
 
+mod checks;
 mod ledger;
 mod sessions;
 
+pub use checks::{check_instances, findings, Finding, InstanceInfo};
 pub use ledger::RedisLedger;
 pub use sessions::RedisSessionStore;
 
@@ -216,45 +225,6 @@ impl RedisConn {
 
     fn con(&self) -> ConnectionManager {
         self.manager.clone()
-    }
-
-    /// Warns when Redis says its writes are not fsynced on every command
-    /// (ignored when `CONFIG` is not allowed, as on many managed services).
-    pub async fn check_durability(&self) {
-        let mut con = self.con();
-        let got: Result<Vec<String>, _> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("*")
-            .query_async(&mut con)
-            .await;
-        match got {
-            Ok(kv) => {
-                let get = |name: &str| {
-                    kv.chunks(2)
-                        .find(|c| c.first().map(String::as_str) == Some(name))
-                        .and_then(|c| c.get(1).cloned())
-                        .unwrap_or_default()
-                };
-                let (aof, fsync) = (get("appendonly"), get("appendfsync"));
-                let policy = get("maxmemory-policy");
-                if !(policy == "noeviction" || policy.starts_with("volatile-")) {
-                    // Ledger keys have no TTL: only an allkeys-* policy can
-                    // evict them, and an evicted day counter resets a budget.
-                    tracing::warn!(
-                        maxmemory_policy = %policy,
-                        "redis may evict ledger keys under memory pressure, which would reset budgets (set maxmemory-policy noeviction)"
-                    );
-                }
-                if aof != "yes" || fsync != "always" {
-                    tracing::warn!(
-                        appendonly = %aof,
-                        appendfsync = %fsync,
-                        "redis does not fsync every write: an acknowledged offer can be lost in a crash (set appendonly yes, appendfsync always)"
-                    );
-                }
-            }
-            Err(e) => tracing::info!(error = %e, "redis durability settings not readable"),
-        }
     }
 }
 

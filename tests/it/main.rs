@@ -38,3 +38,5 @@ mod pacing_state;
 mod redis;
 // The Redis ledger against the core, faults, the binary on Redis, TLS.
 mod redis_more;
+// Sessions apart from money in Redis: a flood of new sessions, startup checks.
+mod redis_flood;
