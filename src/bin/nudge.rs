@@ -227,6 +227,10 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
             .redis
             .as_ref()
             .map_or_else(|| "-".to_owned(), |r| nudge::redis::redact_url(&r.url)),
+        sessions_redis = %settings
+            .session_redis
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |r| nudge::redis::redact_url(&r.url)),
         data_dir = %settings.data_dir.display(),
         "state backends"
     );
