@@ -46,7 +46,9 @@
 //! - [`redis`]: shared state for several replicas: the connection
 //!   ([`redis::RedisConn`]), the ledger in Lua scripts (`ledger`:
 //!   [`redis::RedisLedger`]) and the session store (`sessions`:
-//!   [`redis::RedisSessionStore`]).
+//!   [`redis::RedisSessionStore`]); `checks`: what each instance's settings
+//!   risk (money evictable, sessions sharing it or never evicting), read
+//!   and logged at start ([`redis::check_instances`]).
 //! - [`decision_log`]: the JSON-lines record format; [`decision_log::writer`]
 //!   (the service's background writer) and [`decision_log::reader`] (the one
 //!   folder reader, for the report and the trainer).
