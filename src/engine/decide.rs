@@ -33,6 +33,16 @@ use std::time::Duration;
 /// it drains, and a line per request would bury the one that matters.
 static SESSION_STORE_DOWN: LogThrottle = LogThrottle::new(Duration::from_secs(10));
 
+/// Ledger failures in Decide, logged the same way (no voucher is given
+/// while they last).
+static LEDGER_DOWN: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+
+fn ledger_down(e: &crate::ledger::LedgerError) {
+    if let Some(count) = LEDGER_DOWN.hit() {
+        tracing::warn!(count, error = %e, "ledger unavailable: decisions answered without a voucher");
+    }
+}
+
 /// Logs a session store failure (Decide scores the request alone, Track is
 /// refused), throttled.
 pub(super) fn session_store_down(e: &StoreError) {
@@ -216,7 +226,7 @@ impl Engine {
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(session_id = %input.session_id, error = %e, "ledger down, no voucher");
+                ledger_down(&e);
                 if a.eligible() {
                     d.reason = Reason::BudgetUnavailable;
                 }
@@ -350,7 +360,7 @@ impl Engine {
                 self.propensity_of_none_refused(a, remaining_cents, learning_remaining_cents)
             }
             Err(e) => {
-                tracing::warn!(session_id = %input.session_id, error = %e, "ledger down, no voucher");
+                ledger_down(&e);
                 d.reason = Reason::BudgetUnavailable;
                 propensity
             }

@@ -12,6 +12,7 @@ use nudge::grpc::pb;
 use nudge::grpc::pb::offers_client::OffersClient;
 use nudge::redis::{check_instances, Finding};
 use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 use tonic::Code;
 
 /// Small enough that a few thousand sessions fill it.
@@ -96,8 +97,7 @@ impl Flood {
 /// `FLOOD` new sessions, each a Track (its first events) and a Decide (the
 /// rest), from `CONCURRENCY` tasks. Every Decide must answer with a score;
 /// a refused Track must be UNAVAILABLE naming the session store.
-async fn flood(server: &TestServer, tag: &str) -> Flood {
-    let channel = server.channel().await;
+async fn flood(channel: Channel, tag: &str) -> Flood {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..CONCURRENCY {
@@ -206,7 +206,7 @@ async fn session_flood_on_a_full_instance_leaves_money_working() {
     };
     let server = shop(&money, &sessions).await;
     let (code, amount) = offer_before(&server).await;
-    let f = flood(&server, "full").await;
+    let f = flood(server.channel().await, "full").await;
     f.print("noeviction, 2 MB");
     assert!(f.tracks_refused > 0, "the sessions' instance filled: {f:?}");
     assert!(f.scored_alone > 0, "{f:?}");
@@ -245,7 +245,7 @@ async fn session_flood_on_an_lru_instance_evicts_old_sessions() {
     };
     let server = shop(&money, &sessions).await;
     let (code, amount) = offer_before(&server).await;
-    let f = flood(&server, "lru").await;
+    let f = flood(server.channel().await, "lru").await;
     f.print("allkeys-lru, 2 MB");
     assert_eq!((f.tracks_refused, f.scored_alone), (0, 0), "{f:?}");
     let evicted = info(&sessions, "stats", "evicted_keys").await;
@@ -318,5 +318,68 @@ async fn startup_check_names_risky_instances() {
             Finding::SessionsNeverEvict,
             Finding::SessionsUnbounded,
         ]
+    );
+}
+
+/// Regression: every Decide on a failing session store logged a warning, so
+/// a flood wrote a line per request. The binary with its sessions on a full
+/// instance: the flood is logged once per 10 s with its count, and the
+/// start-up names the sessions' instance that does not evict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_logs_a_session_flood_once_per_interval() {
+    let Some(money) = redis_server() else { return };
+    let Some(sessions) = sessions_instance("noeviction") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nudge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[ledger]\nbackend = \"redis\"\n[sessions]\nbackend = \"redis\"\nredis_url = \"{}\"\n[redis]\nurl = \"{}\"\ntimeout_ms = 5000\n",
+            dir.path().join("data"),
+            sessions.settings("x").url,
+            money.settings("x").url,
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, mut logs) = util::spawn_nudge_with_logs(
+        &["--config".as_ref(), config.as_os_str()],
+        &[("NUDGE_VOUCHER_SECRET", util::TEST_SECRET)],
+    );
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let f = flood(channel, "bin").await;
+    f.print("binary, noeviction, 2 MB");
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = logs.collect(Duration::from_secs(5));
+    let down: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("session store unavailable"))
+        .collect();
+    eprintln!(
+        "binary: {} session store failures logged in {} lines",
+        f.tracks_refused + f.scored_alone,
+        down.len()
+    );
+    assert!(f.tracks_refused > 0, "{f:?}");
+    let most = 2 + f.elapsed.as_secs() / 10;
+    assert!(
+        !down.is_empty() && down.len() as u64 <= most,
+        "{} lines for {} failures in {:?}: {down:#?}",
+        down.len(),
+        f.tracks_refused + f.scored_alone,
+        f.elapsed
+    );
+    assert!(down[0].contains("count=1"), "{}", down[0]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("the sessions' redis instance does not evict")),
+        "{lines:#?}"
     );
 }

@@ -221,12 +221,38 @@ pub fn segment(r: &pb::DecideResponse) -> pb::Segment {
 /// Starts the real `nudge` binary with `args` (plus `--listen 127.0.0.1:0`)
 /// and `envs`, from the crate root; returns the child and the address it
 /// logged. The caller kills and waits for the child.
-// If start-up fails the test panics and the child dies with its pipes.
-#[allow(clippy::zombie_processes)]
 pub fn spawn_nudge(
     args: &[&std::ffi::OsStr],
     envs: &[(&str, &str)],
 ) -> (std::process::Child, String) {
+    let (child, addr, _) = spawn_nudge_with_logs(args, envs);
+    (child, addr)
+}
+
+/// The log lines of a `nudge` child: those up to its address, and the rest
+/// as they come.
+pub struct NudgeLogs {
+    pub lines: Vec<String>,
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl NudgeLogs {
+    /// Every line so far, after waiting up to `quiet` for each further one.
+    pub fn collect(&mut self, quiet: std::time::Duration) -> &[String] {
+        while let Ok(line) = self.rx.recv_timeout(quiet) {
+            self.lines.push(line);
+        }
+        &self.lines
+    }
+}
+
+/// [`spawn_nudge`], also handing back the child's log lines.
+// If start-up fails the test panics and the child dies with its pipes.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_nudge_with_logs(
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &str)],
+) -> (std::process::Child, String, NudgeLogs) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
@@ -248,9 +274,14 @@ pub fn spawn_nudge(
             let _ = tx.send(line);
         }
     });
+    let mut logs = NudgeLogs {
+        lines: Vec::new(),
+        rx,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let line = rx
+        let line = logs
+            .rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("the server logs its address");
         if let Some(rest) = line
@@ -263,7 +294,9 @@ pub fn spawn_nudge(
                 .next()
                 .unwrap_or_default()
                 .to_owned();
-            return (child, addr);
+            logs.lines.push(line);
+            return (child, addr, logs);
         }
+        logs.lines.push(line);
     }
 }
