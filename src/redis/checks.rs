@@ -115,6 +115,12 @@ pub fn log(findings: &[Finding]) {
                 appendfsync = %appendfsync,
                 "redis does not fsync every write: an acknowledged offer can be lost in a crash (set appendonly yes, appendfsync always)"
             ),
+            Finding::SessionsShareLedger { policy } if policy.starts_with("volatile-") => {
+                tracing::warn!(
+                    maxmemory_policy = %policy,
+                    "sessions share the ledger's redis instance: a flood of new sessions evicts only sessions (their keys alone have a ttl), but competes with the ledger for memory and persistence (set sessions.redis_url to a separate instance with maxmemory and maxmemory-policy allkeys-lru)"
+                )
+            }
             Finding::SessionsShareLedger { policy } => tracing::warn!(
                 maxmemory_policy = %policy,
                 "sessions share the ledger's redis instance: a flood of new sessions can fill it and then refuse offers and redemptions (set sessions.redis_url to a separate instance with maxmemory and maxmemory-policy allkeys-lru)"

@@ -260,6 +260,23 @@ async fn session_flood_on_an_lru_instance_evicts_old_sessions() {
     server.stop().await;
 }
 
+/// One instance for both under `volatile-lru`: only session keys have a
+/// TTL, so the flood evicts sessions and never money.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_flood_on_a_shared_volatile_lru_instance_evicts_sessions_only() {
+    let Some(shared) = sessions_instance("volatile-lru") else {
+        return;
+    };
+    let server = shop(&shared, &shared).await;
+    let (code, amount) = offer_before(&server).await;
+    let f = flood(server.channel().await, "shared").await;
+    f.print("one instance, volatile-lru, 2 MB");
+    assert_eq!((f.tracks_refused, f.scored_alone), (0, 0), "{f:?}");
+    assert!(info(&shared, "stats", "evicted_keys").await > 0);
+    money_still_works(&server, code, amount, &f).await;
+    server.stop().await;
+}
+
 /// What the service warns about at start, read from real instances:
 /// nothing for the recommended set-up; sessions in the ledger's instance
 /// (found by its run id, whatever the URL); a sessions' instance that
