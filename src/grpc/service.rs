@@ -101,6 +101,7 @@ impl pb::offers_server::Offers for OffersService {
             table,
             campaigns: report_pb(&report),
             margin_rate: report.margin_rate,
+            unmatched_outcomes: report.unmatched_outcomes,
         }))
     }
 }

@@ -429,23 +429,49 @@ impl LedgerCore {
     }
 }
 
+/// What recording an outcome did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutcomeRecorded {
+    /// New, or a "not converted" turned "converted" (a delayed order).
+    New,
+    /// The same outcome again: nothing changed.
+    Unchanged,
+    /// Refused: the session already converted, and a converted outcome is
+    /// final; `current` is what stays recorded.
+    Refused { current: Outcome },
+}
+
+impl OutcomeRecorded {
+    pub fn is_new(&self) -> bool {
+        *self == OutcomeRecorded::New
+    }
+}
+
+/// The one outcome rule, for every ledger: a session's first outcome is
+/// recorded; "not converted" may later become "converted" (an order placed
+/// after the session ended), once; a converted outcome is final (a
+/// different one is refused, the same one is a no-op). So a session changes
+/// at most once, and the report, reading the latest, counts it once.
+pub fn outcome_change(old: Option<&Outcome>, new: &Outcome) -> OutcomeRecorded {
+    match old {
+        None => OutcomeRecorded::New,
+        Some(o) if upsert_outcome_key(o) == upsert_outcome_key(new) => OutcomeRecorded::Unchanged,
+        Some(o) if !o.converted => OutcomeRecorded::New,
+        Some(o) => OutcomeRecorded::Refused { current: o.clone() },
+    }
+}
+
 /// What makes two outcomes of a session the same (`converted:order`); a
 /// repeat with the same key is not a change.
 pub fn upsert_outcome_key(o: &Outcome) -> String {
     format!("{}:{}", u8::from(o.converted), o.order_value_cents)
 }
 
-/// Applies an outcome to a map; true when new or changed.
-pub fn upsert_outcome(map: &mut HashMap<String, Outcome>, o: Outcome) -> bool {
-    match map.get(&o.session_id) {
-        Some(old)
-            if old.converted == o.converted && old.order_value_cents == o.order_value_cents =>
-        {
-            false
-        }
-        _ => {
-            map.insert(o.session_id.clone(), o);
-            true
-        }
+/// Applies an outcome to a map by [`outcome_change`].
+pub fn upsert_outcome(map: &mut HashMap<String, Outcome>, o: Outcome) -> OutcomeRecorded {
+    let r = outcome_change(map.get(&o.session_id), &o);
+    if r.is_new() {
+        map.insert(o.session_id.clone(), o);
     }
+    r
 }

@@ -34,7 +34,10 @@ pub mod memory;
 pub mod sqlite;
 
 pub use budget::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN, DEFAULT_LEARNING_SHARE, MS_PER_DAY};
-pub use core::{upsert_outcome, upsert_outcome_key, Effect, LedgerCore, OfferRow, OfferState};
+pub use core::{
+    outcome_change, upsert_outcome, upsert_outcome_key, Effect, LedgerCore, OfferRow, OfferState,
+    OutcomeRecorded,
+};
 pub use memory::MemoryLedger;
 
 use async_trait::async_trait;
@@ -177,9 +180,9 @@ pub trait Ledger: Send + Sync + 'static {
     async fn void_expired(&self, now_ms: i64) -> Result<u64, LedgerError>;
     /// Today's budget of a campaign.
     async fn snapshot(&self, campaign: &str, now_ms: i64) -> Result<BudgetSnapshot, LedgerError>;
-    /// Records a session's outcome; idempotent. Returns true when it was new
-    /// or changed (so callers log it once).
-    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError>;
+    /// Records a session's outcome by [`outcome_change`]: idempotent, "not
+    /// converted" may become "converted" once, a converted outcome is final.
+    async fn record_outcome(&self, outcome: Outcome) -> Result<OutcomeRecorded, LedgerError>;
     /// Redemptions captured at or after `since_ms`.
     async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError>;
     /// Outcomes recorded at or after `since_ms`.

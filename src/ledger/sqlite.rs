@@ -19,8 +19,8 @@
 use crate::domain::voucher::VoucherKey;
 use crate::ledger::{
     upsert_outcome, BudgetSnapshot, Budgets, Captured, Effect, Ledger, LedgerCore, LedgerError,
-    Offer, OfferRow, OfferState, Outcome, RedeemOutcome, RedeemRequest, ReserveOutcome,
-    ReserveRequest,
+    Offer, OfferRow, OfferState, Outcome, OutcomeRecorded, RedeemOutcome, RedeemRequest,
+    ReserveOutcome, ReserveRequest,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -93,7 +93,7 @@ enum Cmd {
     },
     Outcome {
         outcome: Outcome,
-        reply: oneshot::Sender<Result<bool, LedgerError>>,
+        reply: oneshot::Sender<Result<OutcomeRecorded, LedgerError>>,
     },
     Captured {
         since_ms: i64,
@@ -127,7 +127,10 @@ enum Pending {
         oneshot::Sender<Result<BudgetSnapshot, LedgerError>>,
         Result<BudgetSnapshot, LedgerError>,
     ),
-    Outcome(oneshot::Sender<Result<bool, LedgerError>>, bool),
+    Outcome(
+        oneshot::Sender<Result<OutcomeRecorded, LedgerError>>,
+        OutcomeRecorded,
+    ),
     Captured(
         oneshot::Sender<Result<Vec<Captured>, LedgerError>>,
         Vec<Captured>,
@@ -377,7 +380,7 @@ impl Writer {
                         map.insert(o.session_id.clone(), o);
                     }
                     let changed = upsert_outcome(&mut map, outcome.clone());
-                    if changed {
+                    if changed.is_new() {
                         outcome_cache.insert(outcome.session_id.clone(), outcome.clone());
                         outcome_writes.push(outcome);
                     }
@@ -577,7 +580,7 @@ impl Ledger for SqliteLedger {
         .await
     }
 
-    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError> {
+    async fn record_outcome(&self, outcome: Outcome) -> Result<OutcomeRecorded, LedgerError> {
         self.call(|reply| Cmd::Outcome { outcome, reply }).await
     }
 

@@ -5,7 +5,7 @@ use super::RedisConn;
 use crate::domain::voucher::{self, VoucherKey};
 use crate::ledger::{
     upsert_outcome_key, BudgetSnapshot, Budgets, Captured, Ledger, LedgerError, Offer, Outcome,
-    RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
+    OutcomeRecorded, RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
 };
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -144,13 +144,19 @@ return {voided, #codes}
 "#;
 
 /// KEYS: outcomes, outcome_at. ARGV: session, `converted:order`, at.
+/// Returns {1, ''} when recorded, {0, old} when unchanged, {2, old} when
+/// refused: the rule of `ledger::outcome_change` (a converted outcome is
+/// final; "not converted" may become "converted").
 const RECORD_OUTCOME: &str = r#"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 local new = ARGV[2] .. ':' .. ARGV[3]
-if old and string.sub(old, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then return 0 end
+if old then
+  if string.sub(old, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then return {0, old} end
+  if string.sub(old, 1, 2) == '1:' then return {2, old} end
+end
 redis.call('HSET', KEYS[1], ARGV[1], new)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return 1
+return {1, ''}
 "#;
 
 /// KEYS: by_session. ARGV: field, prefix. Returns {code, amount, expires}
@@ -453,9 +459,9 @@ impl Ledger for RedisLedger {
         })
     }
 
-    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError> {
+    async fn record_outcome(&self, outcome: Outcome) -> Result<OutcomeRecorded, LedgerError> {
         let mut con = self.conn.con();
-        let changed: i64 = self
+        let (changed, old): (i64, String) = self
             .record_outcome
             .prepare_invoke()
             .key(self.conn.key(&["outcomes"]))
@@ -466,7 +472,13 @@ impl Ledger for RedisLedger {
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
-        Ok(changed == 1)
+        match changed {
+            1 => Ok(OutcomeRecorded::New),
+            0 => Ok(OutcomeRecorded::Unchanged),
+            _ => parse_outcome(&outcome.session_id, &old)
+                .map(|current| OutcomeRecorded::Refused { current })
+                .ok_or_else(|| bad_reply("an outcome")),
+        }
     }
 
     async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError> {
