@@ -119,10 +119,16 @@ impl LedgerCore {
         self.total.clear();
         for row in rows {
             self.book(&row, 1, true);
-            self.by_session.insert(
-                (row.campaign.clone(), row.session_id.clone()),
-                row.code.clone(),
-            );
+            let key = (row.campaign.clone(), row.session_id.clone());
+            // A session re-offered after a voided offer has several rows:
+            // the latest issued is its offer.
+            let newer = match self.by_session.get(&key).and_then(|c| self.offers.get(c)) {
+                Some(held) => (row.issued_ms, &row.code) > (held.issued_ms, &held.code),
+                None => true,
+            };
+            if newer {
+                self.by_session.insert(key, row.code.clone());
+            }
             self.offers.insert(row.code.clone(), row);
         }
     }
@@ -178,19 +184,38 @@ impl LedgerCore {
         ))
     }
 
+    /// The session's offer, unless it was voided (a voided offer frees the
+    /// session for a new one).
     pub fn offer_for(&self, campaign: &str, session_id: &str) -> Option<Offer> {
-        self.by_session
-            .get(&(campaign.to_owned(), session_id.to_owned()))
-            .and_then(|code| self.offers.get(code))
+        self.session_row(campaign, session_id)
+            .filter(|r| r.state != OfferState::Voided)
             .map(OfferRow::offer)
     }
 
+    fn session_row(&self, campaign: &str, session_id: &str) -> Option<&OfferRow> {
+        self.by_session
+            .get(&(campaign.to_owned(), session_id.to_owned()))
+            .and_then(|code| self.offers.get(code))
+    }
+
+    /// Reserves for a session that holds no live offer. A reserved offer
+    /// past its expiry is voided first (its reserve released, once, as the
+    /// sweeper would), so an expired offer never blocks a new one.
     pub fn reserve(
         &mut self,
         req: &ReserveRequest<'_>,
-    ) -> Result<(ReserveOutcome, Option<Effect>), LedgerError> {
-        if let Some(o) = self.offer_for(req.campaign, req.session_id) {
-            return Ok((ReserveOutcome::AlreadyOffered(o), None));
+    ) -> Result<(ReserveOutcome, Vec<Effect>), LedgerError> {
+        let mut effects = Vec::new();
+        if let Some(row) = self.session_row(req.campaign, req.session_id).cloned() {
+            match row.state {
+                OfferState::Voided => {}
+                OfferState::Reserved if row.expires_ms <= req.now_ms => {
+                    effects.push(self.transition(&row.code, OfferState::Voided, req.now_ms, None));
+                }
+                OfferState::Reserved | OfferState::Captured => {
+                    return Ok((ReserveOutcome::AlreadyOffered(row.offer()), effects));
+                }
+            }
         }
         let day = self.budgets.day_of(req.now_ms);
         let (remaining, learning_remaining) = self.remaining(req.campaign, &day)?;
@@ -210,7 +235,7 @@ impl LedgerCore {
                     remaining_cents: remaining,
                 }
             };
-            return Ok((outcome, None));
+            return Ok((outcome, effects));
         };
         let mut code = None;
         for _ in 0..MINT_TRIES {
@@ -242,10 +267,9 @@ impl LedgerCore {
             .insert((row.campaign.clone(), row.session_id.clone()), code.clone());
         self.offers.insert(code, row.clone());
         debug_assert!(self.invariant_holds());
-        Ok((
-            ReserveOutcome::Reserved(row.offer()),
-            Some(Effect::Insert(row)),
-        ))
+        let offer = row.offer();
+        effects.push(Effect::Insert(row));
+        Ok((ReserveOutcome::Reserved(offer), effects))
     }
 
     fn transition(

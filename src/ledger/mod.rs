@@ -2,8 +2,10 @@
 //!
 //! - **Authorise** ([`Ledger::reserve`]): issuing an offer reserves its face
 //!   value against the campaign's budget of the (local) day. One atomic step
-//!   also enforces one offer per session and campaign: a session that holds
-//!   an offer gets it back (`AlreadyOffered`).
+//!   also enforces one live offer per session and campaign: a session that
+//!   holds an offer gets it back (`AlreadyOffered`). A voided offer (or a
+//!   reserved one past its expiry, which the same step voids) frees the
+//!   session: it may be offered again, on the budget as it is then.
 //! - **Capture** ([`Ledger::redeem`]): a redemption turns the reserve into
 //!   spend, exactly once.
 //! - **Void** ([`Ledger::void_expired`]): an offer past its expiry releases
@@ -167,7 +169,7 @@ pub enum LedgerError {
 pub trait Ledger: Send + Sync + 'static {
     /// Authorise: see the module docs. Never reserves beyond a cap.
     async fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, LedgerError>;
-    /// The session's offer in a campaign, if any.
+    /// The session's offer in a campaign, if any and not voided.
     async fn offer_for(
         &self,
         campaign: &str,

@@ -28,7 +28,8 @@ fn bad_reply(what: &str) -> LedgerError {
 /// ARGV: field, daily cap, total cap (-1: none), n, (amount, code) * n,
 /// campaign, session, day, issued, expires, prefix, learning (1/0),
 /// learning cap. Answers the offer with its amount and expiry (no second
-/// round trip). A learning reservation must fit both remainders and is
+/// round trip). The session's offer, when reserved but past its expiry, is
+/// voided first and, voided, frees the session (as `LedgerCore::reserve`). A learning reservation must fit both remainders and is
 /// counted in the day's `learning_reserved` as well as in `reserved`.
 const RESERVE: &str = r#"
 local n = tonumber(ARGV[4])
@@ -37,8 +38,13 @@ local prefix = ARGV[base + 6]
 local learning = ARGV[base + 7] == '1'
 local code = redis.call('HGET', KEYS[1], ARGV[1])
 if code then
-  local o = redis.call('HMGET', prefix .. ':offer:' .. code, 'amount', 'expires')
-  return {'already', code, o[1] or '', o[2] or ''}
+  local o = redis.call('HMGET', prefix .. ':offer:' .. code,
+    'amount', 'expires', 'state', 'campaign', 'day')
+  if o[3] == 'reserved' and tonumber(o[2]) <= tonumber(ARGV[base + 4]) then
+    settle(prefix, code, {o[4], o[5], o[1]}, 'voided', ARGV[base + 4], nil)
+    o[3] = 'voided'
+  end
+  if o[3] ~= 'voided' then return {'already', code, o[1] or '', o[2] or ''} end
 end
 local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end
 local rem = tonumber(ARGV[2]) - num(KEYS[2], 'reserved') - num(KEYS[2], 'captured')
@@ -160,11 +166,12 @@ return {1, ''}
 "#;
 
 /// KEYS: by_session. ARGV: field, prefix. Returns {code, amount, expires}
-/// or an empty array.
+/// or, when there is none or it was voided, an empty array.
 const OFFER_FOR: &str = r#"
 local code = redis.call('HGET', KEYS[1], ARGV[1])
 if not code then return {} end
-local o = redis.call('HMGET', ARGV[2] .. ':offer:' .. code, 'amount', 'expires')
+local o = redis.call('HMGET', ARGV[2] .. ':offer:' .. code, 'amount', 'expires', 'state')
+if o[3] == 'voided' then return {} end
 return {code, o[1] or '', o[2] or ''}
 "#;
 
@@ -205,7 +212,7 @@ impl RedisLedger {
             conn,
             budgets,
             key,
-            reserve: Script::new(RESERVE),
+            reserve: Script::new(&format!("{SETTLE_FN}{RESERVE}")),
             offer_for: Script::new(OFFER_FOR),
             redeem: Script::new(&format!("{SETTLE_FN}{REDEEM}")),
             void: Script::new(&format!("{SETTLE_FN}{VOID_EXPIRED}")),

@@ -317,3 +317,53 @@ async fn budget_rpc_shows_the_day() {
     assert_eq!(e.code(), Code::InvalidArgument);
     s.stop().await;
 }
+
+/// An expired offer kept being returned as ALREADY_OFFERED, so the session
+/// could never get another. Past its expiry the session is decided afresh,
+/// on SQLite, with the old reserve released once and the old code expired.
+#[tokio::test]
+async fn an_expired_offer_frees_the_session_for_a_new_one() {
+    let s = start(
+        settings("[budget]\ndaily_cap_cents = 5000\n[policy]\noffer_ttl_secs = 3600\n"),
+        fixture_model("flat_hesitant.json"),
+    )
+    .await;
+    let mut c = s.client().await;
+    let first = offered(&s, "e1").await;
+    let again = c.decide(decide("e1", vec![])).await.unwrap().into_inner();
+    assert_eq!(reason(&again), Reason::AlreadyOffered);
+    assert_eq!(again.offer.as_ref(), Some(&first));
+
+    s.clock.advance(3_600_000);
+    let r = c
+        .decide(decide("e1", vec![at_now(cart_add(1, "p", 20_000, 1))]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reason(&r), Reason::Offered, "{r:?}");
+    let second = r.offer.unwrap();
+    assert_ne!(second.voucher_code, first.voucher_code);
+    let b = c
+        .budget(pb::BudgetRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (b.reserved_cents, b.offers),
+        (second.amount_cents, 2),
+        "the expired reserve is released, once"
+    );
+    let old = c
+        .redeem(redeem(&first.voucher_code, "e1", 20_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status(&old), RedeemStatus::Expired);
+    let new = c
+        .redeem(redeem(&second.voucher_code, "e1", 20_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status(&new), RedeemStatus::Accepted);
+    s.stop().await;
+}

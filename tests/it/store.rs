@@ -7,8 +7,8 @@ use nudge::domain::session::{Context, Device, Event, EventKind, Signal};
 use nudge::domain::voucher::{self, VoucherKey};
 use nudge::ledger::sqlite::SqliteLedger;
 use nudge::ledger::{
-    Budgets, CampaignBudget, Ledger, MemoryLedger, Outcome, OutcomeRecorded, RedeemOutcome,
-    RedeemRequest, ReserveOutcome, ReserveRequest, DEFAULT_CAMPAIGN, MS_PER_DAY,
+    Budgets, CampaignBudget, Ledger, MemoryLedger, RedeemOutcome, RedeemRequest, ReserveOutcome,
+    ReserveRequest, DEFAULT_CAMPAIGN, MS_PER_DAY,
 };
 use nudge::redis::{RedisLedger, RedisSessionStore};
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate};
@@ -95,7 +95,7 @@ async fn session_store_suite(store: Arc<dyn SessionStore>) {
     assert_eq!(c[0].as_ref().unwrap().events, 32);
 }
 
-fn budgets(daily: i64, total: Option<i64>) -> Budgets {
+pub(crate) fn budgets(daily: i64, total: Option<i64>) -> Budgets {
     let mut b = Budgets::single(daily);
     b.campaigns
         .get_mut(DEFAULT_CAMPAIGN)
@@ -112,11 +112,11 @@ fn budgets(daily: i64, total: Option<i64>) -> Budgets {
     b
 }
 
-fn key() -> VoucherKey {
+pub(crate) fn key() -> VoucherKey {
     VoucherKey::from_secret("conformance-suite secret")
 }
 
-fn req<'a>(
+pub(crate) fn req<'a>(
     campaign: &'a str,
     session: &'a str,
     candidates: &'a [i64],
@@ -145,7 +145,12 @@ fn learn<'a>(
     }
 }
 
-fn redeem<'a>(code: &'a str, session: &'a str, order: i64, now_ms: i64) -> RedeemRequest<'a> {
+pub(crate) fn redeem<'a>(
+    code: &'a str,
+    session: &'a str,
+    order: i64,
+    now_ms: i64,
+) -> RedeemRequest<'a> {
     RedeemRequest {
         code,
         session_id: session,
@@ -327,80 +332,8 @@ async fn ledger_suite(make: impl Fn(Budgets) -> Arc<dyn Ledger>) {
         ReserveOutcome::Exhausted { .. }
     ));
 
-    // Outcomes are idempotent; a converted outcome is final.
-    let o = Outcome {
-        session_id: "a".into(),
-        converted: true,
-        order_value_cents: 20_000,
-        at_ms: NOW_MS,
-    };
-    assert_eq!(
-        l.record_outcome(o.clone()).await.unwrap(),
-        OutcomeRecorded::New
-    );
-    assert_eq!(
-        l.record_outcome(Outcome {
-            at_ms: NOW_MS + 5,
-            ..o.clone()
-        })
-        .await
-        .unwrap(),
-        OutcomeRecorded::Unchanged
-    );
-    for refused in [
-        Outcome {
-            order_value_cents: 25_000,
-            ..o.clone()
-        },
-        Outcome {
-            converted: false,
-            order_value_cents: 0,
-            ..o.clone()
-        },
-    ] {
-        assert_eq!(
-            l.record_outcome(refused).await.unwrap(),
-            OutcomeRecorded::Refused { current: o.clone() },
-            "a converted outcome is final"
-        );
-    }
-    let all = l.outcomes(0).await.unwrap();
-    assert_eq!(all, vec![o.clone()]);
-    assert_eq!(l.outcomes(all[0].at_ms).await.unwrap(), all);
-    assert!(l.outcomes(all[0].at_ms + 1).await.unwrap().is_empty());
-    // "Not converted" at the end of a session, then a delayed order: the
-    // conversion replaces it, once.
-    let not = Outcome {
-        session_id: "late".into(),
-        converted: false,
-        order_value_cents: 0,
-        at_ms: NOW_MS,
-    };
-    let late = Outcome {
-        converted: true,
-        order_value_cents: 9_000,
-        at_ms: NOW_MS + 60_000,
-        ..not.clone()
-    };
-    assert_eq!(
-        l.record_outcome(not.clone()).await.unwrap(),
-        OutcomeRecorded::New
-    );
-    assert_eq!(
-        l.record_outcome(not.clone()).await.unwrap(),
-        OutcomeRecorded::Unchanged
-    );
-    assert_eq!(
-        l.record_outcome(late.clone()).await.unwrap(),
-        OutcomeRecorded::New
-    );
-    assert_eq!(
-        l.record_outcome(not.clone()).await.unwrap(),
-        OutcomeRecorded::Refused {
-            current: late.clone()
-        }
-    );
-    assert_eq!(l.outcomes(0).await.unwrap(), vec![o.clone(), late]);
+    crate::store_rules::outcome_rule(&*l).await;
+    crate::store_rules::reoffer_after_expiry(&make).await;
 
     // Zero cap: nothing is ever reserved.
     let z = make(budgets(0, None));
