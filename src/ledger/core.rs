@@ -4,7 +4,7 @@
 
 use super::{
     BudgetSnapshot, Budgets, Captured, LedgerError, Offer, Outcome, RedeemOutcome, RedeemRequest,
-    ReserveOutcome, ReserveRequest,
+    ReserveOutcome, ReserveRequest, REDEEM_REPLAY_MS,
 };
 use crate::domain::voucher::{self, VoucherKey};
 use serde::Serialize;
@@ -299,7 +299,23 @@ impl LedgerCore {
             return (RedeemOutcome::Invalid, None);
         }
         match row.state {
-            OfferState::Captured => return (RedeemOutcome::AlreadyRedeemed, None),
+            OfferState::Captured => {
+                // A retry of the same redemption is answered again, once
+                // captured (see `REDEEM_REPLAY_MS`).
+                let replay = row.order_value_cents == Some(req.order_value_cents)
+                    && row
+                        .settled_ms
+                        .is_some_and(|t| req.now_ms < t.saturating_add(REDEEM_REPLAY_MS));
+                if replay {
+                    return (
+                        RedeemOutcome::Accepted {
+                            discount_cents: row.amount_cents,
+                        },
+                        None,
+                    );
+                }
+                return (RedeemOutcome::AlreadyRedeemed, None);
+            }
             OfferState::Voided => return (RedeemOutcome::Expired, None),
             OfferState::Reserved => {}
         }

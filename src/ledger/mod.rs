@@ -7,7 +7,10 @@
 //!   reserved one past its expiry, which the same step voids) frees the
 //!   session: it may be offered again, on the budget as it is then.
 //! - **Capture** ([`Ledger::redeem`]): a redemption turns the reserve into
-//!   spend, exactly once.
+//!   spend, exactly once. The same redemption retried (same code, same
+//!   order value) within [`REDEEM_REPLAY_MS`] of the capture is answered
+//!   `Accepted` with the same discount again and captures nothing: a shop
+//!   whose answer was lost can retry safely.
 //! - **Void** ([`Ledger::void_expired`]): an offer past its expiry releases
 //!   its reserve.
 //!
@@ -44,6 +47,12 @@ pub use memory::MemoryLedger;
 
 use async_trait::async_trait;
 use serde::Serialize;
+
+/// How long after a capture the same redemption (same code, same order
+/// value) is answered `Accepted` again instead of `AlreadyRedeemed`: a day
+/// covers any checkout retry after a lost answer, and keeps a code shown
+/// again much later from looking fresh.
+pub const REDEEM_REPLAY_MS: i64 = 24 * 3_600_000;
 
 /// An offer as the visitor sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

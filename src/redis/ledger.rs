@@ -6,6 +6,7 @@ use crate::domain::voucher::{self, VoucherKey};
 use crate::ledger::{
     upsert_outcome_key, BudgetSnapshot, Budgets, Captured, Ledger, LedgerError, Offer, Outcome,
     OutcomeRecorded, RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
+    REDEEM_REPLAY_MS,
 };
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -114,13 +115,21 @@ local function settle(prefix, code, r, state, now, order)
 end
 "#;
 
-/// ARGV: prefix, code, session, now, order, min order.
+/// ARGV: prefix, code, session, now, order, min order, replay window.
+/// A captured code presented again with the same order value within the
+/// window of its capture answers `accepted` again, capturing nothing
+/// (`ledger::REDEEM_REPLAY_MS`, as `LedgerCore::redeem`).
 const REDEEM: &str = r#"
 local prefix, code = ARGV[1], ARGV[2]
 local r = redis.call('HMGET', prefix .. ':offer:' .. code,
-  'campaign', 'day', 'amount', 'session', 'state', 'expires')
+  'campaign', 'day', 'amount', 'session', 'state', 'expires', 'order', 'settled')
 if not r[4] or r[4] ~= ARGV[3] then return {'invalid'} end
-if r[5] == 'captured' then return {'already'} end
+if r[5] == 'captured' then
+  if r[7] == ARGV[5] and tonumber(ARGV[4]) < tonumber(r[8]) + tonumber(ARGV[7]) then
+    return {'accepted', r[3]}
+  end
+  return {'already'}
+end
 if r[5] == 'voided' then return {'expired'} end
 if tonumber(r[6]) <= tonumber(ARGV[4]) then
   settle(prefix, code, r, 'voided', ARGV[4], nil)
@@ -367,6 +376,7 @@ impl Ledger for RedisLedger {
             .arg(req.now_ms)
             .arg(req.order_value_cents)
             .arg(req.min_order_cents)
+            .arg(REDEEM_REPLAY_MS)
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;

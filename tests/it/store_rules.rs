@@ -4,7 +4,9 @@
 use crate::store::{budgets, key, redeem, req};
 use crate::util::NOW_MS;
 use nudge::ledger::sqlite::SqliteLedger;
-use nudge::ledger::{Budgets, Ledger, Outcome, OutcomeRecorded, RedeemOutcome, ReserveOutcome};
+use nudge::ledger::{
+    Budgets, Ledger, Outcome, OutcomeRecorded, RedeemOutcome, ReserveOutcome, REDEEM_REPLAY_MS,
+};
 use std::sync::Arc;
 
 /// A session's first outcome is recorded, a repeat changes nothing, "not
@@ -166,4 +168,45 @@ async fn sqlite_ledger_reopens_with_the_session_s_latest_offer() {
     assert_eq!(l.offer_for("default", "x").await.unwrap(), Some(second));
     assert_eq!(l.snapshot("default", at).await.unwrap(), before);
     assert_eq!(l.rows().await.unwrap().len(), 2);
+}
+
+/// A Redeem retried after a lost answer got ALREADY_REDEEMED although the
+/// money was captured. `code` (session "a", 1,000 off) was captured with an
+/// order of 20,000 at `captured_ms`: the same redemption within the replay
+/// window is accepted again, capturing nothing; another order value, or the
+/// same after the window, is already redeemed.
+pub(crate) async fn redeem_replay(l: &dyn Ledger, code: &str, captured_ms: i64) {
+    let before = l.snapshot("default", captured_ms).await.unwrap();
+    let accepted = RedeemOutcome::Accepted {
+        discount_cents: 1_000,
+    };
+    for at in [captured_ms + 1, captured_ms + REDEEM_REPLAY_MS - 1] {
+        assert_eq!(
+            l.redeem(redeem(code, "a", 20_000, at)).await.unwrap(),
+            accepted
+        );
+    }
+    for (order, at) in [
+        (20_001, captured_ms + 1),
+        (19_999, captured_ms + 1),
+        (20_000, captured_ms + REDEEM_REPLAY_MS),
+    ] {
+        assert_eq!(
+            l.redeem(redeem(code, "a", order, at)).await.unwrap(),
+            RedeemOutcome::AlreadyRedeemed,
+            "{order} at {at}"
+        );
+    }
+    assert_eq!(
+        l.redeem(redeem(code, "b", 20_000, captured_ms + 1))
+            .await
+            .unwrap(),
+        RedeemOutcome::Invalid,
+        "another session's retry is no retry"
+    );
+    assert_eq!(
+        l.snapshot("default", captured_ms).await.unwrap(),
+        before,
+        "nothing captured twice"
+    );
 }
