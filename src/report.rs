@@ -32,7 +32,9 @@
 //! - converted / order value: the session's **latest** outcome record
 //!   (greatest `at_ms`, ties: the later record in the input), so re-sent
 //!   outcomes count once. No outcome record = not converted (the same rule
-//!   for both arms, so it does not bias the difference).
+//!   for both arms, so it does not bias the difference). Outcomes of
+//!   sessions with no decision at all are counted apart
+//!   (`unmatched_outcomes`), never as conversions.
 //! - revenue `r_i` = order value when converted, else 0.
 //! - voucher cost `c_i` = the captured (redeemed) amounts joined by
 //!   campaign + session id (summed if the ledger reports several).
@@ -116,6 +118,11 @@ pub struct RoiReport {
     pub margin_rate: f64,
     /// By campaign name.
     pub campaigns: Vec<CampaignReport>,
+    /// Sessions with an outcome but no decision in the log (an id nudge
+    /// never saw, or a decision whose log was lost): counted here, never as
+    /// a conversion of either arm.
+    #[serde(default)]
+    pub unmatched_outcomes: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -405,10 +412,20 @@ pub fn roi_report(input: &ReportInput) -> RoiReport {
             }
         })
         .collect();
+    let decided: HashSet<&str> = input
+        .decisions
+        .iter()
+        .map(|d| d.session_id.as_str())
+        .collect();
+    let unmatched_outcomes = outcome
+        .keys()
+        .filter(|session| !decided.contains(*session))
+        .count() as u64;
     RoiReport {
         since_ms: input.since_ms,
         margin_rate: m,
         campaigns,
+        unmatched_outcomes,
     }
 }
 
@@ -493,6 +510,13 @@ pub fn render_table(r: &RoiReport) -> String {
     );
     if r.campaigns.is_empty() {
         out.push_str("no eligible sessions\n");
+    }
+    if r.unmatched_outcomes > 0 {
+        let _ = writeln!(
+            out,
+            "outcomes of sessions without a decision (not counted): {}",
+            r.unmatched_outcomes
+        );
     }
     for c in &r.campaigns {
         let _ = writeln!(

@@ -29,6 +29,10 @@ pub struct Limits {
     pub max_events_per_request: usize,
     pub max_request_bytes: usize,
     pub max_features: usize,
+    /// The oldest event time accepted, relative to the server clock: the
+    /// sessions' idle TTL (`sessions.idle_ttl_secs`), since an older event
+    /// belongs to a session that has already started afresh.
+    pub max_event_age_ms: i64,
 }
 
 impl Default for Limits {
@@ -37,6 +41,7 @@ impl Default for Limits {
             max_events_per_request: 256,
             max_request_bytes: 256 * 1024,
             max_features: 256,
+            max_event_age_ms: 1_800_000,
         }
     }
 }
@@ -166,7 +171,10 @@ impl RawConfig {
         let experiment = self.experiment.validate()?;
         self.pacing.validate().map_err(|m| invalid("pacing", m))?;
         let log = self.log.validate()?;
-        let limits = self.limits.validate()?;
+        let limits = Limits {
+            max_event_age_ms: i64::try_from(idle_ttl.as_millis()).unwrap_or(i64::MAX),
+            ..self.limits.validate()?
+        };
         Ok(Settings {
             listen,
             model: self.model,

@@ -438,6 +438,7 @@ impl RawLimits {
                 .unwrap_or(d.max_events_per_request),
             max_request_bytes: self.max_request_bytes.unwrap_or(d.max_request_bytes),
             max_features: self.max_features.unwrap_or(d.max_features),
+            ..d
         };
         if limits.max_events_per_request == 0 || limits.max_events_per_request > 10_000 {
             return Err(invalid(

@@ -165,6 +165,66 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// 2000-01-01T00:00:00Z in milliseconds: no event of a live session is
+/// older, so an earlier time is a client bug (a zero-based or test clock).
+pub const MIN_EVENT_MS: i64 = 946_684_800_000;
+/// 2100-01-01T00:00:00Z in seconds. A time between [`MIN_EVENT_MS`] / 1000
+/// and this is a Unix time in seconds sent where milliseconds belong.
+const MAX_SECONDS_LOOKALIKE: i64 = 4_102_444_800;
+/// How far ahead of the server's clock an event may be: client clocks drift,
+/// and a phone a few minutes fast should still be tracked.
+pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1_000;
+
+/// Why an event time is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EventTimeError {
+    #[error("must not be negative")]
+    Negative,
+    #[error("{0} looks like seconds since the epoch; event times are milliseconds")]
+    Seconds(i64),
+    #[error("{0} is before 2000-01-01 ({MIN_EVENT_MS} ms since the epoch)")]
+    BeforeMin(i64),
+    #[error("{at_ms} is more than {} s ahead of the server clock ({now_ms})", MAX_FUTURE_SKEW_MS / 1_000)]
+    Future { at_ms: i64, now_ms: i64 },
+    #[error("{at_ms} is more than {} s before the server clock ({now_ms}), older than the session idle TTL", max_age_ms / 1_000)]
+    TooOld {
+        at_ms: i64,
+        now_ms: i64,
+        max_age_ms: i64,
+    },
+}
+
+/// The time an event is folded in at, or why it is refused. `0` means "now"
+/// (a client without a clock of its own). Refused rather than clamped: a
+/// time in seconds, from before 2000 or from beyond the session's idle TTL
+/// would move the session-age and recency features arbitrarily, and a
+/// clamped time would hide the client's bug behind plausible scores.
+pub fn event_time(at_ms: i64, now_ms: i64, max_age_ms: i64) -> Result<i64, EventTimeError> {
+    if at_ms == 0 {
+        return Ok(now_ms);
+    }
+    if at_ms < 0 {
+        return Err(EventTimeError::Negative);
+    }
+    if (MIN_EVENT_MS / 1_000..=MAX_SECONDS_LOOKALIKE).contains(&at_ms) {
+        return Err(EventTimeError::Seconds(at_ms));
+    }
+    if at_ms < MIN_EVENT_MS {
+        return Err(EventTimeError::BeforeMin(at_ms));
+    }
+    if at_ms > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) {
+        return Err(EventTimeError::Future { at_ms, now_ms });
+    }
+    if at_ms < now_ms.saturating_sub(max_age_ms) {
+        return Err(EventTimeError::TooOld {
+            at_ms,
+            now_ms,
+            max_age_ms,
+        });
+    }
+    Ok(at_ms)
+}
+
 /// Dwell accumulated on one product, for the most-considered product.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProductSlot {
@@ -403,6 +463,39 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_times_outside_the_session_window_are_refused() {
+        let now = 1_795_341_600_000;
+        let ttl = 1_800_000;
+        assert_eq!(event_time(0, now, ttl), Ok(now));
+        assert_eq!(event_time(now - ttl, now, ttl), Ok(now - ttl));
+        assert_eq!(
+            event_time(now + MAX_FUTURE_SKEW_MS, now, ttl),
+            Ok(now + MAX_FUTURE_SKEW_MS)
+        );
+        assert_eq!(event_time(-1, now, ttl), Err(EventTimeError::Negative));
+        assert_eq!(
+            event_time(now / 1_000, now, ttl),
+            Err(EventTimeError::Seconds(now / 1_000))
+        );
+        assert_eq!(
+            event_time(86_400_000, now, ttl),
+            Err(EventTimeError::BeforeMin(86_400_000))
+        );
+        assert!(matches!(
+            event_time(now + MAX_FUTURE_SKEW_MS + 1, now, ttl),
+            Err(EventTimeError::Future { .. })
+        ));
+        assert!(matches!(
+            event_time(now * 1_000, now, ttl),
+            Err(EventTimeError::Future { .. })
+        ));
+        assert!(matches!(
+            event_time(now - ttl - 1, now, ttl),
+            Err(EventTimeError::TooOld { .. })
+        ));
+    }
 
     fn pv(at_ms: i64, product: &str, price_cents: i64, dwell_ms: u32) -> Event {
         Event {

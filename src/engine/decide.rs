@@ -215,16 +215,18 @@ impl Engine {
         now_ms: i64,
         d: &mut Decision,
     ) -> f64 {
-        // A session that already holds an offer keeps seeing it (one offer
-        // per session and campaign, stable answers), whatever it scores now.
+        // A session that already holds an offer keeps seeing it (one live
+        // offer per session and campaign, stable answers), whatever it
+        // scores now. An expired offer frees the session: the reservation
+        // below voids it, once, and may offer anew.
         match self.ledger.offer_for(&d.campaign, &input.session_id).await {
-            Ok(Some(offer)) => {
+            Ok(Some(offer)) if offer.expires_at_ms > now_ms => {
                 d.offer = Some(offer);
                 d.reason = Reason::AlreadyOffered;
                 d.expected_net_value_cents = 0;
                 return 1.0;
             }
-            Ok(None) => {}
+            Ok(_) => {}
             Err(e) => {
                 ledger_down(&e);
                 if a.eligible() {

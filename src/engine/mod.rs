@@ -31,7 +31,7 @@ use crate::domain::pacing::{self, Pacer};
 use crate::domain::policy::Policy;
 use crate::domain::voucher::{self, VoucherKey};
 use crate::engine::error::ServiceError;
-use crate::ledger::{Budgets, Ledger, Outcome, RedeemOutcome, RedeemRequest};
+use crate::ledger::{Budgets, Ledger, Outcome, OutcomeRecorded, RedeemOutcome, RedeemRequest};
 use crate::store::{SessionStore, SessionUpdate};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -186,7 +186,10 @@ impl Engine {
         done(outcome)
     }
 
-    /// Records a session's label; idempotent. Logged once when new/changed.
+    /// Records a session's label by the ledger's one outcome rule
+    /// ([`crate::ledger::outcome_change`]); true when new or changed (logged
+    /// once then), false for a repeat. A change to a converted outcome is
+    /// refused naming the session.
     pub async fn record_outcome(&self, input: OutcomeInput) -> Result<bool, ServiceError> {
         let now_ms = self.clock.now_ms();
         let outcome = Outcome {
@@ -200,16 +203,24 @@ impl Engine {
             .record_outcome(outcome)
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        if recorded {
-            self.log.log(LogRecord::Outcome(OutcomeRecord {
-                v: LOG_FORMAT_VERSION,
-                at_ms: now_ms,
-                session_id: input.session_id,
-                converted: input.converted,
-                order_value_cents: input.order_value_cents,
-            }));
+        match recorded {
+            OutcomeRecorded::New => {}
+            OutcomeRecorded::Unchanged => return Ok(false),
+            OutcomeRecorded::Refused { current } => {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "session_id {:?} already converted with an order of {} cents; a converted outcome is final",
+                    input.session_id, current.order_value_cents
+                )))
+            }
         }
-        Ok(recorded)
+        self.log.log(LogRecord::Outcome(OutcomeRecord {
+            v: LOG_FORMAT_VERSION,
+            at_ms: now_ms,
+            session_id: input.session_id,
+            converted: input.converted,
+            order_value_cents: input.order_value_cents,
+        }));
+        Ok(true)
     }
 
     /// Today's budget of a campaign and its pacing state.

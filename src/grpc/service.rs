@@ -63,7 +63,8 @@ impl pb::offers_server::Offers for OffersService {
         &self,
         request: Request<pb::BudgetRequest>,
     ) -> Result<Response<pb::BudgetResponse>, Status> {
-        let b = self.engine.budget(&request.get_ref().campaign).await?;
+        let campaign = validate::budget(request.get_ref())?;
+        let b = self.engine.budget(&campaign).await?;
         let s = b.snapshot;
         Ok(Response::new(pb::BudgetResponse {
             campaign: s.campaign,
@@ -100,6 +101,7 @@ impl pb::offers_server::Offers for OffersService {
             table,
             campaigns: report_pb(&report),
             margin_rate: report.margin_rate,
+            unmatched_outcomes: report.unmatched_outcomes,
         }))
     }
 }

@@ -7,7 +7,7 @@
 use crate::config::Limits;
 use crate::domain::model::ClientFeatures;
 use crate::domain::session::{
-    Context, Device, Event, EventKind, PageKind, ProductKey, Signal, TrafficSource,
+    event_time, Context, Device, Event, EventKind, PageKind, ProductKey, Signal, TrafficSource,
 };
 use crate::engine::error::ServiceError;
 use crate::engine::inputs::{DecideInput, OutcomeInput, RedeemInput, TrackInput};
@@ -24,8 +24,7 @@ pub const MAX_DWELL_MS: u32 = 3_600_000;
 pub const MAX_QUANTITY: u32 = 1_000;
 /// Highest checkout step.
 pub const MAX_CHECKOUT_STEP: u32 = 10;
-/// How far ahead of the server's clock an event may be (client clock skew).
-pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1_000;
+pub use crate::domain::session::MAX_FUTURE_SKEW_MS;
 
 /// Longest accepted voucher code as typed (spaces and dashes included).
 pub const MAX_CODE_BYTES: usize = 64;
@@ -47,6 +46,19 @@ pub fn redeem(req: &pb::RedeemRequest) -> R<RedeemInput> {
         session_id: req.session_id.clone(),
         order_value_cents,
     })
+}
+
+/// The campaign a Budget asks about, checked exactly as Decide checks it
+/// (empty: the default campaign; whether it is configured is the engine's
+/// answer, the same for both).
+pub fn budget(req: &pb::BudgetRequest) -> R<String> {
+    campaign(&req.campaign)?;
+    Ok(req.campaign.clone())
+}
+
+/// A campaign name: optional, else an id.
+fn campaign(name: &str) -> R<()> {
+    id("campaign", name, false)
 }
 
 pub fn outcome(req: &pb::RecordOutcomeRequest) -> R<OutcomeInput> {
@@ -171,24 +183,14 @@ fn cart_change(field: &str, c: &pb::CartChange) -> R<(ProductKey, i64, u32)> {
     Ok((ProductKey::of(&c.product_id), unit, c.quantity))
 }
 
-/// Validates one event; `at_ms == 0` becomes `now_ms`.
-pub fn event(i: usize, e: &pb::Event, now_ms: i64) -> R<Event> {
+/// Validates one event; `at_ms == 0` becomes `now_ms`, and the time must
+/// lie within the session's window ([`event_time`]): at most `max_age_ms`
+/// old and [`MAX_FUTURE_SKEW_MS`] ahead.
+pub fn event(i: usize, e: &pb::Event, now_ms: i64, max_age_ms: i64) -> R<Event> {
     use pb::event::Kind;
     let f = |rest: &str| format!("events[{i}].{rest}");
-    if e.at_ms < 0 {
-        return Err(ServiceError::invalid(f("at_ms"), "must not be negative"));
-    }
-    if e.at_ms > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) {
-        return Err(ServiceError::invalid(
-            f("at_ms"),
-            format!(
-                "{} is more than {} s ahead of the server clock ({now_ms})",
-                e.at_ms,
-                MAX_FUTURE_SKEW_MS / 1_000
-            ),
-        ));
-    }
-    let at_ms = if e.at_ms == 0 { now_ms } else { e.at_ms };
+    let at_ms = event_time(e.at_ms, now_ms, max_age_ms)
+        .map_err(|err| ServiceError::invalid(f("at_ms"), err.to_string()))?;
     let kind = match &e.kind {
         None => return Err(ServiceError::invalid(f("kind"), "required (one of page_view, cart_add, cart_remove, checkout_step, search, interaction)")),
         Some(Kind::PageView(p)) => {
@@ -296,7 +298,7 @@ fn events(list: &[pb::Event], limits: &Limits, now_ms: i64) -> R<Vec<Event>> {
     }
     list.iter()
         .enumerate()
-        .map(|(i, e)| event(i, e, now_ms))
+        .map(|(i, e)| event(i, e, now_ms, limits.max_event_age_ms))
         .collect()
 }
 
@@ -360,9 +362,7 @@ pub fn decide(req: &pb::DecideRequest, limits: &Limits, now_ms: i64) -> R<Decide
             ));
         }
     }
-    if !req.campaign.is_empty() {
-        id("campaign", &req.campaign, false)?;
-    }
+    campaign(&req.campaign)?;
     let intent_value_cents = match req.intent_value_cents {
         0 => None,
         v => Some(price(|| "intent_value_cents".to_owned(), v)?),
@@ -448,10 +448,27 @@ mod tests {
             ),
             (
                 track_with(vec![pb::Event {
-                    at_ms: 1,
+                    at_ms: NOW,
                     kind: None,
                 }]),
                 "events[0].kind",
+            ),
+            (
+                track_with(vec![
+                    ev(Kind::Search(pb::Search { results: 1 })),
+                    pb::Event {
+                        at_ms: NOW / 1_000,
+                        kind: Some(Kind::Search(pb::Search { results: 1 })),
+                    },
+                ]),
+                "events[1].at_ms",
+            ),
+            (
+                track_with(vec![pb::Event {
+                    at_ms: NOW - l.max_event_age_ms - 1,
+                    kind: Some(Kind::Search(pb::Search { results: 1 })),
+                }]),
+                "events[0].at_ms",
             ),
             (
                 track_with(vec![pb::Event {
@@ -526,6 +543,7 @@ mod tests {
                 kind: Some(Kind::Search(pb::Search { results: 3 })),
             },
             NOW,
+            1_800_000,
         )
         .unwrap();
         assert_eq!(e.at_ms, NOW);

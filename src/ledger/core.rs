@@ -4,7 +4,7 @@
 
 use super::{
     BudgetSnapshot, Budgets, Captured, LedgerError, Offer, Outcome, RedeemOutcome, RedeemRequest,
-    ReserveOutcome, ReserveRequest,
+    ReserveOutcome, ReserveRequest, REDEEM_REPLAY_MS,
 };
 use crate::domain::voucher::{self, VoucherKey};
 use serde::Serialize;
@@ -119,10 +119,16 @@ impl LedgerCore {
         self.total.clear();
         for row in rows {
             self.book(&row, 1, true);
-            self.by_session.insert(
-                (row.campaign.clone(), row.session_id.clone()),
-                row.code.clone(),
-            );
+            let key = (row.campaign.clone(), row.session_id.clone());
+            // A session re-offered after a voided offer has several rows:
+            // the latest issued is its offer.
+            let newer = match self.by_session.get(&key).and_then(|c| self.offers.get(c)) {
+                Some(held) => (row.issued_ms, &row.code) > (held.issued_ms, &held.code),
+                None => true,
+            };
+            if newer {
+                self.by_session.insert(key, row.code.clone());
+            }
             self.offers.insert(row.code.clone(), row);
         }
     }
@@ -178,19 +184,38 @@ impl LedgerCore {
         ))
     }
 
+    /// The session's offer, unless it was voided (a voided offer frees the
+    /// session for a new one).
     pub fn offer_for(&self, campaign: &str, session_id: &str) -> Option<Offer> {
-        self.by_session
-            .get(&(campaign.to_owned(), session_id.to_owned()))
-            .and_then(|code| self.offers.get(code))
+        self.session_row(campaign, session_id)
+            .filter(|r| r.state != OfferState::Voided)
             .map(OfferRow::offer)
     }
 
+    fn session_row(&self, campaign: &str, session_id: &str) -> Option<&OfferRow> {
+        self.by_session
+            .get(&(campaign.to_owned(), session_id.to_owned()))
+            .and_then(|code| self.offers.get(code))
+    }
+
+    /// Reserves for a session that holds no live offer. A reserved offer
+    /// past its expiry is voided first (its reserve released, once, as the
+    /// sweeper would), so an expired offer never blocks a new one.
     pub fn reserve(
         &mut self,
         req: &ReserveRequest<'_>,
-    ) -> Result<(ReserveOutcome, Option<Effect>), LedgerError> {
-        if let Some(o) = self.offer_for(req.campaign, req.session_id) {
-            return Ok((ReserveOutcome::AlreadyOffered(o), None));
+    ) -> Result<(ReserveOutcome, Vec<Effect>), LedgerError> {
+        let mut effects = Vec::new();
+        if let Some(row) = self.session_row(req.campaign, req.session_id).cloned() {
+            match row.state {
+                OfferState::Voided => {}
+                OfferState::Reserved if row.expires_ms <= req.now_ms => {
+                    effects.push(self.transition(&row.code, OfferState::Voided, req.now_ms, None));
+                }
+                OfferState::Reserved | OfferState::Captured => {
+                    return Ok((ReserveOutcome::AlreadyOffered(row.offer()), effects));
+                }
+            }
         }
         let day = self.budgets.day_of(req.now_ms);
         let (remaining, learning_remaining) = self.remaining(req.campaign, &day)?;
@@ -210,7 +235,7 @@ impl LedgerCore {
                     remaining_cents: remaining,
                 }
             };
-            return Ok((outcome, None));
+            return Ok((outcome, effects));
         };
         let mut code = None;
         for _ in 0..MINT_TRIES {
@@ -242,10 +267,9 @@ impl LedgerCore {
             .insert((row.campaign.clone(), row.session_id.clone()), code.clone());
         self.offers.insert(code, row.clone());
         debug_assert!(self.invariant_holds());
-        Ok((
-            ReserveOutcome::Reserved(row.offer()),
-            Some(Effect::Insert(row)),
-        ))
+        let offer = row.offer();
+        effects.push(Effect::Insert(row));
+        Ok((ReserveOutcome::Reserved(offer), effects))
     }
 
     fn transition(
@@ -275,7 +299,23 @@ impl LedgerCore {
             return (RedeemOutcome::Invalid, None);
         }
         match row.state {
-            OfferState::Captured => return (RedeemOutcome::AlreadyRedeemed, None),
+            OfferState::Captured => {
+                // A retry of the same redemption is answered again, once
+                // captured (see `REDEEM_REPLAY_MS`).
+                let replay = row.order_value_cents == Some(req.order_value_cents)
+                    && row
+                        .settled_ms
+                        .is_some_and(|t| req.now_ms < t.saturating_add(REDEEM_REPLAY_MS));
+                if replay {
+                    return (
+                        RedeemOutcome::Accepted {
+                            discount_cents: row.amount_cents,
+                        },
+                        None,
+                    );
+                }
+                return (RedeemOutcome::AlreadyRedeemed, None);
+            }
             OfferState::Voided => return (RedeemOutcome::Expired, None),
             OfferState::Reserved => {}
         }
@@ -429,23 +469,49 @@ impl LedgerCore {
     }
 }
 
+/// What recording an outcome did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutcomeRecorded {
+    /// New, or a "not converted" turned "converted" (a delayed order).
+    New,
+    /// The same outcome again: nothing changed.
+    Unchanged,
+    /// Refused: the session already converted, and a converted outcome is
+    /// final; `current` is what stays recorded.
+    Refused { current: Outcome },
+}
+
+impl OutcomeRecorded {
+    pub fn is_new(&self) -> bool {
+        *self == OutcomeRecorded::New
+    }
+}
+
+/// The one outcome rule, for every ledger: a session's first outcome is
+/// recorded; "not converted" may later become "converted" (an order placed
+/// after the session ended), once; a converted outcome is final (a
+/// different one is refused, the same one is a no-op). So a session changes
+/// at most once, and the report, reading the latest, counts it once.
+pub fn outcome_change(old: Option<&Outcome>, new: &Outcome) -> OutcomeRecorded {
+    match old {
+        None => OutcomeRecorded::New,
+        Some(o) if upsert_outcome_key(o) == upsert_outcome_key(new) => OutcomeRecorded::Unchanged,
+        Some(o) if !o.converted => OutcomeRecorded::New,
+        Some(o) => OutcomeRecorded::Refused { current: o.clone() },
+    }
+}
+
 /// What makes two outcomes of a session the same (`converted:order`); a
 /// repeat with the same key is not a change.
 pub fn upsert_outcome_key(o: &Outcome) -> String {
     format!("{}:{}", u8::from(o.converted), o.order_value_cents)
 }
 
-/// Applies an outcome to a map; true when new or changed.
-pub fn upsert_outcome(map: &mut HashMap<String, Outcome>, o: Outcome) -> bool {
-    match map.get(&o.session_id) {
-        Some(old)
-            if old.converted == o.converted && old.order_value_cents == o.order_value_cents =>
-        {
-            false
-        }
-        _ => {
-            map.insert(o.session_id.clone(), o);
-            true
-        }
+/// Applies an outcome to a map by [`outcome_change`].
+pub fn upsert_outcome(map: &mut HashMap<String, Outcome>, o: Outcome) -> OutcomeRecorded {
+    let r = outcome_change(map.get(&o.session_id), &o);
+    if r.is_new() {
+        map.insert(o.session_id.clone(), o);
     }
+    r
 }

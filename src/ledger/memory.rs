@@ -2,7 +2,8 @@
 
 use super::{
     upsert_outcome, BudgetSnapshot, Budgets, Captured, Ledger, LedgerCore, LedgerError, Offer,
-    OfferRow, Outcome, RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
+    OfferRow, Outcome, OutcomeRecorded, RedeemOutcome, RedeemRequest, ReserveOutcome,
+    ReserveRequest,
 };
 use crate::domain::voucher::VoucherKey;
 use async_trait::async_trait;
@@ -66,7 +67,7 @@ impl Ledger for MemoryLedger {
         self.core()?.snapshot(campaign, now_ms)
     }
 
-    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError> {
+    async fn record_outcome(&self, outcome: Outcome) -> Result<OutcomeRecorded, LedgerError> {
         let mut map = self
             .outcomes
             .lock()

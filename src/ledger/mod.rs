@@ -2,10 +2,15 @@
 //!
 //! - **Authorise** ([`Ledger::reserve`]): issuing an offer reserves its face
 //!   value against the campaign's budget of the (local) day. One atomic step
-//!   also enforces one offer per session and campaign: a session that holds
-//!   an offer gets it back (`AlreadyOffered`).
+//!   also enforces one live offer per session and campaign: a session that
+//!   holds an offer gets it back (`AlreadyOffered`). A voided offer (or a
+//!   reserved one past its expiry, which the same step voids) frees the
+//!   session: it may be offered again, on the budget as it is then.
 //! - **Capture** ([`Ledger::redeem`]): a redemption turns the reserve into
-//!   spend, exactly once.
+//!   spend, exactly once. The same redemption retried (same code, same
+//!   order value) within [`REDEEM_REPLAY_MS`] of the capture is answered
+//!   `Accepted` with the same discount again and captures nothing: a shop
+//!   whose answer was lost can retry safely.
 //! - **Void** ([`Ledger::void_expired`]): an offer past its expiry releases
 //!   its reserve.
 //!
@@ -34,11 +39,20 @@ pub mod memory;
 pub mod sqlite;
 
 pub use budget::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN, DEFAULT_LEARNING_SHARE, MS_PER_DAY};
-pub use core::{upsert_outcome, upsert_outcome_key, Effect, LedgerCore, OfferRow, OfferState};
+pub use core::{
+    outcome_change, upsert_outcome, upsert_outcome_key, Effect, LedgerCore, OfferRow, OfferState,
+    OutcomeRecorded,
+};
 pub use memory::MemoryLedger;
 
 use async_trait::async_trait;
 use serde::Serialize;
+
+/// How long after a capture the same redemption (same code, same order
+/// value) is answered `Accepted` again instead of `AlreadyRedeemed`: a day
+/// covers any checkout retry after a lost answer, and keeps a code shown
+/// again much later from looking fresh.
+pub const REDEEM_REPLAY_MS: i64 = 24 * 3_600_000;
 
 /// An offer as the visitor sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -164,7 +178,7 @@ pub enum LedgerError {
 pub trait Ledger: Send + Sync + 'static {
     /// Authorise: see the module docs. Never reserves beyond a cap.
     async fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, LedgerError>;
-    /// The session's offer in a campaign, if any.
+    /// The session's offer in a campaign, if any and not voided.
     async fn offer_for(
         &self,
         campaign: &str,
@@ -177,9 +191,9 @@ pub trait Ledger: Send + Sync + 'static {
     async fn void_expired(&self, now_ms: i64) -> Result<u64, LedgerError>;
     /// Today's budget of a campaign.
     async fn snapshot(&self, campaign: &str, now_ms: i64) -> Result<BudgetSnapshot, LedgerError>;
-    /// Records a session's outcome; idempotent. Returns true when it was new
-    /// or changed (so callers log it once).
-    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError>;
+    /// Records a session's outcome by [`outcome_change`]: idempotent, "not
+    /// converted" may become "converted" once, a converted outcome is final.
+    async fn record_outcome(&self, outcome: Outcome) -> Result<OutcomeRecorded, LedgerError>;
     /// Redemptions captured at or after `since_ms`.
     async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError>;
     /// Outcomes recorded at or after `since_ms`.

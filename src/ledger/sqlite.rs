@@ -19,8 +19,8 @@
 use crate::domain::voucher::VoucherKey;
 use crate::ledger::{
     upsert_outcome, BudgetSnapshot, Budgets, Captured, Effect, Ledger, LedgerCore, LedgerError,
-    Offer, OfferRow, OfferState, Outcome, RedeemOutcome, RedeemRequest, ReserveOutcome,
-    ReserveRequest,
+    Offer, OfferRow, OfferState, Outcome, OutcomeRecorded, RedeemOutcome, RedeemRequest,
+    ReserveOutcome, ReserveRequest,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -47,10 +47,11 @@ CREATE TABLE IF NOT EXISTS offers (
     state             TEXT NOT NULL CHECK (state IN ('reserved', 'captured', 'voided')),
     settled_ms        INTEGER,
     order_value_cents INTEGER,
-    learning          INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (campaign, session_id)
+    learning          INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS offers_open ON offers (state, expires_ms);
+CREATE UNIQUE INDEX IF NOT EXISTS offers_live ON offers (campaign, session_id)
+    WHERE state <> 'voided';
 CREATE TABLE IF NOT EXISTS outcomes (
     session_id        TEXT PRIMARY KEY,
     converted         INTEGER NOT NULL,
@@ -93,7 +94,7 @@ enum Cmd {
     },
     Outcome {
         outcome: Outcome,
-        reply: oneshot::Sender<Result<bool, LedgerError>>,
+        reply: oneshot::Sender<Result<OutcomeRecorded, LedgerError>>,
     },
     Captured {
         since_ms: i64,
@@ -127,7 +128,10 @@ enum Pending {
         oneshot::Sender<Result<BudgetSnapshot, LedgerError>>,
         Result<BudgetSnapshot, LedgerError>,
     ),
-    Outcome(oneshot::Sender<Result<bool, LedgerError>>, bool),
+    Outcome(
+        oneshot::Sender<Result<OutcomeRecorded, LedgerError>>,
+        OutcomeRecorded,
+    ),
     Captured(
         oneshot::Sender<Result<Vec<Captured>, LedgerError>>,
         Vec<Captured>,
@@ -216,6 +220,34 @@ fn migrate(conn: &Connection) -> Result<(), LedgerError> {
         conn.execute_batch("ALTER TABLE offers ADD COLUMN learning INTEGER NOT NULL DEFAULT 0")
             .map_err(sql_err)?;
         tracing::info!("ledger migrated: offers.learning added");
+    }
+    // One offer per session and campaign was a table constraint; it is now
+    // one *live* offer (`offers_live`), so a session whose offer was voided
+    // can be offered again. SQLite drops a table constraint only by
+    // rebuilding the table.
+    let sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'offers'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql_err)?;
+    if sql.contains("UNIQUE") {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             DROP INDEX IF EXISTS offers_open;
+             DROP INDEX IF EXISTS offers_live;
+             ALTER TABLE offers RENAME TO offers_old;
+             {SCHEMA}
+             INSERT INTO offers (code, campaign, session_id, day, amount_cents, issued_ms, \
+               expires_ms, state, settled_ms, order_value_cents, learning) \
+               SELECT code, campaign, session_id, day, amount_cents, issued_ms, expires_ms, \
+               state, settled_ms, order_value_cents, learning FROM offers_old;
+             DROP TABLE offers_old;
+             COMMIT;"
+        ))
+        .map_err(sql_err)?;
+        tracing::info!("ledger migrated: one live offer per session");
     }
     Ok(())
 }
@@ -377,7 +409,7 @@ impl Writer {
                         map.insert(o.session_id.clone(), o);
                     }
                     let changed = upsert_outcome(&mut map, outcome.clone());
-                    if changed {
+                    if changed.is_new() {
                         outcome_cache.insert(outcome.session_id.clone(), outcome.clone());
                         outcome_writes.push(outcome);
                     }
@@ -577,7 +609,7 @@ impl Ledger for SqliteLedger {
         .await
     }
 
-    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError> {
+    async fn record_outcome(&self, outcome: Outcome) -> Result<OutcomeRecorded, LedgerError> {
         self.call(|reply| Cmd::Outcome { outcome, reply }).await
     }
 

@@ -5,7 +5,8 @@ use super::RedisConn;
 use crate::domain::voucher::{self, VoucherKey};
 use crate::ledger::{
     upsert_outcome_key, BudgetSnapshot, Budgets, Captured, Ledger, LedgerError, Offer, Outcome,
-    RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
+    OutcomeRecorded, RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
+    REDEEM_REPLAY_MS,
 };
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -28,7 +29,8 @@ fn bad_reply(what: &str) -> LedgerError {
 /// ARGV: field, daily cap, total cap (-1: none), n, (amount, code) * n,
 /// campaign, session, day, issued, expires, prefix, learning (1/0),
 /// learning cap. Answers the offer with its amount and expiry (no second
-/// round trip). A learning reservation must fit both remainders and is
+/// round trip). The session's offer, when reserved but past its expiry, is
+/// voided first and, voided, frees the session (as `LedgerCore::reserve`). A learning reservation must fit both remainders and is
 /// counted in the day's `learning_reserved` as well as in `reserved`.
 const RESERVE: &str = r#"
 local n = tonumber(ARGV[4])
@@ -37,8 +39,13 @@ local prefix = ARGV[base + 6]
 local learning = ARGV[base + 7] == '1'
 local code = redis.call('HGET', KEYS[1], ARGV[1])
 if code then
-  local o = redis.call('HMGET', prefix .. ':offer:' .. code, 'amount', 'expires')
-  return {'already', code, o[1] or '', o[2] or ''}
+  local o = redis.call('HMGET', prefix .. ':offer:' .. code,
+    'amount', 'expires', 'state', 'campaign', 'day')
+  if o[3] == 'reserved' and tonumber(o[2]) <= tonumber(ARGV[base + 4]) then
+    settle(prefix, code, {o[4], o[5], o[1]}, 'voided', ARGV[base + 4], nil)
+    o[3] = 'voided'
+  end
+  if o[3] ~= 'voided' then return {'already', code, o[1] or '', o[2] or ''} end
 end
 local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end
 local rem = tonumber(ARGV[2]) - num(KEYS[2], 'reserved') - num(KEYS[2], 'captured')
@@ -108,13 +115,21 @@ local function settle(prefix, code, r, state, now, order)
 end
 "#;
 
-/// ARGV: prefix, code, session, now, order, min order.
+/// ARGV: prefix, code, session, now, order, min order, replay window.
+/// A captured code presented again with the same order value within the
+/// window of its capture answers `accepted` again, capturing nothing
+/// (`ledger::REDEEM_REPLAY_MS`, as `LedgerCore::redeem`).
 const REDEEM: &str = r#"
 local prefix, code = ARGV[1], ARGV[2]
 local r = redis.call('HMGET', prefix .. ':offer:' .. code,
-  'campaign', 'day', 'amount', 'session', 'state', 'expires')
+  'campaign', 'day', 'amount', 'session', 'state', 'expires', 'order', 'settled')
 if not r[4] or r[4] ~= ARGV[3] then return {'invalid'} end
-if r[5] == 'captured' then return {'already'} end
+if r[5] == 'captured' then
+  if r[7] == ARGV[5] and tonumber(ARGV[4]) < tonumber(r[8]) + tonumber(ARGV[7]) then
+    return {'accepted', r[3]}
+  end
+  return {'already'}
+end
 if r[5] == 'voided' then return {'expired'} end
 if tonumber(r[6]) <= tonumber(ARGV[4]) then
   settle(prefix, code, r, 'voided', ARGV[4], nil)
@@ -144,21 +159,28 @@ return {voided, #codes}
 "#;
 
 /// KEYS: outcomes, outcome_at. ARGV: session, `converted:order`, at.
+/// Returns {1, ''} when recorded, {0, old} when unchanged, {2, old} when
+/// refused: the rule of `ledger::outcome_change` (a converted outcome is
+/// final; "not converted" may become "converted").
 const RECORD_OUTCOME: &str = r#"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 local new = ARGV[2] .. ':' .. ARGV[3]
-if old and string.sub(old, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then return 0 end
+if old then
+  if string.sub(old, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then return {0, old} end
+  if string.sub(old, 1, 2) == '1:' then return {2, old} end
+end
 redis.call('HSET', KEYS[1], ARGV[1], new)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return 1
+return {1, ''}
 "#;
 
 /// KEYS: by_session. ARGV: field, prefix. Returns {code, amount, expires}
-/// or an empty array.
+/// or, when there is none or it was voided, an empty array.
 const OFFER_FOR: &str = r#"
 local code = redis.call('HGET', KEYS[1], ARGV[1])
 if not code then return {} end
-local o = redis.call('HMGET', ARGV[2] .. ':offer:' .. code, 'amount', 'expires')
+local o = redis.call('HMGET', ARGV[2] .. ':offer:' .. code, 'amount', 'expires', 'state')
+if o[3] == 'voided' then return {} end
 return {code, o[1] or '', o[2] or ''}
 "#;
 
@@ -199,7 +221,7 @@ impl RedisLedger {
             conn,
             budgets,
             key,
-            reserve: Script::new(RESERVE),
+            reserve: Script::new(&format!("{SETTLE_FN}{RESERVE}")),
             offer_for: Script::new(OFFER_FOR),
             redeem: Script::new(&format!("{SETTLE_FN}{REDEEM}")),
             void: Script::new(&format!("{SETTLE_FN}{VOID_EXPIRED}")),
@@ -354,6 +376,7 @@ impl Ledger for RedisLedger {
             .arg(req.now_ms)
             .arg(req.order_value_cents)
             .arg(req.min_order_cents)
+            .arg(REDEEM_REPLAY_MS)
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
@@ -453,9 +476,9 @@ impl Ledger for RedisLedger {
         })
     }
 
-    async fn record_outcome(&self, outcome: Outcome) -> Result<bool, LedgerError> {
+    async fn record_outcome(&self, outcome: Outcome) -> Result<OutcomeRecorded, LedgerError> {
         let mut con = self.conn.con();
-        let changed: i64 = self
+        let (changed, old): (i64, String) = self
             .record_outcome
             .prepare_invoke()
             .key(self.conn.key(&["outcomes"]))
@@ -466,7 +489,13 @@ impl Ledger for RedisLedger {
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
-        Ok(changed == 1)
+        match changed {
+            1 => Ok(OutcomeRecorded::New),
+            0 => Ok(OutcomeRecorded::Unchanged),
+            _ => parse_outcome(&outcome.session_id, &old)
+                .map(|current| OutcomeRecorded::Refused { current })
+                .ok_or_else(|| bad_reply("an outcome")),
+        }
     }
 
     async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError> {

@@ -35,7 +35,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `offer:<code>` | hash | one offer row (campaign, session, day, amount, issued, expires, state, settled, order, learning) |
-//! | `by_session` | hash | `<campaign> 0x1f <session>` -> code (one offer per session and campaign) |
+//! | `by_session` | hash | `<campaign> 0x1f <session>` -> code (the session's latest offer; one live offer per session and campaign) |
 //! | `day:<campaign>:<YYYY-MM-DD>` | hash | reserved, captured, offers of the budget day; learning_reserved, learning_captured: the exploration vouchers' part of them |
 //! | `total:<campaign>` | hash | the same over the campaign's lifetime |
 //! | `reserved` / `captured` | sorted sets | codes by expiry / by capture time (sweeper, ROI report) |

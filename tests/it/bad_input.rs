@@ -151,3 +151,93 @@ async fn far_beyond_transport_limit_is_rejected_without_killing_the_server() {
     assert!(c.decide(decide("ok", vec![])).await.is_ok());
     s.stop().await;
 }
+
+/// Events dated 1970, sent in seconds, older than the session's idle TTL or
+/// beyond the allowed clock skew were scored; they are now refused, naming
+/// the event, and the request changes nothing.
+#[tokio::test]
+async fn event_times_outside_the_session_window_are_refused() {
+    let s = start(settings(""), default_model()).await;
+    let mut c = s.client().await;
+    let search = |at_ms| pb::Event {
+        at_ms,
+        kind: Some(Kind::Search(pb::Search { results: 3 })),
+    };
+    let good = page(0, PageKind::Home, 5);
+    let idle_ttl_ms = 1_800_000;
+    for (at_ms, why) in [
+        (86_400_000, "before 2000"),
+        (NOW_MS / 1_000, "looks like seconds"),
+        (NOW_MS - idle_ttl_ms - 1, "older than the session idle TTL"),
+        (NOW_MS + 5 * 60 * 1_000 + 1, "ahead of the server clock"),
+        (NOW_MS * 1_000, "ahead of the server clock"),
+    ] {
+        let r = c
+            .decide(decide("t", vec![good.clone(), search(at_ms)]))
+            .await;
+        assert!(
+            r.as_ref().is_err_and(|e| e.message().contains(why)),
+            "{at_ms}: {r:?}"
+        );
+        expect_invalid(r, "events[1].at_ms").await;
+        expect_invalid(
+            c.track(pb::TrackRequest {
+                session_id: "t".into(),
+                events: vec![search(at_ms)],
+                ..Default::default()
+            })
+            .await,
+            "events[0].at_ms",
+        )
+        .await;
+    }
+    // The edges of the window are accepted, and 0 means "now".
+    let t = c
+        .track(pb::TrackRequest {
+            session_id: "t".into(),
+            events: vec![
+                search(NOW_MS - idle_ttl_ms),
+                search(NOW_MS + 5 * 60 * 1_000),
+                search(0),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.session_events, 3, "only the accepted events were applied");
+    s.stop().await;
+}
+
+/// Budget neither checked nor bounded its campaign name: a 100 KB name came
+/// back inside the error and overflowed the response metadata. It is now
+/// checked exactly as Decide checks it, with the same answers.
+#[tokio::test]
+async fn budget_checks_the_campaign_exactly_like_decide() {
+    let s = start(settings(""), default_model()).await;
+    let mut c = s.client().await;
+    let budget = |campaign: &str| pb::BudgetRequest {
+        campaign: campaign.into(),
+    };
+    for name in ["x".repeat(100 * 1024), "two words".into(), "é".into()] {
+        let b = c.budget(budget(&name)).await;
+        let mut req = decide("b", vec![]);
+        req.campaign = name.clone();
+        let d = c.decide(req).await;
+        let (b, d) = (b.unwrap_err(), d.unwrap_err());
+        assert_eq!(b.message(), d.message());
+        assert!(b.message().len() < 200, "{}", b.message());
+        expect_invalid(Err::<(), _>(b), "campaign").await;
+    }
+    // Unknown: the same answer as Decide's.
+    let b = c.budget(budget("nope")).await.unwrap_err();
+    let mut req = decide("b", vec![]);
+    req.campaign = "nope".into();
+    let d = c.decide(req).await.unwrap_err();
+    assert_eq!((b.code(), b.message()), (d.code(), d.message()));
+    expect_invalid(Err::<(), _>(b), "campaign").await;
+    // Empty: the default campaign, as in Decide.
+    let b = c.budget(budget("")).await.unwrap().into_inner();
+    assert_eq!(b.campaign, "default");
+    s.stop().await;
+}

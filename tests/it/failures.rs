@@ -6,8 +6,8 @@ use nudge::domain::session::SessionState;
 use nudge::engine::{Engine, Reason};
 use nudge::grpc::validate;
 use nudge::ledger::{
-    BudgetSnapshot, Captured, Ledger, LedgerError, MemoryLedger, Offer, Outcome, RedeemOutcome,
-    RedeemRequest, ReserveOutcome, ReserveRequest,
+    BudgetSnapshot, Captured, Ledger, LedgerError, MemoryLedger, Offer, Outcome, OutcomeRecorded,
+    RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
 };
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate, StoreError};
 use std::sync::Arc;
@@ -42,7 +42,7 @@ impl Ledger for DownLedger {
     async fn snapshot(&self, _: &str, _: i64) -> Result<BudgetSnapshot, LedgerError> {
         Err(LedgerError::Unavailable("connection refused".into()))
     }
-    async fn record_outcome(&self, _: Outcome) -> Result<bool, LedgerError> {
+    async fn record_outcome(&self, _: Outcome) -> Result<OutcomeRecorded, LedgerError> {
         Err(LedgerError::Unavailable("connection refused".into()))
     }
     async fn captured(&self, _: i64) -> Result<Vec<Captured>, LedgerError> {

@@ -16,6 +16,8 @@ mod server;
 mod binary;
 // Conformance suites for every store and ledger implementation.
 mod store;
+// The outcome rule and re-offers after expiry, on every ledger.
+mod store_rules;
 // Invariants over random event streams.
 mod properties;
 // Store outages: open on scoring, closed on money.

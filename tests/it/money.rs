@@ -29,35 +29,58 @@ async fn offered(s: &TestServer, session: &str) -> pb::Offer {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_code_redeems_exactly_once_under_16_concurrent_redeems() {
+async fn a_code_captures_exactly_once_and_a_retry_is_answered_again() {
     let s = start(settings(""), fixture_model("flat_hesitant.json")).await;
     let offer = offered(&s, "r1").await;
     let channel = s.channel().await;
     let mut tasks = Vec::new();
-    for _ in 0..16 {
+    // Sixteen different orders race for one code: one wins.
+    for i in 0..16 {
         let mut c = pb::offers_client::OffersClient::new(channel.clone());
         let code = offer.voucher_code.clone();
         tasks.push(tokio::spawn(async move {
-            c.redeem(redeem(&code, "r1", 20_000))
+            let order = 20_000 + i;
+            let r = c
+                .redeem(redeem(&code, "r1", order))
                 .await
                 .unwrap()
-                .into_inner()
+                .into_inner();
+            (order, r)
         }));
     }
-    let mut accepted = 0;
+    let mut winners = Vec::new();
     let mut already = 0;
     for t in tasks {
-        let r = t.await.unwrap();
+        let (order, r) = t.await.unwrap();
         match status(&r) {
             RedeemStatus::Accepted => {
-                accepted += 1;
+                winners.push(order);
                 assert_eq!(r.discount_cents, offer.amount_cents);
             }
             RedeemStatus::AlreadyRedeemed => already += 1,
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!((accepted, already), (1, 15));
+    assert_eq!((winners.len(), already), (1, 15));
+    // The winner's retries (its answer lost) are answered again, sixteen
+    // at once, and capture nothing more.
+    let mut retries = Vec::new();
+    for _ in 0..16 {
+        let mut c = pb::offers_client::OffersClient::new(channel.clone());
+        let code = offer.voucher_code.clone();
+        let order = winners[0];
+        retries.push(tokio::spawn(async move {
+            c.redeem(redeem(&code, "r1", order))
+                .await
+                .unwrap()
+                .into_inner()
+        }));
+    }
+    for t in retries {
+        let r = t.await.unwrap();
+        assert_eq!(status(&r), RedeemStatus::Accepted);
+        assert_eq!(r.discount_cents, offer.amount_cents);
+    }
     let snap = s.engine.ledger.snapshot("default", NOW_MS).await.unwrap();
     assert_eq!(snap.captured_cents, offer.amount_cents);
     assert_eq!(snap.reserved_cents, 0);
@@ -315,5 +338,55 @@ async fn budget_rpc_shows_the_day() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    s.stop().await;
+}
+
+/// An expired offer kept being returned as ALREADY_OFFERED, so the session
+/// could never get another. Past its expiry the session is decided afresh,
+/// on SQLite, with the old reserve released once and the old code expired.
+#[tokio::test]
+async fn an_expired_offer_frees_the_session_for_a_new_one() {
+    let s = start(
+        settings("[budget]\ndaily_cap_cents = 5000\n[policy]\noffer_ttl_secs = 3600\n"),
+        fixture_model("flat_hesitant.json"),
+    )
+    .await;
+    let mut c = s.client().await;
+    let first = offered(&s, "e1").await;
+    let again = c.decide(decide("e1", vec![])).await.unwrap().into_inner();
+    assert_eq!(reason(&again), Reason::AlreadyOffered);
+    assert_eq!(again.offer.as_ref(), Some(&first));
+
+    s.clock.advance(3_600_000);
+    let r = c
+        .decide(decide("e1", vec![at_now(cart_add(1, "p", 20_000, 1))]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reason(&r), Reason::Offered, "{r:?}");
+    let second = r.offer.unwrap();
+    assert_ne!(second.voucher_code, first.voucher_code);
+    let b = c
+        .budget(pb::BudgetRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (b.reserved_cents, b.offers),
+        (second.amount_cents, 2),
+        "the expired reserve is released, once"
+    );
+    let old = c
+        .redeem(redeem(&first.voucher_code, "e1", 20_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status(&old), RedeemStatus::Expired);
+    let new = c
+        .redeem(redeem(&second.voucher_code, "e1", 20_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status(&new), RedeemStatus::Accepted);
     s.stop().await;
 }

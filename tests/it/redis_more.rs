@@ -390,7 +390,10 @@ async fn binary_serves_on_redis_only_with_a_shared_secret() {
         .await
         .unwrap();
     let r = c
-        .decide(decide("bin-1", hesitant_session(20_000)))
+        .decide(decide(
+            "bin-1",
+            util::on_system_clock(hesitant_session(20_000)),
+        ))
         .await
         .unwrap()
         .into_inner();

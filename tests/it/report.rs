@@ -132,3 +132,58 @@ async fn report_over_grpc_and_cli_matches_what_happened() {
         "a report creates no key"
     );
 }
+
+/// RecordOutcome accepted any number of flips and sessions nudge never saw.
+/// Now "not converted" may become "converted" once (a delayed order), a
+/// converted outcome is final (FAILED_PRECONDITION naming the session), and
+/// outcomes of sessions without a decision are counted apart in the report.
+#[tokio::test]
+async fn a_late_order_counts_once_and_unknown_sessions_apart() {
+    let s = start(
+        settings("[budget]\ndaily_cap_cents = 1000000\n"),
+        fixture_model("flat_hesitant.json"),
+    )
+    .await;
+    let mut c = s.client().await;
+    c.decide(decide("late", hesitant_session(20_000)))
+        .await
+        .unwrap();
+    let outcome = |session: &str, order_value_cents: i64| pb::RecordOutcomeRequest {
+        session_id: session.into(),
+        converted: order_value_cents > 0,
+        order_value_cents,
+    };
+    let recorded = |r: Result<tonic::Response<pb::RecordOutcomeResponse>, tonic::Status>| {
+        r.unwrap().into_inner().recorded
+    };
+    assert!(recorded(c.record_outcome(outcome("late", 0)).await));
+    assert!(!recorded(c.record_outcome(outcome("late", 0)).await));
+    assert!(recorded(c.record_outcome(outcome("late", 20_000)).await));
+    assert!(!recorded(c.record_outcome(outcome("late", 20_000)).await));
+    for flip in [0, 15_000] {
+        let e = c.record_outcome(outcome("late", flip)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("session_id \"late\""), "{e:?}");
+    }
+    // A session nudge never decided on: accepted, counted apart.
+    assert!(recorded(
+        c.record_outcome(outcome("never-seen", 9_900)).await
+    ));
+
+    let rpc = c
+        .report(pb::ReportRequest { since_ms: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let report: RoiReport = serde_json::from_str(&rpc.json).unwrap();
+    let total = &report.campaigns[0].total;
+    assert_eq!(total.treatment.sessions + total.holdout.sessions, 1);
+    assert_eq!(total.treatment.conversions + total.holdout.conversions, 1);
+    assert_eq!(
+        total.treatment.revenue_cents + total.holdout.revenue_cents,
+        20_000
+    );
+    assert_eq!((report.unmatched_outcomes, rpc.unmatched_outcomes), (1, 1));
+    assert!(rpc.table.contains("without a decision"), "{}", rpc.table);
+    s.stop().await;
+}

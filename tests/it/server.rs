@@ -63,14 +63,14 @@ async fn idle_session_expires_after_the_ttl() {
         ..Default::default()
     };
     let t = c
-        .track(track(vec![page(0, PageKind::Home, 1)]))
+        .track(track(vec![at_now(page(0, PageKind::Home, 1))]))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(t.session_events, 1);
     s.clock.advance(60_000);
     let t = c
-        .track(track(vec![page(1, PageKind::Home, 1)]))
+        .track(track(vec![at_now(page(1, PageKind::Home, 1))]))
         .await
         .unwrap()
         .into_inner();

@@ -7,8 +7,8 @@ use nudge::domain::session::{Context, Device, Event, EventKind, Signal};
 use nudge::domain::voucher::{self, VoucherKey};
 use nudge::ledger::sqlite::SqliteLedger;
 use nudge::ledger::{
-    Budgets, CampaignBudget, Ledger, MemoryLedger, Outcome, RedeemOutcome, RedeemRequest,
-    ReserveOutcome, ReserveRequest, DEFAULT_CAMPAIGN, MS_PER_DAY,
+    Budgets, CampaignBudget, Ledger, MemoryLedger, RedeemOutcome, RedeemRequest, ReserveOutcome,
+    ReserveRequest, DEFAULT_CAMPAIGN, MS_PER_DAY,
 };
 use nudge::redis::{RedisLedger, RedisSessionStore};
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate};
@@ -95,7 +95,7 @@ async fn session_store_suite(store: Arc<dyn SessionStore>) {
     assert_eq!(c[0].as_ref().unwrap().events, 32);
 }
 
-fn budgets(daily: i64, total: Option<i64>) -> Budgets {
+pub(crate) fn budgets(daily: i64, total: Option<i64>) -> Budgets {
     let mut b = Budgets::single(daily);
     b.campaigns
         .get_mut(DEFAULT_CAMPAIGN)
@@ -112,11 +112,11 @@ fn budgets(daily: i64, total: Option<i64>) -> Budgets {
     b
 }
 
-fn key() -> VoucherKey {
+pub(crate) fn key() -> VoucherKey {
     VoucherKey::from_secret("conformance-suite secret")
 }
 
-fn req<'a>(
+pub(crate) fn req<'a>(
     campaign: &'a str,
     session: &'a str,
     candidates: &'a [i64],
@@ -145,7 +145,12 @@ fn learn<'a>(
     }
 }
 
-fn redeem<'a>(code: &'a str, session: &'a str, order: i64, now_ms: i64) -> RedeemRequest<'a> {
+pub(crate) fn redeem<'a>(
+    code: &'a str,
+    session: &'a str,
+    order: i64,
+    now_ms: i64,
+) -> RedeemRequest<'a> {
     RedeemRequest {
         code,
         session_id: session,
@@ -230,12 +235,7 @@ async fn ledger_suite(make: impl Fn(Budgets) -> Arc<dyn Ledger>) {
             discount_cents: 1_000
         }
     );
-    assert_eq!(
-        l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS + 3))
-            .await
-            .unwrap(),
-        RedeemOutcome::AlreadyRedeemed
-    );
+    crate::store_rules::redeem_replay(&*l, &a.voucher_code, NOW_MS + 2).await;
     let snap = l.snapshot(d, NOW_MS + 3).await.unwrap();
     assert_eq!(
         (
@@ -327,35 +327,8 @@ async fn ledger_suite(make: impl Fn(Budgets) -> Arc<dyn Ledger>) {
         ReserveOutcome::Exhausted { .. }
     ));
 
-    // Outcomes are idempotent.
-    let o = Outcome {
-        session_id: "a".into(),
-        converted: true,
-        order_value_cents: 20_000,
-        at_ms: NOW_MS,
-    };
-    assert!(l.record_outcome(o.clone()).await.unwrap());
-    assert!(!l
-        .record_outcome(Outcome {
-            at_ms: NOW_MS + 5,
-            ..o.clone()
-        })
-        .await
-        .unwrap());
-    assert!(
-        l.record_outcome(Outcome {
-            order_value_cents: 25_000,
-            ..o.clone()
-        })
-        .await
-        .unwrap(),
-        "a correction is recorded"
-    );
-    let all = l.outcomes(0).await.unwrap();
-    assert_eq!(all.len(), 1);
-    assert_eq!(all[0].order_value_cents, 25_000);
-    assert_eq!(l.outcomes(all[0].at_ms).await.unwrap(), all);
-    assert!(l.outcomes(all[0].at_ms + 1).await.unwrap().is_empty());
+    crate::store_rules::outcome_rule(&*l).await;
+    crate::store_rules::reoffer_after_expiry(&make).await;
 
     // Zero cap: nothing is ever reserved.
     let z = make(budgets(0, None));
@@ -779,10 +752,19 @@ async fn sqlite_ledger_restores_budget_and_offers_after_restart() {
     assert_eq!(l.snapshot("default", NOW_MS).await.unwrap(), before);
     assert_eq!(l.offer_for("default", "a").await.unwrap(), Some(a.clone()));
     assert_eq!(
-        l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS))
+        l.redeem(redeem(&a.voucher_code, "a", 20_001, NOW_MS))
             .await
             .unwrap(),
         RedeemOutcome::AlreadyRedeemed
+    );
+    assert!(
+        matches!(
+            l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS))
+                .await
+                .unwrap(),
+            RedeemOutcome::Accepted { .. }
+        ),
+        "a retry is still answered after a restart"
     );
     assert!(matches!(
         l.reserve(req("default", "b", &[500], NOW_MS))

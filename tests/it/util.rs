@@ -147,6 +147,26 @@ pub fn ev(offset_s: i64, kind: Kind) -> pb::Event {
     }
 }
 
+/// The event at the server's current time (`at_ms = 0`), for tests that
+/// move the clock past the window the fixed event times fall in.
+pub fn at_now(e: pb::Event) -> pb::Event {
+    pb::Event { at_ms: 0, ..e }
+}
+
+/// The events moved from the fixed test "now" ([`NOW_MS`]) to the system
+/// clock's, spacing kept: for the real binary, which refuses event times
+/// outside the session window of its own clock.
+pub fn on_system_clock(events: Vec<pb::Event>) -> Vec<pb::Event> {
+    let now_ms = nudge::clock::SystemClock.now_ms();
+    events
+        .into_iter()
+        .map(|e| pb::Event {
+            at_ms: e.at_ms - NOW_MS + now_ms,
+            ..e
+        })
+        .collect()
+}
+
 pub fn page(offset_s: i64, page_kind: pb::PageKind, dwell_s: u32) -> pb::Event {
     ev(
         offset_s,
