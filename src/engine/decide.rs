@@ -21,8 +21,19 @@ use crate::engine::error::ServiceError;
 use crate::engine::inputs::DecideInput;
 use crate::engine::outputs::{Decision, Reason};
 use crate::engine::Engine;
-use crate::ledger::{ReserveOutcome, ReserveRequest};
+use crate::ledger::{LedgerError, ReserveOutcome, ReserveRequest};
 use crate::store::SessionUpdate;
+use crate::throttle::LogThrottle;
+
+/// A ledger that is down fails every Decide the same way: one line per
+/// interval, with the count, not one per request.
+static LEDGER_DOWN: LogThrottle = LogThrottle::new(std::time::Duration::from_secs(10));
+
+fn ledger_down(session_id: &str, e: &LedgerError) {
+    if let Some(count) = LEDGER_DOWN.hit() {
+        tracing::warn!(session_id, error = %e, count, "ledger down, no voucher");
+    }
+}
 
 /// The tiers the money step may still reserve, best first, each with the
 /// expected net value it would be answered with.
@@ -199,7 +210,7 @@ impl Engine {
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(session_id = %input.session_id, error = %e, "ledger down, no voucher");
+                ledger_down(&input.session_id, &e);
                 if a.eligible() {
                     d.reason = Reason::BudgetUnavailable;
                 }
@@ -333,7 +344,7 @@ impl Engine {
                 self.propensity_of_none_refused(a, remaining_cents, learning_remaining_cents)
             }
             Err(e) => {
-                tracing::warn!(session_id = %input.session_id, error = %e, "ledger down, no voucher");
+                ledger_down(&input.session_id, &e);
                 d.reason = Reason::BudgetUnavailable;
                 propensity
             }

@@ -38,3 +38,5 @@ mod pacing_state;
 mod redis;
 // The Redis ledger against the core, faults, the binary on Redis, TLS.
 mod redis_more;
+// A full disk under the ledger and the decision log; file modes.
+mod storage;
