@@ -140,9 +140,9 @@ async fn a_full_disk_answers_without_voucher_sends_no_undurable_offer_and_recove
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (id, r) = ask(&mut c).await;
-        if let Some(o) = r.offer {
+        if r.offer.is_some() {
             assert_eq!(reason(&r), Reason::Offered);
-            sent.insert(id, o);
+            sent.insert(id, r.offer.unwrap());
             break;
         }
         assert_eq!(reason(&r), Reason::BudgetUnavailable, "{r:?}");
