@@ -68,7 +68,7 @@
 //!   one-day table, SVG, HTML), `render_days` (the same for several days)
 //!   and `diag` (diagnostics run by hand).
 //! - [`clock`]: injected time (system and manual clocks).
-//! - [`files`]: the one atomic-write helper.
+//! - [`files`]: the one atomic-write helper, file modes, the disk-full switch.
 //! - [`html`]: the one HTML escaper for written pages.
 //! - [`throttle`]: repeating errors logged once per interval with a count.
 //!

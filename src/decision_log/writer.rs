@@ -47,10 +47,20 @@ enum Msg {
     Prune(oneshot::Sender<()>),
 }
 
-#[derive(Default)]
 struct Counters {
     written: AtomicU64,
     dropped: AtomicU64,
+    queue_full: LogThrottle,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            queue_full: LogThrottle::new(LOG_EVERY),
+        }
+    }
 }
 
 /// Handle to the log. Cheap to clone.
@@ -365,8 +375,12 @@ impl DecisionLog {
         let Some(tx) = &self.tx else { return };
         if tx.try_send(Msg::Record(Box::new(rec))).is_err() {
             let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::warn!(dropped = n, "decision log queue full, records dropped");
+            if let Some(count) = self.counters.queue_full.hit() {
+                tracing::warn!(
+                    count,
+                    dropped = n,
+                    "decision log queue full, records dropped"
+                );
             }
         }
     }

@@ -365,9 +365,9 @@ impl Health {
         self.retry_at.is_none_or(|t| now >= t)
     }
 
-    /// Why a write is refused while the storage is failing.
-    fn refusal(&mut self) -> String {
-        self.refused += 1;
+    /// Why `n` writes are refused while the storage is failing.
+    fn refusal(&mut self, n: usize) -> String {
+        self.refused += n as u64;
         format!(
             "ledger storage failing, writes refused until it recovers: {}",
             self.last_error
@@ -547,7 +547,7 @@ impl Writer {
             }
         }
         if !refused.is_empty() {
-            let msg = self.health.refusal();
+            let msg = self.health.refusal(refused.len());
             refused.into_iter().for_each(|p| p.send_err(&msg));
         }
         if effects.is_empty() && outcome_writes.is_empty() {

@@ -140,12 +140,13 @@ async fn a_full_disk_answers_without_voucher_sends_no_undurable_offer_and_recove
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (id, r) = ask(&mut c).await;
-        if r.offer.is_some() {
-            assert_eq!(reason(&r), Reason::Offered);
-            sent.insert(id, r.offer.unwrap());
+        let why = reason(&r);
+        if let Some(o) = r.offer {
+            assert_eq!(why, Reason::Offered);
+            sent.insert(id, o);
             break;
         }
-        assert_eq!(reason(&r), Reason::BudgetUnavailable, "{r:?}");
+        assert_eq!(why, Reason::BudgetUnavailable);
         assert!(Instant::now() < deadline, "no recovery");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
