@@ -70,7 +70,8 @@
 //! - [`clock`]: injected time (system and manual clocks).
 //! - [`files`]: the one atomic-write helper, file modes, the disk-full switch.
 //! - [`html`]: the one HTML escaper for written pages.
-//! - [`throttle`]: repeating errors logged once per interval with a count.
+//! - [`throttle`]: repeating errors logged once per interval with a count;
+//!   the subscriber a writer thread logs to.
 //!
 //! Protobuf and `tonic` appear only in [`grpc`], [`app`] and the binary.
 pub mod app;

@@ -322,11 +322,11 @@ impl DecisionLog {
             dropped: 0,
         };
         // The writer logs where its starter logs.
-        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        let dispatch = crate::throttle::current_dispatch();
         std::thread::Builder::new()
             .name("nudge-log".into())
             .spawn(move || {
-                tracing::dispatcher::with_default(&dispatch, || {
+                crate::throttle::with_dispatch(&dispatch, || {
                     w.prune();
                     while let Some(msg) = rx.blocking_recv() {
                         match msg {

@@ -688,7 +688,7 @@ impl SqliteLedger {
         tracing::info!(path = %path.display(), offers = n, "ledger opened");
         let (tx, rx) = mpsc::channel(QUEUE);
         // The writer logs where its opener logs.
-        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        let dispatch = crate::throttle::current_dispatch();
         let writer = Writer {
             conn,
             core,
@@ -697,7 +697,7 @@ impl SqliteLedger {
         };
         std::thread::Builder::new()
             .name("nudge-ledger".into())
-            .spawn(move || tracing::dispatcher::with_default(&dispatch, || writer.run(rx)))
+            .spawn(move || crate::throttle::with_dispatch(&dispatch, || writer.run(rx)))
             .map_err(|e| LedgerError::Unavailable(format!("cannot start ledger writer: {e}")))?;
         Ok(SqliteLedger {
             tx,
