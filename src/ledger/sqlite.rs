@@ -345,6 +345,8 @@ struct Health {
     failed_commits: u64,
     refused: u64,
     commit_failed: LogThrottle,
+    /// A flapping disk recovers again and again: one line per interval too.
+    recovered: LogThrottle,
 }
 
 impl Health {
@@ -357,6 +359,7 @@ impl Health {
             failed_commits: 0,
             refused: 0,
             commit_failed: LogThrottle::new(LOG_EVERY),
+            recovered: LogThrottle::new(LOG_EVERY),
         }
     }
 
@@ -399,12 +402,15 @@ impl Health {
 
     fn succeeded(&mut self) {
         if let Some(since) = self.down_since.take() {
-            tracing::warn!(
-                down_ms = since.elapsed().as_millis() as u64,
-                failed_commits = self.failed_commits,
-                writes_refused = self.refused,
-                "ledger storage recovered"
-            );
+            if let Some(count) = self.recovered.hit() {
+                tracing::warn!(
+                    count,
+                    down_ms = since.elapsed().as_millis() as u64,
+                    failed_commits = self.failed_commits,
+                    writes_refused = self.refused,
+                    "ledger storage recovered"
+                );
+            }
         }
         self.retry_at = None;
         self.backoff = BACKOFF_MIN;

@@ -39,6 +39,20 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Lines {
     }
 }
 
+/// Captures what this thread, and the writer threads it starts, log.
+fn capture() -> (Lines, tracing::subscriber::DefaultGuard) {
+    // With a single subscriber registered, tracing decides whether a call
+    // site is enabled from the subscriber of whichever thread reaches it
+    // first (possibly none, for good); with a second one kept for the life
+    // of the process it asks every registered subscriber.
+    static KEEP: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    KEEP.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
+    let lines = Lines::default();
+    let guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
+    (lines, guard)
+}
+
 impl Lines {
     fn count(&self, needle: &str) -> usize {
         let lines = self.0.lock().unwrap();
@@ -59,8 +73,7 @@ fn config() -> nudge::config::Settings {
 
 #[tokio::test]
 async fn a_full_disk_answers_without_voucher_sends_no_undurable_offer_and_recovers_by_itself() {
-    let lines = Lines::default();
-    let _log = tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
+    let (lines, _log) = capture();
     let disk = DiskFull::default();
     let data = tempfile::tempdir().unwrap();
     let mut s = start_with_disk(
@@ -89,8 +102,10 @@ async fn a_full_disk_answers_without_voucher_sends_no_undurable_offer_and_recove
     }
     let first = sent.keys().next().unwrap().clone();
 
-    // The disk fills up: every Decide still answers, with a score, no
-    // voucher and the ledger's unavailability as the reason.
+    // The disk fills up (after what was logged reached it): every Decide
+    // still answers, with a score, no voucher and the ledger's
+    // unavailability as the reason.
+    s.engine.log.flush().await;
     disk.set(true);
     let errors_before = lines.total();
     for _ in 0..200 {
@@ -252,6 +267,113 @@ async fn ledger_key_and_log_files_are_not_readable_by_others() {
     nudge::files::set_mode(&key, 0o644).unwrap();
     nudge::app::voucher_key(&settings, None).unwrap();
     assert_eq!(mode(&key), 0o600);
+}
+
+/// The disk fills and frees again and again under concurrent reservations
+/// and redemptions: every answered offer and redemption is on disk, nothing
+/// on disk was refused to its caller, and the memory equals the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_disk_never_sets_memory_apart_from_the_file() {
+    use nudge::ledger::{Ledger, RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest};
+    const CAP: i64 = 1_000_000;
+    let (lines, _log) = capture();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite3");
+    let key = nudge::domain::voucher::VoucherKey::random();
+    let disk = DiskFull::default();
+    let ledger =
+        SqliteLedger::open_with(&path, Budgets::single(CAP), key.clone(), disk.clone()).unwrap();
+    let toggler = {
+        let disk = disk.clone();
+        tokio::spawn(async move {
+            for i in 0..60u64 {
+                disk.set(!disk.is_set());
+                tokio::time::sleep(Duration::from_millis(3 + i % 11)).await;
+            }
+            disk.set(false);
+        })
+    };
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let ledger = ledger.clone();
+        tasks.push(tokio::spawn(async move {
+            // (session, offer, redeemed)
+            let mut got: Vec<(String, nudge::ledger::Offer, bool)> = Vec::new();
+            for i in 0..150 {
+                let session = format!("t{t}-{i}");
+                let r = ledger
+                    .reserve(ReserveRequest {
+                        campaign: "default",
+                        session_id: &session,
+                        candidates: &[500],
+                        now_ms: NOW_MS,
+                        expires_at_ms: NOW_MS + 3_600_000,
+                        learning: false,
+                    })
+                    .await;
+                if let Ok(ReserveOutcome::Reserved(o)) = r {
+                    got.push((session, o, false));
+                }
+                // Redeem every third offer received so far.
+                if let Some(g) = got.iter_mut().filter(|g| !g.2).nth(2) {
+                    let r = ledger
+                        .redeem(RedeemRequest {
+                            code: &g.1.voucher_code,
+                            session_id: &g.0,
+                            order_value_cents: 20_000,
+                            min_order_cents: 0,
+                            now_ms: NOW_MS + 1,
+                        })
+                        .await;
+                    if let Ok(RedeemOutcome::Accepted { .. }) = r {
+                        g.2 = true;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            got
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.extend(t.await.unwrap());
+    }
+    toggler.await.unwrap();
+    assert!(!got.is_empty());
+    eprintln!(
+        "flapping disk: {} of 900 reservations answered, {} redeemed",
+        got.len(),
+        got.iter().filter(|g| g.2).count()
+    );
+    let memory = ledger.rows().await.unwrap();
+    let file = SqliteLedger::open(&path, Budgets::single(CAP), key)
+        .unwrap()
+        .rows()
+        .await
+        .unwrap();
+    assert_eq!(memory, file, "memory equals the file");
+    assert_eq!(file.len(), got.len(), "every row on disk was answered");
+    let by_session: HashMap<_, _> = file.iter().map(|r| (r.session_id.clone(), r)).collect();
+    for (session, offer, redeemed) in &got {
+        let row = by_session[session];
+        assert_eq!(row.code, offer.voucher_code);
+        let want = if *redeemed {
+            OfferState::Captured
+        } else {
+            OfferState::Reserved
+        };
+        assert_eq!(row.state, want, "{session}");
+    }
+    let committed: i64 = file.iter().map(|r| r.amount_cents).sum();
+    assert!(committed <= CAP);
+    // Thirty outages: a few lines, each with its count.
+    for line in ["ledger commit failed", "ledger storage recovered"] {
+        assert!(
+            (1..=3).contains(&lines.count(line)),
+            "{line}: {:?}",
+            lines.0.lock().unwrap()
+        );
+    }
 }
 
 /// Decides per second with the disk healthy and full, on a ledger of 200,000
