@@ -235,9 +235,10 @@ fn owner_only_files(path: &Path) -> Result<(), LedgerError> {
     for side in ["-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
         p.push(side);
-        let p = PathBuf::from(p);
-        if p.exists() {
-            crate::files::set_mode(&p, 0o600).map_err(io)?;
+        // Absent, or removed meanwhile by the last connection closing.
+        match crate::files::set_mode(Path::new(&p), 0o600) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
         }
     }
     Ok(())

@@ -283,23 +283,20 @@ async fn a_flapping_disk_never_sets_memory_apart_from_the_file() {
     let disk = DiskFull::default();
     let ledger =
         SqliteLedger::open_with(&path, Budgets::single(CAP), key.clone(), disk.clone()).unwrap();
-    let toggler = {
-        let disk = disk.clone();
-        tokio::spawn(async move {
-            for i in 0..60u64 {
-                disk.set(!disk.is_set());
-                tokio::time::sleep(Duration::from_millis(3 + i % 11)).await;
-            }
-            disk.set(false);
-        })
-    };
+    // Full from the start, then flipped every 23rd operation.
+    disk.set(true);
+    let ops = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for t in 0..6 {
         let ledger = ledger.clone();
+        let (disk, ops) = (disk.clone(), ops.clone());
         tasks.push(tokio::spawn(async move {
             // (session, offer, redeemed)
             let mut got: Vec<(String, nudge::ledger::Offer, bool)> = Vec::new();
             for i in 0..150 {
+                if ops.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 23 == 22 {
+                    disk.set(!disk.is_set());
+                }
                 let session = format!("t{t}-{i}");
                 let r = ledger
                     .reserve(ReserveRequest {
@@ -338,8 +335,27 @@ async fn a_flapping_disk_never_sets_memory_apart_from_the_file() {
     for t in tasks {
         got.extend(t.await.unwrap());
     }
-    toggler.await.unwrap();
-    assert!(!got.is_empty());
+    // Space returns for good: the next write after the backoff succeeds.
+    disk.set(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = ledger
+            .reserve(ReserveRequest {
+                campaign: "default",
+                session_id: "after",
+                candidates: &[500],
+                now_ms: NOW_MS,
+                expires_at_ms: NOW_MS + 3_600_000,
+                learning: false,
+            })
+            .await;
+        if let Ok(ReserveOutcome::Reserved(o)) = r {
+            got.push(("after".to_owned(), o, false));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     eprintln!(
         "flapping disk: {} of 900 reservations answered, {} redeemed",
         got.len(),
