@@ -41,7 +41,8 @@
 //!     and its learning-budget companion.
 //!   - [`ledger::core`]: the bookkeeping state machine every local ledger wraps.
 //!   - [`ledger::memory`]: in memory (tests, simulation).
-//!   - [`ledger::sqlite`]: the embedded durable default.
+//!   - [`ledger::sqlite`]: the embedded durable default (`sqlite_tests`: its
+//!     writer against real storage faults).
 //! - [`store`]: the session store trait; [`store::memory`], the moka default.
 //! - [`redis`]: shared state for several replicas: the connection
 //!   ([`redis::RedisConn`]), the ledger in Lua scripts (`ledger`:
