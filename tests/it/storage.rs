@@ -144,6 +144,10 @@ async fn a_full_disk_answers_without_voucher_sends_no_undurable_offer_and_recove
         "{:?}",
         lines.0.lock().unwrap()
     );
+    eprintln!(
+        "full disk: 201 decisions, {} log records dropped, {outage_lines} warning/error lines",
+        s.engine.log.dropped()
+    );
     assert!(
         outage_lines <= 12,
         "{outage_lines} lines for 201 decisions: {:?}",
