@@ -397,8 +397,11 @@ async fn a_flapping_disk_never_sets_memory_apart_from_the_file() {
 }
 
 /// Decides per second with the disk healthy and full, on a ledger of 200,000
-/// rows. A measurement, run by hand:
-/// `cargo test --test it storage::decide_rate -- --ignored --nocapture`.
+/// rows. A measurement, run by hand (the debug build's bookkeeping checks
+/// walk the whole ledger on every reservation, hence the two settings):
+/// `cargo test --config 'profile.dev.package.nudge.opt-level=2' --config
+/// 'profile.dev.package.nudge.debug-assertions=false' --test it
+/// storage::decide_rate -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn decide_rate_with_a_full_disk() {
