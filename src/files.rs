@@ -2,6 +2,8 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Who may read a file written by [`atomic_write`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +47,48 @@ pub fn atomic_write(path: &Path, bytes: &[u8], access: Access) -> std::io::Resul
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// A switch that makes the service's writers (the ledger's commits, the
+/// decision log's writes) fail as on a full disk while it is on, for fault
+/// drills and tests: what happens to decisions, money and logs when the data
+/// disk fills up, and that the service recovers by itself when it is off
+/// again. Off unless someone turns it on; clones share the switch.
+#[derive(Clone, Debug, Default)]
+pub struct DiskFull(Arc<AtomicBool>);
+
+impl DiskFull {
+    pub fn set(&self, full: bool) {
+        self.0.store(full, Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The error a write gets while the switch is on.
+    pub fn io_error() -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "no space left on device (disk-full drill)",
+        )
+    }
+}
+
+/// Sets a file's permission bits (Unix; a no-op elsewhere), whatever the
+/// umask was when the file was created: files that hold voucher codes,
+/// session ids or secrets must not be readable by every local user.
+pub fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

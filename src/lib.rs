@@ -41,7 +41,8 @@
 //!     and its learning-budget companion.
 //!   - [`ledger::core`]: the bookkeeping state machine every local ledger wraps.
 //!   - [`ledger::memory`]: in memory (tests, simulation).
-//!   - [`ledger::sqlite`]: the embedded durable default.
+//!   - [`ledger::sqlite`]: the embedded durable default (`sqlite_tests`: its
+//!     writer against real storage faults).
 //! - [`store`]: the session store trait; [`store::memory`], the moka default.
 //! - [`redis`]: shared state for several replicas: the connection
 //!   ([`redis::RedisConn`]), the ledger in Lua scripts (`ledger`:
@@ -70,9 +71,10 @@
 //!   one-day table, SVG, HTML), `render_days` (the same for several days)
 //!   and `diag` (diagnostics run by hand).
 //! - [`clock`]: injected time (system and manual clocks).
-//! - [`files`]: the one atomic-write helper.
+//! - [`files`]: the one atomic-write helper, file modes, the disk-full switch.
 //! - [`html`]: the one HTML escaper for written pages.
-//! - [`throttle`]: repeating errors logged once per interval with a count.
+//! - [`throttle`]: repeating errors logged once per interval with a count;
+//!   the subscriber a writer thread logs to.
 //!
 //! Protobuf and `tonic` appear only in [`grpc`], [`app`] and the binary.
 pub mod app;

@@ -1,6 +1,8 @@
 //! Repeating errors are logged once per interval with a count, not once per
 //! request: a full disk or a flood would otherwise write a line per record
-//! and bury the one line an operator needs.
+//! and bury the one line an operator needs. Also: background writer threads
+//! log under the subscriber of whoever started them ([`current_dispatch`],
+//! [`with_dispatch`]).
 //!
 //! ```
 //! use nudge::throttle::LogThrottle;
@@ -57,6 +59,25 @@ impl LogThrottle {
     pub fn pending(&self) -> u64 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).1
     }
+}
+
+/// Runs `body` (a background writer thread's loop) under the subscriber
+/// that was current where `dispatch` was captured with [`current_dispatch`],
+/// so a writer logs where its starter logs (a test's scoped subscriber
+/// included); with none captured, under the global one.
+pub fn with_dispatch<T>(dispatch: &Option<tracing::Dispatch>, body: impl FnOnce() -> T) -> T {
+    match dispatch {
+        Some(d) => tracing::dispatcher::with_default(d, body),
+        None => body(),
+    }
+}
+
+/// The current subscriber, unless there is none yet (then a thread started
+/// now follows the global one, even if it is set later).
+pub fn current_dispatch() -> Option<tracing::Dispatch> {
+    tracing::dispatcher::get_default(|d| {
+        (!d.is::<tracing::subscriber::NoSubscriber>()).then(|| d.clone())
+    })
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ pub use model_source::{load_model, EMBEDDED_DEFAULT_MODEL};
 pub use pacing_state::{load_pacing, pacing_file, save_pacing, PACING_FILE};
 pub use secrets::{voucher_key, VOUCHER_KEY_FILE};
 pub use serve::{run, DRAIN_GRACE};
-pub use tasks::{spawn_sweeper, Background, PACING_TICK};
-pub use wiring::{build_engine, memory_engine, LEDGER_FILE};
+pub use tasks::{spawn_sweeper, Background, PACING_TICK, RETENTION_TICK};
+pub use wiring::{build_engine, build_engine_with, memory_engine, LEDGER_FILE};
 
 use crate::domain::model::ModelError;
 

@@ -40,6 +40,7 @@ pub fn voucher_key(
     let io = |e: std::io::Error| ServerError::Setup(format!("{}: {e}", path.display()));
     match std::fs::read_to_string(&path) {
         Ok(text) => {
+            owner_only(&path);
             let bytes = decode_hex(text.trim()).ok_or_else(|| {
                 ServerError::Setup(format!("{} is not 64 hex digits", path.display()))
             })?;
@@ -55,6 +56,30 @@ pub fn voucher_key(
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// A key file written by an earlier build (or copied in) may be readable by
+/// others: it is the secret that mints valid codes, so it becomes 0600.
+fn owner_only(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            match crate::files::set_mode(path, 0o600) {
+                Ok(()) => {
+                    tracing::warn!(path = %path.display(), "voucher key was readable by others, now owner-only (0600)")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "voucher key is readable by others and cannot be made owner-only")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn decode_hex(s: &str) -> Option<[u8; 32]> {

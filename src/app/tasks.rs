@@ -1,5 +1,6 @@
 //! Background work of a running service, each task with a shutdown path:
-//! the expiry sweeper (any ledger) and the pacing loop.
+//! the expiry sweeper (any ledger), the pacing loop and the decision log's
+//! retention.
 
 use crate::app::pacing_state::save_pacing;
 use crate::engine::Engine;
@@ -9,6 +10,34 @@ use std::time::Duration;
 
 /// How often the pacing controllers read the spend.
 pub const PACING_TICK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often the decision log's retention runs besides at every rotation,
+/// so that old files go even when nothing is written.
+pub const RETENTION_TICK: Duration = Duration::from_secs(600);
+
+/// Applies the decision log's retention every `every` until `shutdown`
+/// fires (the writer also applies it at every rotation).
+fn spawn_retention(
+    log: crate::decision_log::writer::DecisionLog,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => log.prune().await,
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::debug!("log retention stopped");
+    })
+}
 
 /// Voids expired offers every `every` until `shutdown` fires. The returned
 /// handle finishes after the last sweep.
@@ -41,8 +70,8 @@ pub fn spawn_sweeper(
     })
 }
 
-/// Background work of a running service: the expiry sweeper and the pacing
-/// loop (which also saves the pacing state to `pacing_file`, if any, after
+/// Background work of a running service: the expiry sweeper, the decision
+/// log's retention and the pacing loop (which also saves the pacing state to `pacing_file`, if any, after
 /// every tick and when it stops). Dropping it does not stop them; call
 /// [`Background::stop`].
 pub struct Background {
@@ -63,6 +92,7 @@ impl Background {
             sweep_interval,
             rx.clone(),
         );
+        let retention = spawn_retention(engine.log.clone(), RETENTION_TICK, rx.clone());
         let mut rx_pacing = rx;
         let e = engine.clone();
         let pacing = tokio::spawn(async move {
@@ -99,7 +129,7 @@ impl Background {
         });
         Background {
             stop,
-            tasks: vec![sweeper, pacing],
+            tasks: vec![sweeper, retention, pacing],
         }
     }
 

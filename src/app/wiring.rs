@@ -8,6 +8,7 @@ use crate::decision_log::writer::{DecisionLog, LogSettings};
 use crate::domain::model::Model;
 use crate::domain::voucher::VoucherKey;
 use crate::engine::Engine;
+use crate::files::DiskFull;
 use crate::ledger::sqlite::SqliteLedger;
 use crate::ledger::{Ledger, MemoryLedger};
 use crate::redis::{check_instances, RedisConn, RedisLedger, RedisSessionStore};
@@ -26,6 +27,19 @@ pub fn build_engine(
     clock: Arc<dyn Clock>,
     key: VoucherKey,
 ) -> Result<Engine, ServerError> {
+    build_engine_with(settings, model, clock, key, DiskFull::default())
+}
+
+/// [`build_engine`] with a [`DiskFull`] switch on the data directory's
+/// writers (the SQLite ledger and the decision log), for fault drills and
+/// tests.
+pub fn build_engine_with(
+    settings: &Settings,
+    model: Model,
+    clock: Arc<dyn Clock>,
+    key: VoucherKey,
+    disk_full: DiskFull,
+) -> Result<Engine, ServerError> {
     let redis = settings
         .redis
         .as_ref()
@@ -39,10 +53,11 @@ pub fn build_engine(
     };
     let ledger: Arc<dyn Ledger> = match settings.ledger_backend {
         LedgerBackend::Sqlite => Arc::new(
-            SqliteLedger::open(
+            SqliteLedger::open_with(
                 &settings.data_dir.join(LEDGER_FILE),
                 settings.budgets.clone(),
                 key.clone(),
+                disk_full.clone(),
             )
             .map_err(|e| ServerError::Setup(e.to_string()))?,
         ),
@@ -91,6 +106,8 @@ pub fn build_engine(
                 dir: settings.data_dir.join("log"),
                 rotate_bytes: cfg.rotate_bytes,
                 queue: cfg.queue,
+                retention: Some(cfg.retention),
+                disk_full,
             },
             clock.clone(),
         )

@@ -96,6 +96,7 @@ pub enum SessionBackend {
 pub struct LogConfig {
     pub rotate_bytes: u64,
     pub queue: usize,
+    pub retention: crate::decision_log::writer::Retention,
 }
 
 /// A secret string whose `Debug` never shows it.
@@ -341,6 +342,21 @@ mod tests {
             .validate()
             .unwrap();
         assert!(!format!("{s:?}").contains("horse"));
+    }
+
+    #[test]
+    fn log_retention_defaults_and_limits() {
+        let s = RawConfig::from_toml("").unwrap().validate().unwrap();
+        let r = s.log.unwrap().retention;
+        assert_eq!(r.max_age, Duration::from_secs(14 * 86_400));
+        assert_eq!(r.max_bytes, 10 << 30);
+        for (text, field) in [
+            ("[log]\nretain_days = 0", "log.retain_days"),
+            ("[log]\nretain_bytes = 4096", "log.retain_bytes"),
+        ] {
+            let e = RawConfig::from_toml(text).unwrap().validate().unwrap_err();
+            assert!(e.to_string().contains(field), "{text}: {e}");
+        }
     }
 
     #[test]

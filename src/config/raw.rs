@@ -84,6 +84,12 @@ pub struct RawLog {
     pub rotate_bytes: Option<u64>,
     /// Records queued before dropping under overload. Default 65536.
     pub queue: Option<usize>,
+    /// Log files are deleted once all their records are older than this
+    /// many days (1..=3650). Default 14. A retrain sees no further back.
+    pub retain_days: Option<u64>,
+    /// The log folder is kept under this many bytes, oldest files deleted
+    /// first (at least `rotate_bytes`). Default 10737418240 (10 GiB).
+    pub retain_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

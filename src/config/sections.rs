@@ -422,9 +422,24 @@ impl RawLog {
         if queue == 0 {
             return Err(invalid("log.queue", "must be > 0"));
         }
+        let retain_days = self.retain_days.unwrap_or(14);
+        if !(1..=3_650).contains(&retain_days) {
+            return Err(invalid("log.retain_days", "must be in 1..=3650"));
+        }
+        let max_bytes = self.retain_bytes.unwrap_or(10 * 1024 * 1024 * 1024);
+        if max_bytes < rotate_bytes {
+            return Err(invalid(
+                "log.retain_bytes",
+                "must be >= log.rotate_bytes (64 MiB unless set)",
+            ));
+        }
         Ok(Some(LogConfig {
             rotate_bytes,
             queue,
+            retention: crate::decision_log::writer::Retention {
+                max_age: std::time::Duration::from_secs(retain_days * 86_400),
+                max_bytes,
+            },
         }))
     }
 }

@@ -7,7 +7,9 @@
 //! folder, and several replicas' logs sit side by side, one folder each
 //! (their file names repeat). Hidden files and folders, and files of any
 //! other extension, are not logs. Blank lines are skipped; every other line
-//! must be a record of this build's format, or the error names file and line.
+//! must be a record of this build's format, or the error names file and line,
+//! except a last line cut short (no newline, not a record: a write that a
+//! full disk or a crash interrupted), which is skipped with a warning.
 
 use crate::decision_log::{LogRecord, LOG_FORMAT_VERSION};
 use std::path::{Path, PathBuf};
@@ -68,8 +70,25 @@ pub fn log_files(path: &Path) -> Result<Vec<PathBuf>, ReadError> {
     Ok(files)
 }
 
-/// The records of one file's bytes, in order.
+/// The records of one file's bytes, in order. A last line without its
+/// newline that is not a record is a write cut short (a full disk, a crash)
+/// and is skipped with a warning; every complete line must be a record.
 pub fn parse_records(path: &Path, bytes: &[u8]) -> Result<Vec<LogRecord>, ReadError> {
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let (bytes, tail) = bytes.split_at(complete);
+    let mut out = parse_lines(path, bytes)?;
+    if !tail.iter().all(u8::is_ascii_whitespace) {
+        match parse_lines(path, tail) {
+            Ok(records) => out.extend(records),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, bytes = tail.len(), "unterminated last line skipped")
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_lines(path: &Path, bytes: &[u8]) -> Result<Vec<LogRecord>, ReadError> {
     let text = std::str::from_utf8(bytes).map_err(|_| ReadError::NotUtf8 {
         path: path.to_owned(),
     })?;
@@ -111,4 +130,37 @@ pub fn read_dir(path: &Path) -> Result<Vec<LogRecord>, ReadError> {
         out.extend(parse_records(&f, &read_file(&f)?)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision_log::OutcomeRecord;
+
+    #[test]
+    fn a_torn_last_line_is_skipped_but_a_broken_complete_line_is_an_error() {
+        let rec = LogRecord::Outcome(OutcomeRecord {
+            v: LOG_FORMAT_VERSION,
+            at_ms: 1,
+            session_id: "s".into(),
+            converted: true,
+            order_value_cents: 100,
+        });
+        let line = serde_json::to_string(&rec).unwrap();
+        let p = Path::new("decisions-20261122T10-0001.jsonl");
+        // Cut short mid-record (mid-character too): the complete lines count.
+        let mut torn = format!("{line}\n{line}\n").into_bytes();
+        torn.extend_from_slice(&line.as_bytes()[..line.len() / 2]);
+        torn.extend_from_slice(&"é".as_bytes()[..1]);
+        assert_eq!(parse_records(p, &torn).unwrap(), [rec.clone(), rec.clone()]);
+        // A complete last record without its newline is a record.
+        let whole = format!("{line}\n{line}");
+        assert_eq!(parse_records(p, whole.as_bytes()).unwrap().len(), 2);
+        // A broken line followed by others is an error naming it.
+        let broken = format!("{line}\n{{\"type\":\n{line}\n");
+        assert!(matches!(
+            parse_records(p, broken.as_bytes()),
+            Err(ReadError::Parse { line: 2, .. })
+        ));
+    }
 }

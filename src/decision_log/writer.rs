@@ -6,27 +6,61 @@
 //! large and the writer flushes whenever it catches up); under overload a
 //! full queue drops the record, counts it ([`DecisionLog::dropped`]) and
 //! warns, rather than slowing decisions down. Files rotate by size and by
-//! hour: `decisions-YYYYMMDDTHH-<seq>.jsonl`. The thread stops after the
-//! last handle is dropped, having written and flushed everything queued;
+//! hour: `decisions-YYYYMMDDTHH-<seq>.jsonl`, created 0640 (they hold
+//! session ids and voucher codes). The thread stops after the last handle is
+//! dropped, having written and flushed everything queued;
 //! [`DecisionLog::flush`] waits for everything logged so far to reach the
 //! OS (used by shutdown and by the report).
+//!
+//! **Retention** ([`Retention`]): the oldest files are deleted once they are
+//! older than the retention age or the folder is over its size limit, at
+//! start, after every rotation and when [`DecisionLog::prune`] is called (a
+//! background task does, see `app::tasks`). A file's age is read from its
+//! name (the hour it was started, on the injected clock); the file being
+//! written is never deleted, nor any file not named by this writer.
+//!
+//! **Write failures** (a full disk): the record is dropped and counted; what
+//! the buffer holds stays there and is written when the disk accepts it
+//! again, so a file never gets half a line from a failure. Failures are
+//! logged once per interval with a count.
 
 use crate::decision_log::LogRecord;
+use crate::files::{set_mode, DiskFull};
+use crate::throttle::LogThrottle;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+/// Mode of a log file: the owner writes, the owner's group (an analyst
+/// running the trainer or the report) reads, nobody else.
+pub const LOG_FILE_MODE: u32 = 0o640;
+/// Repeating write failures: one line per interval.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+const MS_PER_HOUR: i64 = 3_600_000;
 
 enum Msg {
     Record(Box<LogRecord>),
     Flush(oneshot::Sender<()>),
+    Prune(oneshot::Sender<()>),
 }
 
-#[derive(Default)]
 struct Counters {
     written: AtomicU64,
     dropped: AtomicU64,
+    queue_full: LogThrottle,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            queue_full: LogThrottle::new(LOG_EVERY),
+        }
+    }
 }
 
 /// Handle to the log. Cheap to clone.
@@ -37,6 +71,15 @@ pub struct DecisionLog {
     dir: Option<Arc<PathBuf>>,
 }
 
+/// How much of the log is kept: files are deleted, oldest first, once all
+/// their records are older than `max_age` or while the folder holds more
+/// than `max_bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_bytes: u64,
+}
+
 /// Settings of the writer.
 #[derive(Clone, Debug)]
 pub struct LogSettings {
@@ -45,14 +88,30 @@ pub struct LogSettings {
     pub rotate_bytes: u64,
     /// Records queued at most before dropping.
     pub queue: usize,
+    /// `None`: every file is kept.
+    pub retention: Option<Retention>,
+    /// While on, every write fails as on a full disk (fault drills, tests).
+    pub disk_full: DiskFull,
+}
+
+/// The file being written.
+struct Current {
+    out: std::io::BufWriter<std::fs::File>,
+    size: u64,
+    tag: String,
+    path: PathBuf,
 }
 
 struct Writer {
     dir: PathBuf,
     rotate_bytes: u64,
-    file: Option<(std::io::BufWriter<std::fs::File>, u64, String)>,
+    file: Option<Current>,
     seq: u64,
     clock: Arc<dyn crate::clock::Clock>,
+    retention: Option<Retention>,
+    disk_full: DiskFull,
+    failed: LogThrottle,
+    dropped: u64,
 }
 
 fn hour_tag(ms: i64) -> String {
@@ -65,19 +124,68 @@ fn hour_tag(ms: i64) -> String {
         .to_string()
 }
 
+/// A file this writer named: its path, size, the start of its hour (ms) and
+/// sequence number.
+struct LogFile {
+    path: PathBuf,
+    len: u64,
+    hour_ms: i64,
+    seq: u64,
+}
+
+/// `decisions-YYYYMMDDTHH-<seq>.jsonl` -> (start of the hour in ms, seq).
+fn parse_name(name: &str) -> Option<(i64, u64)> {
+    let rest = name.strip_prefix("decisions-")?.strip_suffix(".jsonl")?;
+    let (tag, seq) = rest.split_once('-')?;
+    let (date, hour) = tag.split_once('T')?;
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y%m%d").ok()?;
+    let hour: u32 = hour.parse().ok()?;
+    let start = date.and_hms_opt(hour, 0, 0)?.and_utc().timestamp_millis();
+    Some((start, seq.parse().ok()?))
+}
+
+/// The log files of `dir` (not its subfolders), oldest first.
+fn log_files(dir: &Path) -> std::io::Result<Vec<LogFile>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some((hour_ms, seq)) = parse_name(&name.to_string_lossy()) else {
+            continue;
+        };
+        let meta = entry.metadata()?;
+        if meta.is_file() {
+            files.push(LogFile {
+                path: entry.path(),
+                len: meta.len(),
+                hour_ms,
+                seq,
+            });
+        }
+    }
+    files.sort_by_key(|f| (f.hour_ms, f.seq));
+    Ok(files)
+}
+
 impl Writer {
     fn write(&mut self, rec: &LogRecord) -> std::io::Result<()> {
+        if self.disk_full.is_set() {
+            return Err(DiskFull::io_error());
+        }
         let mut line = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let tag = hour_tag(self.clock.now_ms());
         let rotate = match &self.file {
             None => true,
-            Some((_, size, file_tag)) => *size >= self.rotate_bytes || *file_tag != tag,
+            Some(c) => c.size >= self.rotate_bytes || c.tag != tag,
         };
         if rotate {
-            if let Some((mut f, _, _)) = self.file.take() {
-                f.flush()?;
+            // A file whose buffer cannot be flushed is kept (and this record
+            // dropped): closing it would lose the buffered lines.
+            if let Some(c) = self.file.as_mut() {
+                c.out.flush()?;
             }
+            self.file = None;
             let path = loop {
                 self.seq += 1;
                 let p = self
@@ -87,23 +195,87 @@ impl Writer {
                     break p;
                 }
             };
-            let f = std::fs::OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)?;
-            self.file = Some((std::io::BufWriter::new(f), 0, tag));
+            let mut opts = std::fs::OpenOptions::new();
+            opts.create_new(true).append(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(LOG_FILE_MODE);
+            }
+            let f = opts.open(&path)?;
+            set_mode(&path, LOG_FILE_MODE)?;
+            self.file = Some(Current {
+                out: std::io::BufWriter::new(f),
+                size: 0,
+                tag,
+                path,
+            });
+            self.prune();
         }
-        let (f, size, _) = self.file.as_mut().expect("opened above");
-        f.write_all(&line)?;
-        *size += line.len() as u64;
+        let c = self.file.as_mut().expect("opened above");
+        c.out.write_all(&line)?;
+        c.size += line.len() as u64;
         Ok(())
     }
 
     fn flush(&mut self) {
-        if let Some((f, _, _)) = self.file.as_mut() {
-            if let Err(e) = f.flush() {
-                tracing::error!(error = %e, "decision log flush failed");
+        if let Some(c) = self.file.as_mut() {
+            if let Err(e) = c.out.flush() {
+                self.failure(&e);
             }
+        }
+    }
+
+    /// One line per interval for write and flush failures.
+    fn failure(&self, e: &std::io::Error) {
+        if let Some(count) = self.failed.hit() {
+            tracing::error!(error = %e, count, dropped = self.dropped, "decision log write failed");
+        }
+    }
+
+    /// Deletes the oldest files past the retention age and size, never the
+    /// file being written.
+    fn prune(&mut self) {
+        let Some(r) = self.retention else { return };
+        // The sizes on disk include what is buffered.
+        self.flush();
+        let files = match log_files(&self.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                self.failure(&e);
+                return;
+            }
+        };
+        let max_age_ms = i64::try_from(r.max_age.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = self.clock.now_ms().saturating_sub(max_age_ms);
+        let current = self.file.as_ref().map(|c| c.path.clone());
+        let mut total: u64 = files.iter().map(|f| f.len).sum();
+        let (mut deleted, mut freed) = (0u64, 0u64);
+        for f in &files {
+            if current.as_ref() == Some(&f.path) {
+                continue;
+            }
+            // Every record of a file is from its hour.
+            let too_old = f.hour_ms + MS_PER_HOUR <= cutoff;
+            if !too_old && total <= r.max_bytes {
+                break;
+            }
+            match std::fs::remove_file(&f.path) {
+                Ok(()) => {
+                    total -= f.len;
+                    deleted += 1;
+                    freed += f.len;
+                }
+                Err(e) => self.failure(&e),
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(
+                files = deleted,
+                bytes = freed,
+                kept_bytes = total,
+                "old decision log files deleted"
+            );
         }
     }
 }
@@ -128,7 +300,8 @@ impl DecisionLog {
         }
     }
 
-    /// Starts the writer thread.
+    /// Starts the writer thread (which first applies the retention to what
+    /// an earlier run left).
     pub fn start(
         settings: &LogSettings,
         clock: Arc<dyn crate::clock::Clock>,
@@ -143,32 +316,46 @@ impl DecisionLog {
             file: None,
             seq: 0,
             clock,
+            retention: settings.retention,
+            disk_full: settings.disk_full.clone(),
+            failed: LogThrottle::new(LOG_EVERY),
+            dropped: 0,
         };
+        // The writer logs where its starter logs.
+        let dispatch = crate::throttle::current_dispatch();
         std::thread::Builder::new()
             .name("nudge-log".into())
             .spawn(move || {
-                while let Some(msg) = rx.blocking_recv() {
-                    match msg {
-                        Msg::Record(rec) => match w.write(&rec) {
-                            Ok(()) => {
-                                c.written.fetch_add(1, Ordering::Relaxed);
+                crate::throttle::with_dispatch(&dispatch, || {
+                    w.prune();
+                    while let Some(msg) = rx.blocking_recv() {
+                        match msg {
+                            Msg::Record(rec) => match w.write(&rec) {
+                                Ok(()) => {
+                                    c.written.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) => {
+                                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                                    w.dropped += 1;
+                                    w.failure(&e);
+                                }
+                            },
+                            Msg::Flush(ack) => {
+                                w.flush();
+                                let _ = ack.send(());
                             }
-                            Err(e) => {
-                                c.dropped.fetch_add(1, Ordering::Relaxed);
-                                tracing::error!(error = %e, "decision log write failed");
+                            Msg::Prune(ack) => {
+                                w.prune();
+                                let _ = ack.send(());
                             }
-                        },
-                        Msg::Flush(ack) => {
+                        }
+                        if rx.is_empty() {
                             w.flush();
-                            let _ = ack.send(());
                         }
                     }
-                    if rx.is_empty() {
-                        w.flush();
-                    }
-                }
-                w.flush();
-                tracing::debug!("decision log writer stopped");
+                    w.flush();
+                    tracing::debug!("decision log writer stopped");
+                })
             })?;
         Ok(DecisionLog {
             tx: Some(tx),
@@ -188,8 +375,12 @@ impl DecisionLog {
         let Some(tx) = &self.tx else { return };
         if tx.try_send(Msg::Record(Box::new(rec))).is_err() {
             let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::warn!(dropped = n, "decision log queue full, records dropped");
+            if let Some(count) = self.counters.queue_full.hit() {
+                tracing::warn!(
+                    count,
+                    dropped = n,
+                    "decision log queue full, records dropped"
+                );
             }
         }
     }
@@ -200,6 +391,16 @@ impl DecisionLog {
         let Some(tx) = &self.tx else { return };
         let (ack, rx) = oneshot::channel();
         if tx.send(Msg::Flush(ack)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Applies the retention now (after everything logged before this
+    /// call) and waits for it.
+    pub async fn prune(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (ack, rx) = oneshot::channel();
+        if tx.send(Msg::Prune(ack)).await.is_ok() {
             let _ = rx.await;
         }
     }
@@ -243,6 +444,8 @@ mod tests {
                 dir: dir.path().to_owned(),
                 rotate_bytes: 2_000,
                 queue: 10_000,
+                retention: None,
+                disk_full: DiskFull::default(),
             },
             clock.clone(),
         )
@@ -281,5 +484,163 @@ mod tests {
             read_dir(dir.path()).unwrap(),
             (0..5).map(outcome).collect::<Vec<_>>()
         );
+    }
+
+    fn start(dir: &Path, clock: Arc<ManualClock>, rotate_bytes: u64, r: Retention) -> DecisionLog {
+        DecisionLog::start(
+            &LogSettings {
+                dir: dir.to_owned(),
+                rotate_bytes,
+                queue: 10_000,
+                retention: Some(r),
+                disk_full: DiskFull::default(),
+            },
+            clock,
+        )
+        .unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    const DAY_MS: i64 = 86_400_000;
+
+    #[tokio::test]
+    async fn retention_deletes_files_past_the_age_oldest_first_but_never_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not the writer's: never touched.
+        std::fs::write(dir.path().join("notes.txt"), "keep").unwrap();
+        std::fs::write(dir.path().join("decisions-export.jsonl"), "").unwrap();
+        let t0 = 1_795_341_600_000; // 2026-11-22T10:00Z
+        let clock = Arc::new(ManualClock::new(t0));
+        let r = Retention {
+            max_age: Duration::from_millis(2 * DAY_MS as u64),
+            max_bytes: u64::MAX,
+        };
+        let log = start(dir.path(), clock.clone(), 1 << 20, r);
+        // One file a day for six days; each new file applies the retention.
+        for day in 0..6 {
+            log.log(outcome(day));
+            log.flush().await;
+            clock.advance(DAY_MS);
+        }
+        clock.advance(-DAY_MS);
+        log.prune().await;
+        // Day 5 is now: days 0-2 ended more than two days ago.
+        assert_eq!(
+            names(dir.path()),
+            [
+                "decisions-20261125T10-0004.jsonl",
+                "decisions-20261126T10-0005.jsonl",
+                "decisions-20261127T10-0006.jsonl",
+                "decisions-export.jsonl",
+                "notes.txt",
+            ]
+        );
+        // Ten quiet days later only the file being written is left.
+        clock.advance(10 * DAY_MS);
+        log.prune().await;
+        assert_eq!(
+            names(dir.path()),
+            [
+                "decisions-20261127T10-0006.jsonl",
+                "decisions-export.jsonl",
+                "notes.txt",
+            ]
+        );
+        // A restart applies the retention to what it finds.
+        drop(log);
+        std::fs::write(dir.path().join("decisions-20261101T00-0001.jsonl"), "").unwrap();
+        let log = start(dir.path(), clock.clone(), 1 << 20, r);
+        log.flush().await;
+        assert_eq!(names(dir.path()), ["decisions-export.jsonl", "notes.txt"]);
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_the_folder_under_its_size_deleting_the_oldest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_795_341_600_000));
+        // Every record its own file (rotation above 1 byte), about 100 bytes.
+        let line = serde_json::to_vec(&outcome(1)).unwrap().len() as u64 + 1;
+        let r = Retention {
+            max_age: Duration::from_secs(14 * 86_400),
+            max_bytes: 3 * line + line / 2,
+        };
+        let log = start(dir.path(), clock.clone(), 1, r);
+        for i in 0..10 {
+            log.log(outcome(2 * i + 1)); // odd: all unconverted
+        }
+        log.prune().await;
+        let back = read_dir(dir.path()).unwrap();
+        assert_eq!(back, [15, 17, 19].map(outcome), "the newest three files");
+        let total: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(total <= r.max_bytes, "{total} > {}", r.max_bytes);
+        // A limit below one file keeps the file being written.
+        drop(log);
+        let tiny = Retention { max_bytes: 1, ..r };
+        let log = start(dir.path(), clock.clone(), 1 << 20, tiny);
+        log.log(outcome(21));
+        log.flush().await;
+        log.prune().await;
+        assert_eq!(read_dir(dir.path()).unwrap(), [outcome(21)]);
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_drops_and_counts_records_and_writing_resumes_when_it_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk_full = DiskFull::default();
+        let log = DecisionLog::start(
+            &LogSettings {
+                dir: dir.path().to_owned(),
+                rotate_bytes: 1 << 20,
+                queue: 10_000,
+                retention: None,
+                disk_full: disk_full.clone(),
+            },
+            Arc::new(ManualClock::new(1_795_341_600_000)),
+        )
+        .unwrap();
+        log.log(outcome(0));
+        log.flush().await;
+        disk_full.set(true);
+        for i in 1..100 {
+            log.log(outcome(i));
+        }
+        log.flush().await;
+        assert_eq!((log.written(), log.dropped()), (1, 99));
+        disk_full.set(false);
+        log.log(outcome(100));
+        log.flush().await;
+        assert_eq!(read_dir(dir.path()).unwrap(), [outcome(0), outcome(100)]);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn log_files_are_created_0640() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_795_341_600_000));
+        let r = Retention {
+            max_age: Duration::from_secs(86_400),
+            max_bytes: u64::MAX,
+        };
+        let log = start(dir.path(), clock.clone(), 1, r);
+        for i in 0..3 {
+            log.log(outcome(i));
+        }
+        log.flush().await;
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let mode = e.unwrap().metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, LOG_FILE_MODE);
+        }
     }
 }

@@ -133,8 +133,41 @@ impl LedgerCore {
         }
     }
 
+    /// Reverts effects this core made that a durable backend could not
+    /// persist, newest first, so that memory equals the disk again without
+    /// reloading it. Every update is a transition out of `Reserved` (redeem,
+    /// expiry), so its row goes back to reserved and unsettled; an insert is
+    /// removed with its session's entry and its count.
+    pub fn undo(&mut self, effects: &[Effect]) {
+        for effect in effects.iter().rev() {
+            match effect {
+                Effect::Insert(row) => {
+                    if let Some(r) = self.offers.remove(&row.code) {
+                        self.book(&r, -1, true);
+                        self.by_session
+                            .remove(&(r.campaign.clone(), r.session_id.clone()));
+                    }
+                }
+                Effect::Update(row) => {
+                    if let Some(current) = self.offers.get(&row.code).cloned() {
+                        self.book(&current, -1, false);
+                        let back = OfferRow {
+                            state: OfferState::Reserved,
+                            settled_ms: None,
+                            order_value_cents: None,
+                            ..current
+                        };
+                        self.book(&back, 1, false);
+                        self.offers.insert(back.code.clone(), back);
+                    }
+                }
+            }
+        }
+        debug_assert!(self.invariant_holds());
+    }
+
     /// Adds (`sign = 1`) or removes (`-1`) a row's amount in its state's
-    /// counters; `count` also counts it as an offer (new rows only).
+    /// counters; `count` also counts (or uncounts) it as an offer.
     fn book(&mut self, row: &OfferRow, sign: i64, count: bool) {
         let d = self
             .day
@@ -155,7 +188,7 @@ impl LedgerCore {
                 OfferState::Voided => {}
             }
             if count {
-                x.offers += 1;
+                x.offers = x.offers.saturating_add_signed(sign);
             }
         }
     }
@@ -514,4 +547,69 @@ pub fn upsert_outcome(map: &mut HashMap<String, Outcome>, o: Outcome) -> Outcome
         map.insert(o.session_id.clone(), o);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Budgets;
+
+    const NOW: i64 = 1_795_341_600_000;
+
+    fn reserve(core: &mut LedgerCore, session: &str) -> (ReserveOutcome, Option<Effect>) {
+        core.reserve(&ReserveRequest {
+            campaign: crate::ledger::DEFAULT_CAMPAIGN,
+            session_id: session,
+            candidates: &[1_000],
+            now_ms: NOW,
+            expires_at_ms: NOW + 60_000,
+            learning: false,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn undo_of_a_batch_restores_exactly_the_state_before_it() {
+        let mut core = LedgerCore::new(Budgets::single(10_000), VoucherKey::random());
+        let (ReserveOutcome::Reserved(kept), _) = reserve(&mut core, "kept") else {
+            panic!("reserved")
+        };
+        let rows_before = core.rows();
+        let snap_before = core.snapshot(crate::ledger::DEFAULT_CAMPAIGN, NOW).unwrap();
+        // A batch: a new offer, its redemption, the redemption of the older
+        // offer and an expiry sweep.
+        let mut batch = Vec::new();
+        let (ReserveOutcome::Reserved(new), e) = reserve(&mut core, "new") else {
+            panic!("reserved")
+        };
+        batch.extend(e);
+        for (code, session) in [(&new.voucher_code, "new"), (&kept.voucher_code, "kept")] {
+            let (o, e) = core.redeem(&RedeemRequest {
+                code,
+                session_id: session,
+                order_value_cents: 20_000,
+                min_order_cents: 0,
+                now_ms: NOW + 1,
+            });
+            assert!(matches!(o, RedeemOutcome::Accepted { .. }));
+            batch.extend(e);
+        }
+        let (_, e) = reserve(&mut core, "expiring");
+        batch.extend(e);
+        batch.extend(core.void_expired(NOW + 120_000));
+        assert_eq!(batch.len(), 5);
+        core.undo(&batch);
+        assert_eq!(core.rows(), rows_before);
+        assert_eq!(
+            core.snapshot(crate::ledger::DEFAULT_CAMPAIGN, NOW).unwrap(),
+            snap_before
+        );
+        assert!(core.invariant_holds());
+        assert_eq!(core.offer_for(crate::ledger::DEFAULT_CAMPAIGN, "new"), None);
+        // The undone session can be offered again, within the same budget.
+        assert!(matches!(
+            reserve(&mut core, "new").0,
+            ReserveOutcome::Reserved(_)
+        ));
+    }
 }

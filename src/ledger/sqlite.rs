@@ -6,8 +6,19 @@
 //! [`MAX_BATCH`]), applies them to the core, writes all their effects in
 //! one transaction and only then answers — group commit: one fsync for a
 //! burst of concurrent Decides, and no offer is ever returned before it is
-//! durable. If a commit fails, every request of the batch gets an error and
-//! the core is reloaded from disk, so memory never runs ahead of the file.
+//! durable.
+//!
+//! **Storage faults** (a full disk, an I/O error): a failed commit is retried
+//! a few times with a short backoff; if it still fails, the batch is given
+//! up — its effects are undone in the core ([`LedgerCore::undo`], so memory
+//! equals the file again without reloading it), and every request of the
+//! batch gets `Unavailable`. Until the next attempt is due (a backoff from
+//! 100 ms doubling to 2 s), writes are refused at once without touching the
+//! disk, while reads (an existing offer, the budget) are answered from
+//! memory: Decide answers quickly with a score and no voucher
+//! (`BUDGET_UNAVAILABLE`) instead of queueing behind a failing disk. The
+//! first commit that succeeds again ends the outage; nothing needs a
+//! restart. Failures are logged once per interval with a count.
 //!
 //! On open, the core is rebuilt from the `offers` table, so budgets and
 //! outstanding offers are restored exactly after a restart or a crash. A
@@ -27,13 +38,26 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::files::DiskFull;
+use crate::throttle::LogThrottle;
 
 /// Most requests committed in one transaction.
 pub const MAX_BATCH: usize = 256;
 /// Queue of requests waiting for the writer.
 const QUEUE: usize = 4_096;
+/// Pauses before retrying a failed commit within one batch (transient
+/// faults); then the batch is given up.
+const COMMIT_RETRIES: [Duration; 2] = [Duration::from_millis(10), Duration::from_millis(40)];
+/// After a batch is given up, writes are refused without touching the disk
+/// for this long, doubling with every failed attempt up to
+/// [`BACKOFF_MAX`]: the longest a recovered disk waits to be used again.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Repeating storage errors: one line per interval.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS offers (
@@ -191,7 +215,41 @@ fn sql_err(e: rusqlite::Error) -> LedgerError {
     LedgerError::Unavailable(format!("sqlite: {e}"))
 }
 
+/// The database and its `-wal` and `-shm` files hold voucher codes and
+/// session ids: owner-only (0600). The database is created with that mode
+/// before SQLite opens it (SQLite gives its side files the database's mode);
+/// files of an earlier build are tightened.
+fn owner_only_files(path: &Path) -> Result<(), LedgerError> {
+    let io = |e: std::io::Error| LedgerError::Unavailable(format!("{}: {e}", path.display()));
+    if !path.exists() {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        match opts.open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    crate::files::set_mode(path, 0o600).map_err(io)?;
+    for side in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(side);
+        // Absent, or removed meanwhile by the last connection closing.
+        match crate::files::set_mode(Path::new(&p), 0o600) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn open_connection(path: &Path) -> Result<Connection, LedgerError> {
+    owner_only_files(path)?;
     let conn = Connection::open(path).map_err(sql_err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(sql_err)?;
@@ -201,6 +259,7 @@ fn open_connection(path: &Path) -> Result<Connection, LedgerError> {
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
     conn.execute_batch(SCHEMA).map_err(sql_err)?;
     migrate(&conn)?;
+    owner_only_files(path)?;
     Ok(conn)
 }
 
@@ -308,9 +367,96 @@ fn persist(tx: &rusqlite::Transaction<'_>, effect: &Effect) -> rusqlite::Result<
     Ok(())
 }
 
+/// The writer's view of its storage: healthy, or failing since when and
+/// when the disk may be tried again.
+struct Health {
+    /// Set while failing: writes before this instant are refused unattempted.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    down_since: Option<Instant>,
+    last_error: String,
+    failed_commits: u64,
+    refused: u64,
+    commit_failed: LogThrottle,
+    /// A flapping disk recovers again and again: one line per interval too.
+    recovered: LogThrottle,
+}
+
+impl Health {
+    fn new() -> Self {
+        Health {
+            retry_at: None,
+            backoff: BACKOFF_MIN,
+            down_since: None,
+            last_error: String::new(),
+            failed_commits: 0,
+            refused: 0,
+            commit_failed: LogThrottle::new(LOG_EVERY),
+            recovered: LogThrottle::new(LOG_EVERY),
+        }
+    }
+
+    /// Whether a write may try the disk now.
+    fn may_write(&self, now: Instant) -> bool {
+        self.retry_at.is_none_or(|t| now >= t)
+    }
+
+    /// Why `n` writes are refused while the storage is failing.
+    fn refusal(&mut self, n: usize) -> String {
+        self.refused += n as u64;
+        format!(
+            "ledger storage failing, writes refused until it recovers: {}",
+            self.last_error
+        )
+    }
+
+    fn failed(&mut self, error: &rusqlite::Error, batch: usize) {
+        let now = Instant::now();
+        if self.down_since.is_some() {
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        } else {
+            self.down_since = Some(now);
+            self.backoff = BACKOFF_MIN;
+        }
+        self.retry_at = Some(now + self.backoff);
+        self.failed_commits += 1;
+        self.last_error = error.to_string();
+        if let Some(count) = self.commit_failed.hit() {
+            tracing::error!(
+                error = %error,
+                count,
+                batch,
+                writes_refused = self.refused,
+                retry_in_ms = self.backoff.as_millis() as u64,
+                "ledger commit failed, batch undone, writes refused until the storage recovers"
+            );
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if let Some(since) = self.down_since.take() {
+            if let Some(count) = self.recovered.hit() {
+                tracing::warn!(
+                    count,
+                    down_ms = since.elapsed().as_millis() as u64,
+                    failed_commits = self.failed_commits,
+                    writes_refused = self.refused,
+                    "ledger storage recovered"
+                );
+            }
+        }
+        self.retry_at = None;
+        self.backoff = BACKOFF_MIN;
+        self.failed_commits = 0;
+        self.refused = 0;
+    }
+}
+
 struct Writer {
     conn: Connection,
     core: LedgerCore,
+    health: Health,
+    disk_full: DiskFull,
 }
 
 impl Writer {
@@ -331,10 +477,16 @@ impl Writer {
 
     fn process(&mut self, batch: &mut Vec<Cmd>) {
         let mut pending = Vec::with_capacity(batch.len());
+        let mut refused = Vec::new();
         let mut effects: Vec<Effect> = Vec::new();
         let mut outcome_writes: Vec<Outcome> = Vec::new();
         let mut outcome_cache: HashMap<String, Outcome> = HashMap::new();
+        // While the storage is failing, a request that would write is undone
+        // and refused on its own, so that the requests after it never see its
+        // effects and reads are still answered.
+        let may_write = self.health.may_write(Instant::now());
         for cmd in batch.drain(..) {
+            let (effects_before, outcomes_before) = (effects.len(), outcome_writes.len());
             match cmd {
                 Cmd::Reserve {
                     campaign,
@@ -423,26 +575,66 @@ impl Writer {
                 }
                 Cmd::Rows { reply } => pending.push(Pending::Rows(reply, self.core.rows())),
             }
+            let wrote = effects.len() > effects_before || outcome_writes.len() > outcomes_before;
+            if wrote && !may_write {
+                self.core.undo(&effects[effects_before..]);
+                effects.truncate(effects_before);
+                for o in outcome_writes.drain(outcomes_before..) {
+                    outcome_cache.remove(&o.session_id);
+                }
+                refused.extend(pending.pop());
+            }
+        }
+        if !refused.is_empty() {
+            let msg = self.health.refusal(refused.len());
+            refused.into_iter().for_each(|p| p.send_err(&msg));
         }
         if effects.is_empty() && outcome_writes.is_empty() {
             pending.into_iter().for_each(Pending::send_ok);
             return;
         }
-        match self.commit(&effects, &outcome_writes) {
-            Ok(()) => pending.into_iter().for_each(Pending::send_ok),
+        match self.commit_with_retries(&effects, &outcome_writes) {
+            Ok(()) => {
+                self.health.succeeded();
+                pending.into_iter().for_each(Pending::send_ok);
+            }
             Err(e) => {
-                tracing::error!(error = %e, batch = pending.len(), "ledger commit failed, reloading from disk");
+                // Nothing of the batch is on disk: take it out of memory too,
+                // exactly, and tell every request of the batch (a read after
+                // a write in the batch saw the write).
+                self.core.undo(&effects);
+                self.health.failed(&e, pending.len());
                 let msg = format!("ledger commit failed: {e}");
                 pending.into_iter().for_each(|p| p.send_err(&msg));
-                match load_rows(&self.conn) {
-                    Ok(rows) => self.core.load(rows),
-                    Err(e) => tracing::error!(error = %e, "ledger reload failed"),
-                }
             }
         }
     }
 
+    /// Commits, retrying after each pause of [`COMMIT_RETRIES`]; the last
+    /// error when every attempt failed. A failed attempt is rolled back.
+    fn commit_with_retries(
+        &mut self,
+        effects: &[Effect],
+        outcomes: &[Outcome],
+    ) -> rusqlite::Result<()> {
+        let mut result = self.commit(effects, outcomes);
+        for pause in COMMIT_RETRIES {
+            if result.is_ok() {
+                break;
+            }
+            std::thread::sleep(pause);
+            result = self.commit(effects, outcomes);
+        }
+        result
+    }
+
     fn commit(&mut self, effects: &[Effect], outcomes: &[Outcome]) -> rusqlite::Result<()> {
+        if self.disk_full.is_set() {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("database or disk is full (disk-full drill)".into()),
+            ));
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -508,6 +700,17 @@ impl SqliteLedger {
     /// Opens (creating if needed) the ledger file and starts its writer
     /// thread. Budget state and outstanding offers are rebuilt from disk.
     pub fn open(path: &Path, budgets: Budgets, key: VoucherKey) -> Result<Self, LedgerError> {
+        Self::open_with(path, budgets, key, DiskFull::default())
+    }
+
+    /// [`SqliteLedger::open`] with a [`DiskFull`] switch: while it is on,
+    /// every commit fails as on a full disk (fault drills, tests).
+    pub fn open_with(
+        path: &Path,
+        budgets: Budgets,
+        key: VoucherKey,
+        disk_full: DiskFull,
+    ) -> Result<Self, LedgerError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 LedgerError::Unavailable(format!("cannot create {}: {e}", dir.display()))
@@ -523,9 +726,17 @@ impl SqliteLedger {
         }
         tracing::info!(path = %path.display(), offers = n, "ledger opened");
         let (tx, rx) = mpsc::channel(QUEUE);
+        // The writer logs where its opener logs.
+        let dispatch = crate::throttle::current_dispatch();
+        let writer = Writer {
+            conn,
+            core,
+            health: Health::new(),
+            disk_full,
+        };
         std::thread::Builder::new()
             .name("nudge-ledger".into())
-            .spawn(move || Writer { conn, core }.run(rx))
+            .spawn(move || crate::throttle::with_dispatch(&dispatch, || writer.run(rx)))
             .map_err(|e| LedgerError::Unavailable(format!("cannot start ledger writer: {e}")))?;
         Ok(SqliteLedger {
             tx,
@@ -621,3 +832,7 @@ impl Ledger for SqliteLedger {
         self.call(|reply| Cmd::Outcomes { since_ms, reply }).await
     }
 }
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;

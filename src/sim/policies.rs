@@ -157,6 +157,9 @@ pub(crate) async fn run_nudge(
                 rotate_bytes: 64 * 1024 * 1024,
                 // Never drop: the simulation waits for nobody.
                 queue: 1 << 20,
+                // A simulated run keeps every file it writes.
+                retention: None,
+                disk_full: Default::default(),
             },
             clock.clone(),
         )

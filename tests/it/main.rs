@@ -42,3 +42,5 @@ mod redis;
 mod redis_more;
 // Sessions apart from money in Redis: a flood of new sessions, startup checks.
 mod redis_flood;
+// A full disk under the ledger and the decision log; file modes.
+mod storage;

@@ -112,12 +112,30 @@ pub async fn start(settings: Settings, model: Model) -> TestServer {
     start_in(settings, model, data).await
 }
 
-pub async fn start_in(mut settings: Settings, model: Model, data: tempfile::TempDir) -> TestServer {
+pub async fn start_in(settings: Settings, model: Model, data: tempfile::TempDir) -> TestServer {
+    start_with_disk(settings, model, data, nudge::files::DiskFull::default()).await
+}
+
+/// [`start_in`] with a switch that makes the data directory's writers fail
+/// as on a full disk while it is on.
+pub async fn start_with_disk(
+    mut settings: Settings,
+    model: Model,
+    data: tempfile::TempDir,
+    disk_full: nudge::files::DiskFull,
+) -> TestServer {
     settings.data_dir = data.path().to_owned();
     let clock = Arc::new(ManualClock::new(NOW_MS));
     let key = app::voucher_key(&settings, Some(TEST_SECRET)).unwrap();
     let engine = Arc::new(
-        app::build_engine(&settings, model, clock.clone() as Arc<dyn Clock>, key).unwrap(),
+        app::build_engine_with(
+            &settings,
+            model,
+            clock.clone() as Arc<dyn Clock>,
+            key,
+            disk_full,
+        )
+        .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
