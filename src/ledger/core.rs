@@ -158,6 +158,11 @@ impl LedgerCore {
                             ..current
                         };
                         self.book(&back, 1, false);
+                        // A void undone: the offer is its session's live
+                        // one again (the newer offer's undo removed the key).
+                        self.by_session
+                            .entry((back.campaign.clone(), back.session_id.clone()))
+                            .or_insert_with(|| back.code.clone());
                         self.offers.insert(back.code.clone(), back);
                     }
                 }
@@ -556,7 +561,7 @@ mod tests {
 
     const NOW: i64 = 1_795_341_600_000;
 
-    fn reserve(core: &mut LedgerCore, session: &str) -> (ReserveOutcome, Option<Effect>) {
+    fn reserve(core: &mut LedgerCore, session: &str) -> (ReserveOutcome, Vec<Effect>) {
         core.reserve(&ReserveRequest {
             campaign: crate::ledger::DEFAULT_CAMPAIGN,
             session_id: session,
@@ -611,5 +616,41 @@ mod tests {
             reserve(&mut core, "new").0,
             ReserveOutcome::Reserved(_)
         ));
+    }
+
+    #[test]
+    fn undo_of_a_reoffer_after_expiry_gives_the_session_back_its_old_offer() {
+        let mut core = LedgerCore::new(Budgets::single(10_000), VoucherKey::random());
+        let (ReserveOutcome::Reserved(old), _) = reserve(&mut core, "s") else {
+            panic!("reserved")
+        };
+        let snap_before = core.snapshot(crate::ledger::DEFAULT_CAMPAIGN, NOW).unwrap();
+        let later = NOW + 120_000;
+        let (outcome, batch) = core
+            .reserve(&ReserveRequest {
+                campaign: crate::ledger::DEFAULT_CAMPAIGN,
+                session_id: "s",
+                candidates: &[1_000],
+                now_ms: later,
+                expires_at_ms: later + 60_000,
+                learning: false,
+            })
+            .unwrap();
+        assert!(matches!(outcome, ReserveOutcome::Reserved(_)));
+        assert_eq!(
+            batch.len(),
+            2,
+            "the void of the expired offer, then the new one"
+        );
+        core.undo(&batch);
+        assert!(core.invariant_holds());
+        assert_eq!(
+            core.snapshot(crate::ledger::DEFAULT_CAMPAIGN, NOW).unwrap(),
+            snap_before
+        );
+        let live = core
+            .offer_for(crate::ledger::DEFAULT_CAMPAIGN, "s")
+            .expect("the old offer is the session's again");
+        assert_eq!(live.voucher_code, old.voucher_code);
     }
 }

@@ -96,8 +96,9 @@ impl Flood {
 
 /// `FLOOD` new sessions, each a Track (its first events) and a Decide (the
 /// rest), from `CONCURRENCY` tasks. Every Decide must answer with a score;
-/// a refused Track must be UNAVAILABLE naming the session store.
-async fn flood(channel: Channel, tag: &str) -> Flood {
+/// a refused Track must be UNAVAILABLE naming the session store. The real
+/// binary runs on the system clock, so its events are moved to it.
+async fn flood(channel: Channel, tag: &str, system_clock: bool) -> Flood {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..CONCURRENCY {
@@ -105,7 +106,10 @@ async fn flood(channel: Channel, tag: &str) -> Flood {
         let tag = tag.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut f = Flood::default();
-            let events = hesitant_session(20_000);
+            let mut events = hesitant_session(20_000);
+            if system_clock {
+                events = util::on_system_clock(events);
+            }
             let (first, rest) = events.split_at(3);
             for i in (t..FLOOD).step_by(CONCURRENCY) {
                 let session = format!("{tag}{i}");
@@ -206,7 +210,7 @@ async fn session_flood_on_a_full_instance_leaves_money_working() {
     };
     let server = shop(&money, &sessions).await;
     let (code, amount) = offer_before(&server).await;
-    let f = flood(server.channel().await, "full").await;
+    let f = flood(server.channel().await, "full", false).await;
     f.print("noeviction, 2 MB");
     assert!(f.tracks_refused > 0, "the sessions' instance filled: {f:?}");
     assert!(f.scored_alone > 0, "{f:?}");
@@ -245,7 +249,7 @@ async fn session_flood_on_an_lru_instance_evicts_old_sessions() {
     };
     let server = shop(&money, &sessions).await;
     let (code, amount) = offer_before(&server).await;
-    let f = flood(server.channel().await, "lru").await;
+    let f = flood(server.channel().await, "lru", false).await;
     f.print("allkeys-lru, 2 MB");
     assert_eq!((f.tracks_refused, f.scored_alone), (0, 0), "{f:?}");
     let evicted = info(&sessions, "stats", "evicted_keys").await;
@@ -269,7 +273,7 @@ async fn session_flood_on_a_shared_volatile_lru_instance_evicts_sessions_only() 
     };
     let server = shop(&shared, &shared).await;
     let (code, amount) = offer_before(&server).await;
-    let f = flood(server.channel().await, "shared").await;
+    let f = flood(server.channel().await, "shared", false).await;
     f.print("one instance, volatile-lru, 2 MB");
     assert_eq!((f.tracks_refused, f.scored_alone), (0, 0), "{f:?}");
     assert!(info(&shared, "stats", "evicted_keys").await > 0);
@@ -369,7 +373,7 @@ async fn binary_logs_a_session_flood_once_per_interval() {
         .connect()
         .await
         .unwrap();
-    let f = flood(channel, "bin").await;
+    let f = flood(channel, "bin", true).await;
     f.print("binary, noeviction, 2 MB");
     let _ = child.kill();
     let _ = child.wait();
