@@ -123,8 +123,9 @@ pub async fn start_in(mut settings: Settings, model: Model, data: tempfile::Temp
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let e = engine.clone();
+    let server = settings.server;
     let handle = tokio::spawn(async move {
-        app::run(listener, e, async {
+        app::run_with(listener, e, server, async {
             let _ = rx.await;
         })
         .await
