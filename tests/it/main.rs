@@ -38,3 +38,7 @@ mod pacing_state;
 mod redis;
 // The Redis ledger against the core, faults, the binary on Redis, TLS.
 mod redis_more;
+// Transport limits: half-sent requests, shedding, silent connections.
+mod transport;
+// Malformed protobuf: INVALID_ARGUMENT, never INTERNAL.
+mod decode;

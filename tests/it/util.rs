@@ -228,9 +228,7 @@ pub fn spawn_nudge(
     args: &[&std::ffi::OsStr],
     envs: &[(&str, &str)],
 ) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nudge"));
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
@@ -241,6 +239,15 @@ pub fn spawn_nudge(
     for (k, v) in envs {
         cmd.env(k, v);
     }
+    spawn_logged(cmd)
+}
+
+/// Spawns `cmd` (which runs `nudge serve` and pipes its stderr) and waits
+/// for the address it logs, as [`spawn_nudge`] does.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_logged(mut cmd: std::process::Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
     let mut child = cmd.spawn().expect("spawn nudge");
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = std::sync::mpsc::channel();
