@@ -172,7 +172,12 @@ async fn half_open(
                         .and_then(|v| v.to_str().ok())
                         .map(|c| format!("grpc-status {c}"))
                         .unwrap_or_else(|| format!("http {}", r.status())),
-                    Err(e) => format!("reset: {}", e.reason().map(|r| format!("{r:?}")).unwrap_or_else(|| e.to_string())),
+                    Err(e) => format!(
+                        "reset: {}",
+                        e.reason()
+                            .map(|r| format!("{r:?}"))
+                            .unwrap_or_else(|| e.to_string())
+                    ),
                 };
                 drop(send);
                 outcome
@@ -199,21 +204,70 @@ async fn half_open(
     let _ = stop_tx.send(true);
     let probes = prober.await.unwrap_or_default();
     let hwm = status_kib(pid, "VmHWM:");
-    println!("server rss: baseline {} MiB, peak sampled {} MiB, peak (VmHWM) {} MiB", baseline / 1024, peak_rss / 1024, hwm / 1024);
-    println!("streams after {} s: {open} still open; ended: {outcomes:?}", hold.as_secs());
+    println!(
+        "server rss: baseline {} MiB, peak sampled {} MiB, peak (VmHWM) {} MiB",
+        baseline / 1024,
+        peak_rss / 1024,
+        hwm / 1024
+    );
+    println!(
+        "streams after {} s: {open} still open; ended: {outcomes:?}",
+        hold.as_secs()
+    );
     println!("probe Decide once a second during the attack: {probes:?}");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    println!("server rss 5 s after the client left: {} MiB", status_kib(pid, "VmRSS:") / 1024);
+    println!(
+        "server rss 5 s after the client left: {} MiB",
+        status_kib(pid, "VmRSS:") / 1024
+    );
+}
+
+/// This process's soft open-file limit.
+fn own_file_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 async fn idle(addr: String, pid: u32, connections: usize, hold: Duration) {
+    // Keep descriptors for the probe's own connections.
+    let connections = match own_file_limit() {
+        Some(limit) if limit < connections + 64 => {
+            println!(
+                "this process may open {limit} files: opening {} connections, not {connections}",
+                limit - 64
+            );
+            limit - 64
+        }
+        _ => connections,
+    };
     let mut open = Vec::new();
     let t0 = Instant::now();
     let mut failed = 0;
+    let mut in_a_row = 0;
     for _ in 0..connections {
-        match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&addr)).await {
-            Ok(Ok(c)) => open.push(c),
-            _ => failed += 1,
+        match tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::TcpStream::connect(&addr),
+        )
+        .await
+        {
+            Ok(Ok(c)) => {
+                open.push(c);
+                in_a_row = 0;
+            }
+            _ => {
+                failed += 1;
+                in_a_row += 1;
+                // The server's backlog is full: more attempts only wait.
+                if in_a_row == 20 {
+                    break;
+                }
+            }
         }
     }
     println!("opened {} silent connections in {:?} ({failed} failed: this process's own file limit or the server's backlog)", open.len(), t0.elapsed());
@@ -244,19 +298,45 @@ async fn idle(addr: String, pid: u32, connections: usize, hold: Duration) {
             }
         }
     }
-    println!("server cpu over {} s: {:.0} % of one core", hold.as_secs(), cpu * 100.0);
+    println!(
+        "server cpu over {} s: {:.0} % of one core",
+        hold.as_secs(),
+        cpu * 100.0
+    );
     println!("probe Decide (fresh connection, 1 s deadline) once a second: {probes:?}");
-    println!("silent connections closed by the server after {} s: {closed} of {}", hold.as_secs(), open.len());
+    println!(
+        "silent connections closed by the server after {} s: {closed} of {}",
+        hold.as_secs(),
+        open.len()
+    );
 }
 
 #[tokio::main]
 async fn main() {
     match Cli::parse().attack {
-        Attack::HalfOpen { addr, pid, connections, streams, message_bytes, hold_secs } => {
-            half_open(addr, pid, connections, streams, message_bytes, Duration::from_secs(hold_secs)).await
+        Attack::HalfOpen {
+            addr,
+            pid,
+            connections,
+            streams,
+            message_bytes,
+            hold_secs,
+        } => {
+            half_open(
+                addr,
+                pid,
+                connections,
+                streams,
+                message_bytes,
+                Duration::from_secs(hold_secs),
+            )
+            .await
         }
-        Attack::Idle { addr, pid, connections, hold_secs } => {
-            idle(addr, pid, connections, Duration::from_secs(hold_secs)).await
-        }
+        Attack::Idle {
+            addr,
+            pid,
+            connections,
+            hold_secs,
+        } => idle(addr, pid, connections, Duration::from_secs(hold_secs)).await,
     }
 }

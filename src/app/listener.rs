@@ -240,7 +240,11 @@ impl AsyncRead for Conn {
                     continue;
                 }
                 if let Some(count) = IDLE_CLOSED.hit() {
-                    tracing::info!(count, handshake = !this.started, "closed silent connections");
+                    tracing::info!(
+                        count,
+                        handshake = !this.started,
+                        "closed silent connections"
+                    );
                 }
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,

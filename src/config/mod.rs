@@ -324,7 +324,10 @@ mod tests {
     fn server_limits_bound_the_memory_of_requests_in_flight() {
         let d = ServerLimits::default();
         assert_eq!(d.max_concurrent_requests, 128);
-        assert!(d.max_concurrent_requests * Limits::default().max_message_bytes() <= MAX_IN_FLIGHT_BYTES);
+        assert!(
+            d.max_concurrent_requests * Limits::default().max_message_bytes()
+                <= MAX_IN_FLIGHT_BYTES
+        );
         assert_eq!((d.max_concurrent_streams, d.max_connections), (64, None));
         assert_eq!(d.request_timeout, Duration::from_secs(5));
         // A larger message lowers the default so the product still fits.
@@ -334,12 +337,24 @@ mod tests {
             .unwrap();
         assert_eq!(s.server.max_concurrent_requests, 16);
         for (text, field) in [
-            ("[server]\nmax_concurrent_requests = 300", "server.max_concurrent_requests"),
-            ("[server]\nmax_concurrent_requests = 0", "server.max_concurrent_requests"),
+            (
+                "[server]\nmax_concurrent_requests = 300",
+                "server.max_concurrent_requests",
+            ),
+            (
+                "[server]\nmax_concurrent_requests = 0",
+                "server.max_concurrent_requests",
+            ),
             ("[server]\nmax_connections = 0", "server.max_connections"),
-            ("[server]\nidle_timeout_secs = 5", "server.keepalive_interval_secs"),
+            (
+                "[server]\nidle_timeout_secs = 5",
+                "server.keepalive_interval_secs",
+            ),
             ("[server]\nmax_frame_size = 1024", "server.max_frame_size"),
-            ("[server]\nrequest_timeout_ms = 0", "server.request_timeout_ms"),
+            (
+                "[server]\nrequest_timeout_ms = 0",
+                "server.request_timeout_ms",
+            ),
             ("[server]\nmax_streams = 1", "unknown field"),
         ] {
             let e = match RawConfig::from_toml(text) {

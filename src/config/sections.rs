@@ -3,7 +3,8 @@
 use super::{
     invalid, ConfigError, LedgerBackend, Limits, LogConfig, RawBudget, RawCampaign, RawExperiment,
     RawLedger, RawLimits, RawLog, RawOfferOn, RawPolicy, RawRedis, RawServer, RawSessions, RawTier,
-    RawVoucher, Secret, ServerLimits, SessionBackend, DEFAULT_LISTEN, DEFAULT_TIERS, MAX_IN_FLIGHT_BYTES, MIN_SECRET_BYTES,
+    RawVoucher, Secret, ServerLimits, SessionBackend, DEFAULT_LISTEN, DEFAULT_TIERS,
+    MAX_IN_FLIGHT_BYTES, MIN_SECRET_BYTES,
 };
 use crate::domain::experiment::Experiment;
 use crate::domain::policy::{OfferTrigger, Policy, Tier, MAX_TIERS};
@@ -456,7 +457,12 @@ impl RawServer {
             300,
             "server.handshake_timeout_secs",
         )?;
-        let idle_timeout = secs(self.idle_timeout_secs, 30, 86_400, "server.idle_timeout_secs")?;
+        let idle_timeout = secs(
+            self.idle_timeout_secs,
+            30,
+            86_400,
+            "server.idle_timeout_secs",
+        )?;
         let keepalive_interval = secs(
             self.keepalive_interval_secs,
             10,

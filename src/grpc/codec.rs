@@ -91,6 +91,9 @@ mod tests {
             )
         );
         let e = malformed("failed to decode Protobuf message: invalid varint");
-        assert!(matches!(e, ServiceError::InvalidArgument { ref field, .. } if field == "body"), "{e:?}");
+        assert!(
+            matches!(e, ServiceError::InvalidArgument { ref field, .. } if field == "body"),
+            "{e:?}"
+        );
     }
 }

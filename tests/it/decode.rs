@@ -4,8 +4,8 @@
 
 use crate::util::*;
 use bytes::{Buf, BufMut};
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
@@ -52,9 +52,15 @@ const METHODS: [&str; 6] = [
     "Report",
 ];
 
-async fn call(channel: &tonic::transport::Channel, method: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+async fn call(
+    channel: &tonic::transport::Channel,
+    method: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
     let path: http::uri::PathAndQuery = format!("/nudge.v1.Offers/{method}").parse().unwrap();
     grpc.unary(tonic::Request::new(body), path, RawBytes)
         .await
@@ -123,8 +129,13 @@ fn random_and_mutated_bodies_never_get_internal() {
     });
     let body = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..96).prop_map(|b| (None, b)),
-        (0..METHODS.len(), any::<prop::sample::Index>(), any::<u8>(), 0..3u8).prop_map(
-            |(m, at, byte, op)| {
+        (
+            0..METHODS.len(),
+            any::<prop::sample::Index>(),
+            any::<u8>(),
+            0..3u8
+        )
+            .prop_map(|(m, at, byte, op)| {
                 let mut b = valid(METHODS[m]);
                 let i = at.index(b.len() + 1);
                 match op {
@@ -133,8 +144,7 @@ fn random_and_mutated_bodies_never_get_internal() {
                     _ => b.insert(i, byte),
                 }
                 (Some(m), b)
-            }
-        ),
+            }),
     ];
     let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
         cases: 384,

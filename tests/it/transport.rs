@@ -32,14 +32,19 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+/// The server process, killed when the test ends (also when it fails).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The binary with a config file and a fresh data directory, optionally
 /// with a lower open-file limit.
-fn spawn_with(config: &str, nofile: Option<u32>) -> (Child, String, tempfile::TempDir) {
+fn spawn_with(config: &str, nofile: Option<u32>) -> (Server, String, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let path = data.path().join("nudge.toml");
     std::fs::write(&path, config).unwrap();
@@ -61,7 +66,7 @@ fn spawn_with(config: &str, nofile: Option<u32>) -> (Child, String, tempfile::Te
         .stderr(Stdio::piped())
         .stdout(Stdio::null());
     let (child, addr) = spawn_logged(cmd);
-    (child, addr, data)
+    (Server(child), addr, data)
 }
 
 /// One HTTP/2 connection with `streams` Decide calls, each announcing a
@@ -115,7 +120,10 @@ async fn grpc_code(response: h2::client::ResponseFuture) -> Option<Code> {
     header(&body.trailers().await.ok()??)
 }
 
-async fn decide_once(addr: &str, id: &str) -> Result<nudge::grpc::pb::DecideResponse, tonic::Status> {
+async fn decide_once(
+    addr: &str,
+    id: &str,
+) -> Result<nudge::grpc::pb::DecideResponse, tonic::Status> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(10))
@@ -137,8 +145,8 @@ async fn decide_once(addr: &str, id: &str) -> Result<nudge::grpc::pb::DecideResp
 #[tokio::test]
 async fn half_sent_streams_hold_bounded_memory_and_end_at_the_deadline() {
     let config = "[server]\nmax_concurrent_streams = 16\nrequest_timeout_ms = 3000\n";
-    let (child, addr, _data) = spawn_with(config, None);
-    let pid = child.id();
+    let (server, addr, _data) = spawn_with(config, None);
+    let pid = server.0.id();
     decide_once(&addr, "warm").await.expect("served before");
     let baseline = status_kib(pid, "VmRSS:");
 
@@ -177,7 +185,7 @@ async fn half_sent_streams_hold_bounded_memory_and_end_at_the_deadline() {
     let after = decide_once(&addr, "after").await;
     assert!(after.is_ok(), "served after the attack: {after:?}");
     eprintln!("rss after {} MiB", status_kib(pid, "VmRSS:") / 1024);
-    stop(child);
+    drop(server);
 }
 
 /// Beyond the in-flight limit a request is answered RESOURCE_EXHAUSTED at
@@ -208,7 +216,12 @@ async fn requests_beyond_the_in_flight_limit_are_shed_at_once() {
             .expect("ended by the deadline");
         assert_eq!(code, Some(Code::DeadlineExceeded));
     }
-    assert!(s.client().await.decide(decide("free", vec![])).await.is_ok());
+    assert!(s
+        .client()
+        .await
+        .decide(decide("free", vec![]))
+        .await
+        .is_ok());
     s.stop().await;
 }
 
@@ -221,8 +234,8 @@ async fn requests_beyond_the_in_flight_limit_are_shed_at_once() {
 #[tokio::test]
 async fn silent_connections_neither_exhaust_descriptors_nor_spin() {
     let config = "[server]\nmax_connections = 1000\nhandshake_timeout_secs = 2\nidle_timeout_secs = 4\nkeepalive_interval_secs = 1\n";
-    let (child, addr, _data) = spawn_with(config, Some(256));
-    let pid = child.id();
+    let (server, addr, _data) = spawn_with(config, Some(256));
+    let pid = server.0.id();
     let mut idle = Vec::new();
     for _ in 0..400 {
         idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
@@ -266,5 +279,5 @@ async fn silent_connections_neither_exhaust_descriptors_nor_spin() {
         }
     }
     assert!(decide_once(&addr, "later").await.is_ok());
-    stop(child);
+    drop(server);
 }
