@@ -3,8 +3,11 @@
 //! it the answer is RESOURCE_EXHAUSTED at once, the body unread, which
 //! callers treat as "no voucher"), and a deadline for a request's whole
 //! body. Together they bound what half-sent requests can hold: in flight x
-//! the largest message, for at most the deadline.
+//! the largest message, for at most the deadline. A body that breaks the
+//! gRPC framing (ends inside a message, an undefined flag) is the caller's
+//! mistake: INVALID_ARGUMENT naming `body`.
 
+use crate::engine::error::ServiceError;
 use crate::throttle::LogThrottle;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -103,6 +106,55 @@ where
     }
 }
 
+/// Where the body is in its gRPC framing (a flag byte, a 4-byte length,
+/// the message), so that a body ending inside a message, or with a flag
+/// gRPC does not define, is the caller's mistake rather than INTERNAL.
+#[derive(Default)]
+struct Framing {
+    header: [u8; 5],
+    have: usize,
+    body_left: u64,
+}
+
+impl Framing {
+    fn feed(&mut self, mut data: &[u8]) -> Result<(), String> {
+        while !data.is_empty() {
+            if self.body_left > 0 {
+                let n = data
+                    .len()
+                    .min(usize::try_from(self.body_left).unwrap_or(usize::MAX));
+                self.body_left -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let n = data.len().min(5 - self.have);
+            self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
+            self.have += n;
+            data = &data[n..];
+            if self.have == 5 {
+                if self.header[0] > 1 {
+                    return Err(format!(
+                        "invalid gRPC compression flag {} (0 or 1)",
+                        self.header[0]
+                    ));
+                }
+                let [_, a, b, c, d] = self.header;
+                self.body_left = u64::from(u32::from_be_bytes([a, b, c, d]));
+                self.have = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn inside_a_message(&self) -> bool {
+        self.have > 0 || self.body_left > 0
+    }
+}
+
+fn malformed_body(why: impl Into<String>) -> Status {
+    Status::from(ServiceError::invalid("body", why))
+}
+
 /// A request body that fails with DEADLINE_EXCEEDED when it has not ended
 /// within its timeout; it releases its share of the permit when it ends.
 struct Deadline {
@@ -110,6 +162,7 @@ struct Deadline {
     timeout: Duration,
     timer: Pin<Box<Sleep>>,
     permit: Option<Arc<OwnedSemaphorePermit>>,
+    framing: Framing,
     expired: bool,
 }
 
@@ -120,6 +173,7 @@ impl Deadline {
             timeout,
             timer: Box::pin(tokio::time::sleep(timeout)),
             permit: Some(permit),
+            framing: Framing::default(),
             expired: false,
         }
     }
@@ -138,7 +192,21 @@ impl http_body::Body for Deadline {
             return Poll::Ready(None);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(Err(why)) = frame.data_ref().map(|d| this.framing.feed(d)) {
+                    this.expired = true;
+                    this.permit = None;
+                    return Poll::Ready(Some(Err(malformed_body(why))));
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) if this.framing.inside_a_message() => {
+                this.expired = true;
+                this.permit = None;
+                Poll::Ready(Some(Err(malformed_body(
+                    "the request body ended inside a message",
+                ))))
+            }
             Poll::Ready(end_or_error) => {
                 this.permit = None;
                 Poll::Ready(end_or_error)
@@ -165,10 +233,27 @@ impl http_body::Body for Deadline {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.expired || self.inner.is_end_stream()
+        self.expired || (self.inner.is_end_stream() && !self.framing.inside_a_message())
     }
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Framing;
+
+    #[test]
+    fn framing_follows_messages_across_chunks() {
+        let mut f = Framing::default();
+        f.feed(&[0, 0, 0]).unwrap();
+        assert!(f.inside_a_message());
+        f.feed(&[0, 3, 1, 2]).unwrap();
+        assert!(f.inside_a_message());
+        f.feed(&[3, 0, 0, 0, 0, 0]).unwrap();
+        assert!(!f.inside_a_message(), "an empty message ends cleanly");
+        assert!(f.feed(&[7, 0, 0, 0, 0]).unwrap_err().contains("flag 7"));
     }
 }

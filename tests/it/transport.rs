@@ -225,6 +225,44 @@ async fn requests_beyond_the_in_flight_limit_are_shed_at_once() {
     s.stop().await;
 }
 
+/// A whole request whose body breaks the gRPC framing: the status code.
+async fn framed_badly(addr: &str, body: &'static [u8]) -> Option<Code> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::post(format!("http://{addr}/nudge.v1.Offers/Track"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(req, false).unwrap();
+    send.send_data(Bytes::from_static(body), true).unwrap();
+    grpc_code(response).await
+}
+
+/// A body that ends inside its message, or carries a flag gRPC does not
+/// define, was INTERNAL; it is the caller's mistake.
+#[tokio::test]
+async fn a_body_ending_inside_its_message_is_invalid_argument() {
+    let s = start(settings(""), default_model()).await;
+    let addr = s.addr.to_string();
+    for body in [
+        &[0u8, 0, 0, 0, 9, 0x0a, 0x01][..],
+        &[0, 0, 0],
+        &[7, 0, 0, 0, 0],
+    ] {
+        let code = tokio::time::timeout(Duration::from_secs(5), framed_badly(&addr, body))
+            .await
+            .unwrap();
+        assert_eq!(code, Some(Code::InvalidArgument), "{body:?}");
+    }
+    assert!(s.client().await.decide(decide("ok", vec![])).await.is_ok());
+    s.stop().await;
+}
+
 /// Before, 20,000 connections sending nothing exhausted the file
 /// descriptors and the accept loop spun at 100 % CPU. Scaled down: with an
 /// open-file limit of 256 and a connection cap above it, 400 silent
