@@ -56,11 +56,15 @@
 //! - [`report`]: the incremental ROI report (treatment versus holdout), no protobuf.
 //! - [`grpc`]: the gRPC adapter: [`grpc::service`] (thin handlers),
 //!   [`grpc::validate`], [`grpc::convert`], [`grpc::status`] (errors to
-//!   `tonic::Status`), [`grpc::pb`] (generated code).
+//!   `tonic::Status`), [`grpc::codec`] (malformed protobuf is
+//!   INVALID_ARGUMENT), [`grpc::pb`] (generated code).
 //! - [`app`]: the running service: [`app::wiring`] (engine from settings),
 //!   [`app::model_source`], [`app::secrets`] (the voucher key),
 //!   [`app::pacing_state`], [`app::tasks`] (sweeper, pacing loop),
-//!   [`app::serve`] (gRPC with graceful shutdown).
+//!   [`app::serve`] (gRPC with graceful shutdown and the transport limits),
+//!   [`app::listener`] (the accept loop: connection cap, silent
+//!   connections, backoff) and [`app::admission`] (requests in flight, the
+//!   body deadline).
 //! - [`sim`]: the policy simulator on generated traffic (an offline tool):
 //!   [`sim::synth`] (the seeded visitor generator with its true behaviour;
 //!   [`sim::synth::world`]: the response worlds and their measurement),

@@ -2,6 +2,8 @@
 //! voucher secret, restored pacing state), runs its background tasks and
 //! serves gRPC until shutdown.
 
+pub mod admission;
+pub mod listener;
 pub mod model_source;
 pub mod pacing_state;
 pub mod secrets;
@@ -12,7 +14,7 @@ pub mod wiring;
 pub use model_source::{load_model, EMBEDDED_DEFAULT_MODEL};
 pub use pacing_state::{load_pacing, pacing_file, save_pacing, PACING_FILE};
 pub use secrets::{voucher_key, VOUCHER_KEY_FILE};
-pub use serve::{run, DRAIN_GRACE};
+pub use serve::{run, run_with, DRAIN_GRACE};
 pub use tasks::{spawn_sweeper, Background, PACING_TICK, RETENTION_TICK};
 pub use wiring::{build_engine, build_engine_with, memory_engine, LEDGER_FILE};
 

@@ -1,34 +1,55 @@
 //! Serves gRPC (Offers, health, reflection) on a listener until the
-//! shutdown future resolves, then drains in-flight calls.
+//! shutdown future resolves, then drains in-flight calls. The transport
+//! limits (`[server]`) bound what any client can make the process hold:
+//! connections ([`crate::app::listener`]), streams per connection, frame and
+//! header sizes, requests in flight and their bodies' deadline
+//! ([`crate::app::admission`]).
 
+use crate::app::admission::AdmissionLayer;
+use crate::app::listener::{connection_cap, Incoming, Timeouts};
 use crate::app::ServerError;
+use crate::config::ServerLimits;
 use crate::engine::Engine;
 use crate::grpc::pb;
 use crate::grpc::service::OffersService;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
-/// Hard cap on a decoded gRPC message, above the validated limit so that a
-/// too-large request usually gets a field-naming INVALID_ARGUMENT from
-/// validation rather than a transport error.
-const TRANSPORT_SIZE_FACTOR: usize = 4;
+/// Largest message of the health and reflection services: their requests
+/// are a few names.
+const SMALL_SERVICE_MESSAGE: usize = 16 * 1024;
 
 /// How long shutdown waits for in-flight calls and open connections.
 pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Serves until `shutdown` resolves, then drains in-flight calls.
+/// Serves with the default transport limits until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let max_message = engine.limits.max_request_bytes * TRANSPORT_SIZE_FACTOR;
+    run_with(listener, engine, ServerLimits::default(), shutdown).await
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight calls.
+pub async fn run_with(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    server: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let max_message = engine.limits.max_message_bytes();
+    // The in-flight bound is validated against the configured message size;
+    // an engine built with other limits gets the bound that fits its own.
+    let in_flight = server
+        .max_concurrent_requests
+        .min((crate::config::MAX_IN_FLIGHT_BYTES / max_message).max(1));
     let offers = pb::offers_server::OffersServer::new(OffersService::new(engine))
         .max_decoding_message_size(max_message);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
+    let health = health.max_decoding_message_size(SMALL_SERVICE_MESSAGE);
     health_reporter
         .set_serving::<pb::offers_server::OffersServer<OffersService>>()
         .await;
@@ -37,16 +58,27 @@ pub async fn run(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        .map_err(|e| ServerError::Reflection(e.to_string()))?
+        .max_decoding_message_size(SMALL_SERVICE_MESSAGE);
     let reflection_alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        .map_err(|e| ServerError::Reflection(e.to_string()))?
+        .max_decoding_message_size(SMALL_SERVICE_MESSAGE);
 
+    let max_connections = connection_cap(server.max_connections);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving grpc");
+        tracing::info!(%addr, max_connections, max_concurrent_requests = in_flight, "serving grpc");
     }
+    let incoming = Incoming::new(
+        listener,
+        max_connections,
+        Timeouts {
+            handshake: server.handshake_timeout,
+            idle: server.idle_timeout,
+        },
+    );
     // Graceful: on shutdown stop accepting, let in-flight calls finish, but
     // never wait more than DRAIN_GRACE for clients that keep connections open.
     let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
@@ -55,11 +87,20 @@ pub async fn run(
         let _ = fired_tx.send(());
     };
     let serve = tonic::transport::Server::builder()
+        .max_concurrent_streams(server.max_concurrent_streams)
+        .max_frame_size(server.max_frame_size)
+        .http2_max_header_list_size(server.max_header_list_size)
+        .http2_keepalive_interval(Some(server.keepalive_interval))
+        .http2_keepalive_timeout(Some(server.keepalive_timeout))
+        // Streams a client resets before the server accepts them, and
+        // streams the server resets for protocol errors, are bounded too.
+        .http2_max_pending_accept_reset_streams(Some(server.max_concurrent_streams as usize))
+        .layer(AdmissionLayer::new(in_flight, server.request_timeout))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(offers)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming, signal);
     let deadline = async move {
         if fired_rx.await.is_err() {
             std::future::pending::<()>().await;

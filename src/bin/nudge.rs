@@ -258,7 +258,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         settings.sweep_interval,
         app::pacing_file(&settings),
     );
-    let served = app::run(listener, engine.clone(), shutdown_signal()).await;
+    let served = app::run_with(listener, engine.clone(), settings.server, shutdown_signal()).await;
     background.stop().await;
     engine.log.flush().await;
     tracing::info!(

@@ -46,6 +46,46 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Largest gRPC message the transport decodes: above the validated
+    /// limit, so that a too-large request usually gets a field-naming
+    /// INVALID_ARGUMENT from validation rather than a transport error.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_request_bytes * TRANSPORT_SIZE_FACTOR
+    }
+}
+
+/// How far above `limits.max_request_bytes` the transport still decodes.
+pub const TRANSPORT_SIZE_FACTOR: usize = 4;
+
+/// What requests in flight may hold in message buffers at most, all
+/// together: `server.max_concurrent_requests` x the largest message.
+pub const MAX_IN_FLIGHT_BYTES: usize = 256 * 1024 * 1024;
+
+/// Transport limits, validated (`[server]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `None`: derived from the open-file limit when serving starts.
+    pub max_connections: Option<u32>,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_concurrent_streams: u32,
+    pub max_concurrent_requests: usize,
+    pub request_timeout: Duration,
+    pub max_frame_size: u32,
+    pub max_header_list_size: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        RawServer::default()
+            .validate(&Limits::default())
+            .expect("the documented defaults are valid")
+    }
+}
+
 /// Validated settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -59,6 +99,7 @@ pub struct Settings {
     pub budgets: Budgets,
     pub default_campaign: String,
     pub limits: Limits,
+    pub server: ServerLimits,
     pub data_dir: PathBuf,
     pub ledger_backend: LedgerBackend,
     pub session_backend: SessionBackend,
@@ -176,6 +217,7 @@ impl RawConfig {
             max_event_age_ms: i64::try_from(idle_ttl.as_millis()).unwrap_or(i64::MAX),
             ..self.limits.validate()?
         };
+        let server = self.server.validate(&limits)?;
         Ok(Settings {
             listen,
             model: self.model,
@@ -186,6 +228,7 @@ impl RawConfig {
             budgets,
             default_campaign,
             limits,
+            server,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             ledger_backend,
             session_backend,
@@ -333,6 +376,51 @@ mod tests {
         assert_eq!(s.budgets.campaigns["b"].learning_cap_cents, 1_000);
         assert!(s.policy.offer_on_priors);
         assert_eq!(s.experiment.cold_explore_share, 0.5);
+    }
+
+    #[test]
+    fn server_limits_bound_the_memory_of_requests_in_flight() {
+        let d = ServerLimits::default();
+        assert_eq!(d.max_concurrent_requests, 128);
+        assert!(
+            d.max_concurrent_requests * Limits::default().max_message_bytes()
+                <= MAX_IN_FLIGHT_BYTES
+        );
+        assert_eq!((d.max_concurrent_streams, d.max_connections), (64, None));
+        assert_eq!(d.request_timeout, Duration::from_secs(5));
+        // A larger message lowers the default so the product still fits.
+        let s = RawConfig::from_toml("[limits]\nmax_request_bytes = 4194304")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.server.max_concurrent_requests, 16);
+        for (text, field) in [
+            (
+                "[server]\nmax_concurrent_requests = 300",
+                "server.max_concurrent_requests",
+            ),
+            (
+                "[server]\nmax_concurrent_requests = 0",
+                "server.max_concurrent_requests",
+            ),
+            ("[server]\nmax_connections = 0", "server.max_connections"),
+            (
+                "[server]\nidle_timeout_secs = 5",
+                "server.keepalive_interval_secs",
+            ),
+            ("[server]\nmax_frame_size = 1024", "server.max_frame_size"),
+            (
+                "[server]\nrequest_timeout_ms = 0",
+                "server.request_timeout_ms",
+            ),
+            ("[server]\nmax_streams = 1", "unknown field"),
+        ] {
+            let e = match RawConfig::from_toml(text) {
+                Ok(raw) => raw.validate().unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(field), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct RawConfig {
     pub budget: RawBudget,
     #[serde(default)]
     pub limits: RawLimits,
+    /// Transport limits: connections, streams, in-flight requests, timeouts.
+    #[serde(default)]
+    pub server: RawServer,
     /// Directory for the ledger, the decision log and the generated voucher
     /// key. Default `data` (relative to the working directory).
     pub data_dir: Option<PathBuf>,
@@ -210,6 +213,37 @@ pub struct RawLimits {
     pub max_request_bytes: Option<usize>,
     /// Entries accepted in Decide's `features` map. Default 256.
     pub max_features: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Open connections at most; a connection beyond it is closed at once.
+    /// Default: 4096, or less when the open-file limit (RLIMIT_NOFILE) is
+    /// lower (an eighth of it, at least 64, is kept for files and stores).
+    pub max_connections: Option<u32>,
+    /// A new connection must send its first bytes within this. Default 5 s.
+    pub handshake_timeout_secs: Option<u64>,
+    /// A connection from which nothing arrives for this long is closed
+    /// (live clients answer the keep-alive pings). Default 30 s.
+    pub idle_timeout_secs: Option<u64>,
+    /// HTTP/2 keep-alive ping interval, below `idle_timeout_secs`. Default 10 s.
+    pub keepalive_interval_secs: Option<u64>,
+    /// A ping unanswered for this long closes the connection. Default 10 s.
+    pub keepalive_timeout_secs: Option<u64>,
+    /// HTTP/2 streams open at once on one connection (clients queue beyond
+    /// it). Default 64.
+    pub max_concurrent_streams: Option<u32>,
+    /// Requests in flight at once over all connections; beyond it a request
+    /// is answered RESOURCE_EXHAUSTED without reading its body. Default 128,
+    /// fewer when 4 x `limits.max_request_bytes` times it would pass 256 MiB.
+    pub max_concurrent_requests: Option<usize>,
+    /// A request's whole body must arrive within this, ms. Default 5000.
+    pub request_timeout_ms: Option<u64>,
+    /// Largest HTTP/2 frame accepted, bytes. Default 16384.
+    pub max_frame_size: Option<u32>,
+    /// Largest header list of a request, bytes. Default 16384.
+    pub max_header_list_size: Option<u32>,
 }
 
 /// Default prior lifts until they are learned: log-odds added by each tier

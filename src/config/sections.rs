@@ -2,8 +2,9 @@
 
 use super::{
     invalid, ConfigError, LedgerBackend, Limits, LogConfig, RawBudget, RawCampaign, RawExperiment,
-    RawLedger, RawLimits, RawLog, RawOfferOn, RawPolicy, RawRedis, RawSessions, RawTier,
-    RawVoucher, Secret, SessionBackend, DEFAULT_LISTEN, DEFAULT_TIERS, MIN_SECRET_BYTES,
+    RawLedger, RawLimits, RawLog, RawOfferOn, RawPolicy, RawRedis, RawServer, RawSessions, RawTier,
+    RawVoucher, Secret, ServerLimits, SessionBackend, DEFAULT_LISTEN, DEFAULT_TIERS,
+    MAX_IN_FLIGHT_BYTES, MIN_SECRET_BYTES,
 };
 use crate::domain::experiment::Experiment;
 use crate::domain::policy::{OfferTrigger, Policy, Tier, MAX_TIERS};
@@ -471,5 +472,113 @@ impl RawLimits {
             return Err(invalid("limits.max_features", "must be <= 10000"));
         }
         Ok(limits)
+    }
+}
+
+impl RawServer {
+    /// The transport limits; the in-flight bound depends on the largest
+    /// message `limits` lets the transport decode.
+    pub(super) fn validate(&self, limits: &Limits) -> Result<ServerLimits, ConfigError> {
+        fn secs(
+            v: Option<u64>,
+            default: u64,
+            max: u64,
+            field: &'static str,
+        ) -> Result<Duration, ConfigError> {
+            let v = v.unwrap_or(default);
+            if !(1..=max).contains(&v) {
+                return Err(invalid(field, format!("must be in 1..={max}")));
+            }
+            Ok(Duration::from_secs(v))
+        }
+        if let Some(n) = self.max_connections {
+            if !(1..=1_000_000).contains(&n) {
+                return Err(invalid("server.max_connections", "must be in 1..=1000000"));
+            }
+        }
+        let handshake_timeout = secs(
+            self.handshake_timeout_secs,
+            5,
+            300,
+            "server.handshake_timeout_secs",
+        )?;
+        let idle_timeout = secs(
+            self.idle_timeout_secs,
+            30,
+            86_400,
+            "server.idle_timeout_secs",
+        )?;
+        let keepalive_interval = secs(
+            self.keepalive_interval_secs,
+            10,
+            3_600,
+            "server.keepalive_interval_secs",
+        )?;
+        if keepalive_interval >= idle_timeout {
+            return Err(invalid(
+                "server.keepalive_interval_secs",
+                "must be below server.idle_timeout_secs, or live idle clients are closed",
+            ));
+        }
+        let keepalive_timeout = secs(
+            self.keepalive_timeout_secs,
+            10,
+            600,
+            "server.keepalive_timeout_secs",
+        )?;
+        let max_concurrent_streams = self.max_concurrent_streams.unwrap_or(64);
+        if !(1..=10_000).contains(&max_concurrent_streams) {
+            return Err(invalid(
+                "server.max_concurrent_streams",
+                "must be in 1..=10000",
+            ));
+        }
+        let message = limits.max_message_bytes();
+        let fitting = MAX_IN_FLIGHT_BYTES / message;
+        let max_concurrent_requests = self
+            .max_concurrent_requests
+            .unwrap_or(fitting.clamp(1, 128));
+        if max_concurrent_requests == 0 || max_concurrent_requests > fitting.max(1) {
+            return Err(invalid(
+                "server.max_concurrent_requests",
+                format!(
+                    "must be in 1..={}: times the largest message ({message} bytes, 4 x limits.max_request_bytes) it must stay within {MAX_IN_FLIGHT_BYTES} bytes",
+                    fitting.max(1)
+                ),
+            ));
+        }
+        let request_timeout_ms = self.request_timeout_ms.unwrap_or(5_000);
+        if !(100..=600_000).contains(&request_timeout_ms) {
+            return Err(invalid(
+                "server.request_timeout_ms",
+                "must be in 100..=600000",
+            ));
+        }
+        let max_frame_size = self.max_frame_size.unwrap_or(16_384);
+        if !(16_384..=16_777_215).contains(&max_frame_size) {
+            return Err(invalid(
+                "server.max_frame_size",
+                "must be in 16384..=16777215 (HTTP/2)",
+            ));
+        }
+        let max_header_list_size = self.max_header_list_size.unwrap_or(16_384);
+        if !(1_024..=1_048_576).contains(&max_header_list_size) {
+            return Err(invalid(
+                "server.max_header_list_size",
+                "must be in 1024..=1048576",
+            ));
+        }
+        Ok(ServerLimits {
+            max_connections: self.max_connections,
+            handshake_timeout,
+            idle_timeout,
+            keepalive_interval,
+            keepalive_timeout,
+            max_concurrent_streams,
+            max_concurrent_requests,
+            request_timeout: Duration::from_millis(request_timeout_ms),
+            max_frame_size,
+            max_header_list_size,
+        })
     }
 }

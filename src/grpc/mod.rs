@@ -1,5 +1,6 @@
 //! The gRPC adapter: handlers, validation of protobuf input, conversions
 //! both ways and the one mapping of engine errors to `tonic::Status`.
+pub mod codec;
 pub mod convert;
 pub mod service;
 pub mod status;

@@ -44,3 +44,7 @@ mod redis_more;
 mod redis_flood;
 // A full disk under the ledger and the decision log; file modes.
 mod storage;
+// Transport limits: half-sent requests, shedding, silent connections.
+mod transport;
+// Malformed protobuf: INVALID_ARGUMENT, never INTERNAL.
+mod decode;

@@ -141,8 +141,9 @@ pub async fn start_with_disk(
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let e = engine.clone();
+    let server = settings.server;
     let handle = tokio::spawn(async move {
-        app::run(listener, e, async {
+        app::run_with(listener, e, server, async {
             let _ = rx.await;
         })
         .await
@@ -285,15 +286,11 @@ impl NudgeLogs {
 }
 
 /// [`spawn_nudge`], also handing back the child's log lines.
-// If start-up fails the test panics and the child dies with its pipes.
-#[allow(clippy::zombie_processes)]
 pub fn spawn_nudge_with_logs(
     args: &[&std::ffi::OsStr],
     envs: &[(&str, &str)],
 ) -> (std::process::Child, String, NudgeLogs) {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nudge"));
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
@@ -304,6 +301,24 @@ pub fn spawn_nudge_with_logs(
     for (k, v) in envs {
         cmd.env(k, v);
     }
+    spawn_logged_with_logs(cmd)
+}
+
+/// Spawns `cmd` (which runs `nudge serve` and pipes its stderr) and waits
+/// for the address it logs, as [`spawn_nudge`] does.
+pub fn spawn_logged(cmd: std::process::Command) -> (std::process::Child, String) {
+    let (child, addr, _) = spawn_logged_with_logs(cmd);
+    (child, addr)
+}
+
+/// [`spawn_logged`], also handing back the child's log lines.
+// If start-up fails the test panics and the child dies with its pipes.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_logged_with_logs(
+    mut cmd: std::process::Command,
+) -> (std::process::Child, String, NudgeLogs) {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
     let mut child = cmd.spawn().expect("spawn nudge");
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = std::sync::mpsc::channel();

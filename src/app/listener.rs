@@ -1,0 +1,301 @@
+//! The accept loop. Each open connection holds a permit (beyond the cap a
+//! new connection is closed at once, so the process keeps file descriptors
+//! for its stores and a fresh client is refused rather than left hanging);
+//! when the process is out of file descriptors or memory, accepting backs
+//! off instead of spinning; a connection that sends nothing is closed.
+
+use crate::throttle::LogThrottle;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tokio_stream::Stream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// Connections at most when `server.max_connections` is not set and the
+/// open-file limit is high.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
+/// First and longest pause after an accept error.
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Connections refused in one poll before yielding to other tasks.
+const REFUSALS_PER_POLL: usize = 64;
+
+static REFUSED: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+static ACCEPT_FAILED: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+static IDLE_CLOSED: LogThrottle = LogThrottle::new(Duration::from_secs(60));
+
+/// How long a connection may stay silent.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Until its first bytes.
+    pub handshake: Duration,
+    /// Between bytes afterwards.
+    pub idle: Duration,
+}
+
+/// The connection cap: the configured one, else derived from the open-file
+/// limit (an eighth of it, at least 64, stays free for files and stores).
+pub fn connection_cap(configured: Option<u32>) -> usize {
+    match configured {
+        Some(n) => n as usize,
+        None => cap_for_file_limit(open_file_limit()),
+    }
+}
+
+/// [`connection_cap`] for a soft open-file limit (`None`: unlimited or unknown).
+pub fn cap_for_file_limit(limit: Option<u64>) -> usize {
+    match limit {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(n) => {
+            let free = n.saturating_sub((n / 8).max(64));
+            usize::try_from(free)
+                .unwrap_or(usize::MAX)
+                .clamp(1, DEFAULT_MAX_CONNECTIONS)
+        }
+    }
+}
+
+/// The soft RLIMIT_NOFILE of this process, from `/proc/self/limits`.
+fn open_file_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Accepted connections, each with its permit; feed it to tonic's
+/// `serve_with_incoming_shutdown`. Dropping it closes the listening socket.
+pub struct Incoming {
+    listener: TcpListener,
+    permits: Arc<Semaphore>,
+    cap: usize,
+    timeouts: Timeouts,
+    backoff: Option<Pin<Box<Sleep>>>,
+    delay: Duration,
+}
+
+impl Incoming {
+    pub fn new(listener: TcpListener, cap: usize, timeouts: Timeouts) -> Incoming {
+        Incoming {
+            listener,
+            permits: Arc::new(Semaphore::new(cap)),
+            cap,
+            timeouts,
+            backoff: None,
+            delay: BACKOFF_MIN,
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.cap - self.permits.available_permits()
+    }
+}
+
+/// Errors of one connection (the next accept may well succeed), as opposed
+/// to the process being out of file descriptors, buffers or memory.
+fn one_connection_only(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+impl Stream for Incoming {
+    type Item = Result<Conn, io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let mut refused = 0;
+        loop {
+            if let Some(sleep) = this.backoff.as_mut() {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.backoff = None;
+            }
+            let (stream, _peer) = match this.listener.poll_accept(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(accepted)) => accepted,
+                Poll::Ready(Err(e)) if one_connection_only(&e) => {
+                    tracing::debug!(error = %e, "accept failed for one connection");
+                    continue;
+                }
+                Poll::Ready(Err(e)) => {
+                    if let Some(count) = ACCEPT_FAILED.hit() {
+                        tracing::warn!(count, error = %e, backoff_ms = this.delay.as_millis() as u64, open = this.open(), "cannot accept connections, backing off");
+                    }
+                    this.backoff = Some(Box::pin(tokio::time::sleep(this.delay)));
+                    this.delay = (this.delay * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            this.delay = BACKOFF_MIN;
+            match this.permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let _ = stream.set_nodelay(true);
+                    return Poll::Ready(Some(Ok(Conn::new(stream, permit, this.timeouts))));
+                }
+                Err(_) => {
+                    drop(stream);
+                    if let Some(count) = REFUSED.hit() {
+                        tracing::warn!(
+                            count,
+                            max_connections = this.cap,
+                            "connection refused: at the connection cap"
+                        );
+                    }
+                    refused += 1;
+                    if refused >= REFUSALS_PER_POLL {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An accepted connection: its permit is released when it closes; reading
+/// fails with `TimedOut` once nothing arrived for the handshake timeout (no
+/// byte yet) or the idle timeout (since the last byte).
+pub struct Conn {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    timeouts: Timeouts,
+    started: bool,
+    last_read: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, timeouts: Timeouts) -> Conn {
+        let now = Instant::now();
+        Conn {
+            stream,
+            _permit: permit,
+            timeouts,
+            started: false,
+            last_read: now,
+            timer: Box::pin(tokio::time::sleep_until(now + timeouts.handshake)),
+        }
+    }
+
+    fn silence_allowed(&self) -> Duration {
+        if self.started {
+            self.timeouts.idle
+        } else {
+            self.timeouts.handshake
+        }
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.started = true;
+                    // The timer is moved only when it fires: a read is cheap.
+                    this.last_read = Instant::now();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => loop {
+                if this.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let due = this.last_read + this.silence_allowed();
+                if due > Instant::now() {
+                    this.timer.as_mut().reset(due);
+                    continue;
+                }
+                if let Some(count) = IDLE_CLOSED.hit() {
+                    tracing::info!(
+                        count,
+                        handshake = !this.started,
+                        "closed silent connections"
+                    );
+                }
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the connection sent nothing for too long",
+                )));
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_file_descriptors_for_the_process() {
+        assert_eq!(cap_for_file_limit(None), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(cap_for_file_limit(Some(1_024)), 896);
+        assert_eq!(cap_for_file_limit(Some(512)), 448);
+        assert_eq!(cap_for_file_limit(Some(20_000)), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(cap_for_file_limit(Some(10)), 1);
+        assert_eq!(connection_cap(Some(7)), 7);
+    }
+}
