@@ -203,7 +203,12 @@ impl Writer {
                 opts.mode(LOG_FILE_MODE);
             }
             let f = opts.open(&path)?;
-            set_mode(&path, LOG_FILE_MODE)?;
+            if let Err(e) = set_mode(&path, LOG_FILE_MODE) {
+                // No empty file left behind per failed record.
+                drop(f);
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
             self.file = Some(Current {
                 out: std::io::BufWriter::new(f),
                 size: 0,

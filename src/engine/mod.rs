@@ -175,8 +175,16 @@ impl Engine {
             })
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        if let RedeemOutcome::Accepted { discount_cents } = outcome {
-            tracing::info!(session_id = %input.session_id, discount_cents, "voucher redeemed");
+        if let RedeemOutcome::Accepted {
+            discount_cents,
+            replayed,
+        } = outcome
+        {
+            if replayed {
+                tracing::info!(session_id = %input.session_id, discount_cents, "voucher redemption retried, answered again");
+            } else {
+                tracing::info!(session_id = %input.session_id, discount_cents, "voucher redeemed");
+            }
         }
         // A genuine but expired code the ledger no longer knows is still
         // "expired", which tells the shopper more than "invalid".

@@ -61,17 +61,21 @@ pub fn decision_pb(d: Decision) -> pb::DecideResponse {
 }
 
 pub fn redeem_pb(o: RedeemOutcome, min_order_cents: i64) -> pb::RedeemResponse {
-    let (status, discount_cents) = match o {
-        RedeemOutcome::Accepted { discount_cents } => (pb::RedeemStatus::Accepted, discount_cents),
-        RedeemOutcome::Invalid => (pb::RedeemStatus::Invalid, 0),
-        RedeemOutcome::Expired => (pb::RedeemStatus::Expired, 0),
-        RedeemOutcome::AlreadyRedeemed => (pb::RedeemStatus::AlreadyRedeemed, 0),
-        RedeemOutcome::OrderBelowMinimum { .. } => (pb::RedeemStatus::OrderBelowMinimum, 0),
+    let (status, discount_cents, replayed) = match o {
+        RedeemOutcome::Accepted {
+            discount_cents,
+            replayed,
+        } => (pb::RedeemStatus::Accepted, discount_cents, replayed),
+        RedeemOutcome::Invalid => (pb::RedeemStatus::Invalid, 0, false),
+        RedeemOutcome::Expired => (pb::RedeemStatus::Expired, 0, false),
+        RedeemOutcome::AlreadyRedeemed => (pb::RedeemStatus::AlreadyRedeemed, 0, false),
+        RedeemOutcome::OrderBelowMinimum { .. } => (pb::RedeemStatus::OrderBelowMinimum, 0, false),
     };
     pb::RedeemResponse {
         status: status as i32,
         discount_cents,
         min_order_cents,
+        replayed,
     }
 }
 

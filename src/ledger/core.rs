@@ -121,9 +121,11 @@ impl LedgerCore {
             self.book(&row, 1, true);
             let key = (row.campaign.clone(), row.session_id.clone());
             // A session re-offered after a voided offer has several rows:
-            // the latest issued is its offer.
+            // the live one (not voided) is its offer, else the latest
+            // issued (a clock stepped back must not hide a live offer).
+            let rank = |r: &OfferRow| (r.state != OfferState::Voided, r.issued_ms, r.code.clone());
             let newer = match self.by_session.get(&key).and_then(|c| self.offers.get(c)) {
-                Some(held) => (row.issued_ms, &row.code) > (held.issued_ms, &held.code),
+                Some(held) => rank(&row) > rank(held),
                 None => true,
             };
             if newer {
@@ -244,6 +246,22 @@ impl LedgerCore {
         req: &ReserveRequest<'_>,
     ) -> Result<(ReserveOutcome, Vec<Effect>), LedgerError> {
         let mut effects = Vec::new();
+        match self.reserve_steps(req, &mut effects) {
+            Ok(outcome) => Ok((outcome, effects)),
+            Err(e) => {
+                // A void made before a later step failed is undone, so the
+                // state stays what the disk holds.
+                self.undo(&effects);
+                Err(e)
+            }
+        }
+    }
+
+    fn reserve_steps(
+        &mut self,
+        req: &ReserveRequest<'_>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<ReserveOutcome, LedgerError> {
         if let Some(row) = self.session_row(req.campaign, req.session_id).cloned() {
             match row.state {
                 OfferState::Voided => {}
@@ -251,7 +269,7 @@ impl LedgerCore {
                     effects.push(self.transition(&row.code, OfferState::Voided, req.now_ms, None));
                 }
                 OfferState::Reserved | OfferState::Captured => {
-                    return Ok((ReserveOutcome::AlreadyOffered(row.offer()), effects));
+                    return Ok(ReserveOutcome::AlreadyOffered(row.offer()));
                 }
             }
         }
@@ -273,7 +291,7 @@ impl LedgerCore {
                     remaining_cents: remaining,
                 }
             };
-            return Ok((outcome, effects));
+            return Ok(outcome);
         };
         let mut code = None;
         for _ in 0..MINT_TRIES {
@@ -307,7 +325,7 @@ impl LedgerCore {
         debug_assert!(self.invariant_holds());
         let offer = row.offer();
         effects.push(Effect::Insert(row));
-        Ok((ReserveOutcome::Reserved(offer), effects))
+        Ok(ReserveOutcome::Reserved(offer))
     }
 
     fn transition(
@@ -348,6 +366,7 @@ impl LedgerCore {
                     return (
                         RedeemOutcome::Accepted {
                             discount_cents: row.amount_cents,
+                            replayed: true,
                         },
                         None,
                     );
@@ -377,7 +396,13 @@ impl LedgerCore {
             Some(req.order_value_cents),
         );
         debug_assert!(self.invariant_holds());
-        (RedeemOutcome::Accepted { discount_cents }, Some(eff))
+        (
+            RedeemOutcome::Accepted {
+                discount_cents,
+                replayed: false,
+            },
+            Some(eff),
+        )
     }
 
     pub fn void_expired(&mut self, now_ms: i64) -> Vec<Effect> {
@@ -616,6 +641,33 @@ mod tests {
             reserve(&mut core, "new").0,
             ReserveOutcome::Reserved(_)
         ));
+    }
+
+    #[test]
+    fn a_reserve_that_fails_after_voiding_an_expired_offer_leaves_the_state_unchanged() {
+        let mut core = LedgerCore::new(Budgets::single(10_000), VoucherKey::random());
+        let (ReserveOutcome::Reserved(old), _) = reserve(&mut core, "s") else {
+            panic!("reserved")
+        };
+        let rows_before = core.rows();
+        let later = NOW + 120_000;
+        // 150 cents is no whole euro: minting fails after the void.
+        let r = core.reserve(&ReserveRequest {
+            campaign: crate::ledger::DEFAULT_CAMPAIGN,
+            session_id: "s",
+            candidates: &[150],
+            now_ms: later,
+            expires_at_ms: later + 60_000,
+            learning: false,
+        });
+        assert!(r.is_err());
+        assert_eq!(core.rows(), rows_before);
+        assert!(core.invariant_holds());
+        assert_eq!(
+            core.offer_for(crate::ledger::DEFAULT_CAMPAIGN, "s")
+                .map(|o| o.voucher_code),
+            Some(old.voucher_code)
+        );
     }
 
     #[test]

@@ -110,6 +110,10 @@ pub struct RedeemRequest<'a> {
 pub enum RedeemOutcome {
     Accepted {
         discount_cents: i64,
+        /// A retry of a redemption already accepted (same code and order
+        /// value within `REDEEM_REPLAY_MS`): nothing new was captured, and
+        /// the discount belongs to that same order only.
+        replayed: bool,
     },
     /// Unknown code, or a code of another session.
     Invalid,

@@ -154,7 +154,7 @@ enum Pending {
     ),
     Outcome(
         oneshot::Sender<Result<OutcomeRecorded, LedgerError>>,
-        OutcomeRecorded,
+        Result<OutcomeRecorded, LedgerError>,
     ),
     Captured(
         oneshot::Sender<Result<Vec<Captured>, LedgerError>>,
@@ -180,7 +180,7 @@ impl Pending {
             Pending::Redeem(tx, r) => tx.send(Ok(r)).map_err(drop),
             Pending::Void(tx, r) => tx.send(Ok(r)).map_err(drop),
             Pending::Snapshot(tx, r) => tx.send(r).map_err(drop),
-            Pending::Outcome(tx, r) => tx.send(Ok(r)).map_err(drop),
+            Pending::Outcome(tx, r) => tx.send(r).map_err(drop),
             Pending::Captured(tx, r) => tx.send(Ok(r)).map_err(drop),
             Pending::Outcomes(tx, r) => tx.send(r).map_err(drop),
             Pending::Rows(tx, r) => tx.send(Ok(r)).map_err(drop),
@@ -552,16 +552,20 @@ impl Writer {
                     self.core.snapshot(&campaign, now_ms),
                 )),
                 Cmd::Outcome { outcome, reply } => {
+                    // The recorded outcome decides what may change: one that
+                    // cannot be read is an error, never "no outcome yet".
                     let existing = match outcome_cache.get(&outcome.session_id) {
-                        Some(o) => Some(o.clone()),
+                        Some(o) => Ok(Some(o.clone())),
                         None => self.read_outcome(&outcome.session_id),
                     };
-                    let mut map = HashMap::new();
-                    if let Some(o) = existing {
-                        map.insert(o.session_id.clone(), o);
-                    }
-                    let changed = upsert_outcome(&mut map, outcome.clone());
-                    if changed.is_new() {
+                    let changed = existing.map(|existing| {
+                        let mut map = HashMap::new();
+                        if let Some(o) = existing {
+                            map.insert(o.session_id.clone(), o);
+                        }
+                        upsert_outcome(&mut map, outcome.clone())
+                    });
+                    if changed.as_ref().is_ok_and(OutcomeRecorded::is_new) {
                         outcome_cache.insert(outcome.session_id.clone(), outcome.clone());
                         outcome_writes.push(outcome);
                     }
@@ -653,7 +657,7 @@ impl Writer {
         tx.commit()
     }
 
-    fn read_outcome(&self, session_id: &str) -> Option<Outcome> {
+    fn read_outcome(&self, session_id: &str) -> Result<Option<Outcome>, LedgerError> {
         self.conn
             .query_row(
                 "SELECT session_id, converted, order_value_cents, at_ms FROM outcomes WHERE session_id = ?1",
@@ -668,10 +672,7 @@ impl Writer {
                 },
             )
             .optional()
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot read outcome");
-                None
-            })
+            .map_err(sql_err)
     }
 
     fn read_outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError> {

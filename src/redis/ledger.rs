@@ -117,7 +117,7 @@ end
 
 /// ARGV: prefix, code, session, now, order, min order, replay window.
 /// A captured code presented again with the same order value within the
-/// window of its capture answers `accepted` again, capturing nothing
+/// window of its capture answers `replayed` (accepted again), capturing nothing
 /// (`ledger::REDEEM_REPLAY_MS`, as `LedgerCore::redeem`).
 const REDEEM: &str = r#"
 local prefix, code = ARGV[1], ARGV[2]
@@ -126,7 +126,7 @@ local r = redis.call('HMGET', prefix .. ':offer:' .. code,
 if not r[4] or r[4] ~= ARGV[3] then return {'invalid'} end
 if r[5] == 'captured' then
   if r[7] == ARGV[5] and tonumber(ARGV[4]) < tonumber(r[8]) + tonumber(ARGV[7]) then
-    return {'accepted', r[3]}
+    return {'replayed', r[3]}
   end
   return {'already'}
 end
@@ -387,11 +387,12 @@ impl Ledger for RedisLedger {
             Some("below") => RedeemOutcome::OrderBelowMinimum {
                 min_order_cents: req.min_order_cents,
             },
-            Some("accepted") => RedeemOutcome::Accepted {
+            Some(status @ ("accepted" | "replayed")) => RedeemOutcome::Accepted {
                 discount_cents: reply
                     .get(1)
                     .and_then(|a| a.parse().ok())
                     .ok_or_else(|| bad_reply("redeem"))?,
+                replayed: status == "replayed",
             },
             _ => return Err(bad_reply("redeem")),
         })

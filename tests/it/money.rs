@@ -56,6 +56,7 @@ async fn a_code_captures_exactly_once_and_a_retry_is_answered_again() {
             RedeemStatus::Accepted => {
                 winners.push(order);
                 assert_eq!(r.discount_cents, offer.amount_cents);
+                assert!(!r.replayed, "the first acceptance is not a retry");
             }
             RedeemStatus::AlreadyRedeemed => already += 1,
             other => panic!("unexpected {other:?}"),
@@ -80,6 +81,7 @@ async fn a_code_captures_exactly_once_and_a_retry_is_answered_again() {
         let r = t.await.unwrap();
         assert_eq!(status(&r), RedeemStatus::Accepted);
         assert_eq!(r.discount_cents, offer.amount_cents);
+        assert!(r.replayed, "a retry says it is one");
     }
     let snap = s.engine.ledger.snapshot("default", NOW_MS).await.unwrap();
     assert_eq!(snap.captured_cents, offer.amount_cents);

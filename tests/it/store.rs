@@ -232,7 +232,8 @@ async fn ledger_suite(make: impl Fn(Budgets) -> Arc<dyn Ledger>) {
             .await
             .unwrap(),
         RedeemOutcome::Accepted {
-            discount_cents: 1_000
+            discount_cents: 1_000,
+            replayed: false,
         }
     );
     crate::store_rules::redeem_replay(&*l, &a.voucher_code, NOW_MS + 2).await;
@@ -475,7 +476,8 @@ async fn learning_budget_suite(make: impl Fn(Budgets) -> Arc<dyn Ledger>) {
                 .await
                 .unwrap(),
             RedeemOutcome::Accepted {
-                discount_cents: amount
+                discount_cents: amount,
+                replayed: false,
             }
         );
     }
@@ -762,9 +764,9 @@ async fn sqlite_ledger_restores_budget_and_offers_after_restart() {
             l.redeem(redeem(&a.voucher_code, "a", 20_000, NOW_MS))
                 .await
                 .unwrap(),
-            RedeemOutcome::Accepted { .. }
+            RedeemOutcome::Accepted { replayed: true, .. }
         ),
-        "a retry is still answered after a restart"
+        "a retry is still answered after a restart, marked as a retry"
     );
     assert!(matches!(
         l.reserve(req("default", "b", &[500], NOW_MS))

@@ -135,7 +135,8 @@ pub(crate) async fn reoffer_after_expiry(make: &impl Fn(Budgets) -> Arc<dyn Ledg
             .await
             .unwrap(),
         RedeemOutcome::Accepted {
-            discount_cents: 500
+            discount_cents: 500,
+            replayed: false,
         }
     ));
     assert!(matches!(
@@ -174,11 +175,13 @@ async fn sqlite_ledger_reopens_with_the_session_s_latest_offer() {
 /// money was captured. `code` (session "a", 1,000 off) was captured with an
 /// order of 20,000 at `captured_ms`: the same redemption within the replay
 /// window is accepted again, capturing nothing; another order value, or the
-/// same after the window, is already redeemed.
+/// same after the window, is already redeemed. A retry says it is one, so
+/// the shop never gives the discount to a second order of the same value.
 pub(crate) async fn redeem_replay(l: &dyn Ledger, code: &str, captured_ms: i64) {
     let before = l.snapshot("default", captured_ms).await.unwrap();
     let accepted = RedeemOutcome::Accepted {
         discount_cents: 1_000,
+        replayed: true,
     };
     for at in [captured_ms + 1, captured_ms + REDEEM_REPLAY_MS - 1] {
         assert_eq!(
