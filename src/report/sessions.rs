@@ -598,4 +598,53 @@ mod tests {
         assert_eq!(r.since_ms, Some(floor));
         assert_eq!(r, full_read(dir.path(), &g, Some(floor)));
     }
+
+    fn rss_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pages * 4096
+    }
+
+    /// Memory per kept session: resident growth over 200,000 sessions with
+    /// ids of 26 bytes. A measurement, run by hand:
+    /// `cargo test --lib report::sessions -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement"]
+    fn memory_per_session() {
+        const N: usize = 200_000;
+        let template: serde_json::Value =
+            serde_json::from_str(&generate(1, 1).files.into_values().flatten().next().unwrap())
+                .unwrap();
+        let lines: Vec<String> = (0..N)
+            .map(|i| {
+                let mut d = template.clone();
+                d["session_id"] = format!("session-{i:012}-abcdef").into();
+                d["at_ms"] = (i as i64).into();
+                d["eligible"] = true.into();
+                d["action_cents"] = 500.into();
+                d.to_string()
+            })
+            .collect();
+        let mut fold = SessionFold::new(1_000_000);
+        let path = Path::new("decisions.jsonl");
+        let before = rss_bytes();
+        for (i, l) in lines.iter().enumerate() {
+            let pos = LinePos {
+                file: 0,
+                offset: i as u64 * 500,
+            };
+            fold.state.fold_line(path, i + 1, pos, l).unwrap();
+        }
+        let after = rss_bytes();
+        assert_eq!(fold.sessions(), N);
+        println!(
+            "report state: {N} sessions, resident growth {:.0} bytes/session (size_of entry {} + key)",
+            after.saturating_sub(before) as f64 / N as f64,
+            std::mem::size_of::<Facts>() + std::mem::size_of::<Box<str>>()
+        );
+    }
 }

@@ -221,16 +221,26 @@ pub fn segment(r: &pb::DecideResponse) -> pb::Segment {
 /// Starts the real `nudge` binary with `args` (plus `--listen 127.0.0.1:0`)
 /// and `envs`, from the crate root; returns the child and the address it
 /// logged. The caller kills and waits for the child.
+pub fn spawn_nudge(
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    spawn_nudge_bin(env!("CARGO_BIN_EXE_nudge").as_ref(), args, envs)
+}
+
+/// [`spawn_nudge`] with another build of the binary (measurements compare
+/// builds).
 // If start-up fails the test panics and the child dies with its pipes.
 #[allow(clippy::zombie_processes)]
-pub fn spawn_nudge(
+pub fn spawn_nudge_bin(
+    bin: &Path,
     args: &[&std::ffi::OsStr],
     envs: &[(&str, &str)],
 ) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nudge"));
+    let mut cmd = Command::new(bin);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
