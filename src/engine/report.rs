@@ -71,11 +71,12 @@ impl ReportState {
     }
 
     /// Log bytes read so far (the state's, since it last started over).
+    /// Waits for a running pass (blocking): for tests and diagnostics.
     pub fn bytes_read(&self) -> u64 {
         self.lock_fold().bytes_read()
     }
 
-    /// Sessions the state keeps.
+    /// Sessions the state keeps. Waits for a running pass (blocking).
     pub fn sessions(&self) -> usize {
         self.lock_fold().sessions()
     }
