@@ -134,6 +134,17 @@ fn cpu_s(pid: u32) -> f64 {
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
+/// The server, stopped however the measurement ends (a failed call
+/// panics).
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn copy_log(from: &Path, to: &Path) -> u64 {
     let mut bytes = 0;
     for f in nudge::decision_log::reader::log_files(from).unwrap() {
@@ -159,7 +170,7 @@ async fn decide_latency_idle_and_under_concurrent_reports() {
     let bytes = copy_log(&log, &data.path().join("log"));
     let config = data.path().join("nudge.toml");
     std::fs::write(&config, "[budget]\ndaily_cap_cents = 100000000\n").unwrap();
-    let (mut child, addr) = spawn_nudge_bin(
+    let (child, addr) = spawn_nudge_bin(
         &bin,
         &[
             "--config".as_ref(),
@@ -169,6 +180,9 @@ async fn decide_latency_idle_and_under_concurrent_reports() {
         ],
         &[("NUDGE_VOUCHER_SECRET", TEST_SECRET)],
     );
+    let server = Server(child);
+    let pid = server.0.id();
+
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -179,12 +193,12 @@ async fn decide_latency_idle_and_under_concurrent_reports() {
     let t = Instant::now();
     c.report(pb::ReportRequest { since_ms: 0 }).await.unwrap();
     let first_report_ms = t.elapsed().as_secs_f64() * 1e3;
-    let (rss_peak_first, _) = memory_mib(child.id());
+    let (rss_peak_first, _) = memory_mib(pid);
 
-    let cpu0 = cpu_s(child.id());
+    let cpu0 = cpu_s(pid);
     let idle = decide_load(&channel, secs, "idle").await;
-    let mut cpu = vec![cpu_s(child.id()) - cpu0];
-    let (rss_peak_idle, _) = memory_mib(child.id());
+    let mut cpu = vec![cpu_s(pid) - cpu0];
+    let (rss_peak_idle, _) = memory_mib(pid);
 
     let mut phases = vec![("idle", idle, 0)];
     for load in [Load::PacedReports, Load::Reports, Load::Budget] {
@@ -225,18 +239,17 @@ async fn decide_latency_idle_and_under_concurrent_reports() {
                 })
             })
             .collect();
-        let cpu0 = cpu_s(child.id());
+        let cpu0 = cpu_s(pid);
         let l = decide_load(&channel, secs, &format!("p{}", phases.len())).await;
-        cpu.push(cpu_s(child.id()) - cpu0);
+        cpu.push(cpu_s(pid) - cpu0);
         stop.store(true, Ordering::Relaxed);
         for c in callers {
             c.await.unwrap();
         }
         phases.push((load.name(), l, calls.load(Ordering::Relaxed)));
     }
-    let (rss_peak_loaded, rss_now) = memory_mib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    let (rss_peak_loaded, rss_now) = memory_mib(pid);
+    drop(server);
 
     println!(
         "binary {}\nlog {:.1} MB; first report {first_report_ms:.0} ms; peak RSS after it {rss_peak_first:.0} MiB",
