@@ -34,7 +34,8 @@
 //!   - [`engine::assess`]: features -> score -> segment -> verdict, pure.
 //!   - [`engine::decide`]: Decide as its steps (session, assess, money step).
 //!   - [`engine::records`]: what a decision writes to the log.
-//!   - [`engine::report`]: the ROI report over the log and the ledger.
+//!   - [`engine::report`]: the ROI report over the log and the ledger (one
+//!     shared pass over the bytes appended since the last).
 //!   - [`engine::error`]: the engine's one error type.
 //! - [`ledger`]: the voucher budget trait and its backends.
 //!   - [`ledger::budget`]: campaign caps, the budget day, the one budget rule
@@ -52,8 +53,9 @@
 //!   and logged at start ([`redis::check_instances`]).
 //! - [`decision_log`]: the JSON-lines record format; [`decision_log::writer`]
 //!   (the service's background writer) and [`decision_log::reader`] (the one
-//!   folder reader, for the report and the trainer).
-//! - [`report`]: the incremental ROI report (treatment versus holdout), no protobuf.
+//!   folder reader, for the report and the trainer, whole or incremental).
+//! - [`report`]: the incremental ROI report (treatment versus holdout), no protobuf;
+//!   [`report::sessions`]: its per-session state, maintained from the log.
 //! - [`grpc`]: the gRPC adapter: [`grpc::service`] (thin handlers),
 //!   [`grpc::validate`], [`grpc::convert`], [`grpc::status`] (errors to
 //!   `tonic::Status`), [`grpc::codec`] (malformed protobuf is

@@ -33,8 +33,8 @@
 //!   (greatest `at_ms`, ties: the later record in the input), so re-sent
 //!   outcomes count once. No outcome record = not converted (the same rule
 //!   for both arms, so it does not bias the difference). Outcomes of
-//!   sessions with no decision at all are counted apart
-//!   (`unmatched_outcomes`), never as conversions.
+//!   sessions the report does not count (no eligible or offered decision)
+//!   are counted apart (`unmatched_outcomes`), never as conversions.
 //! - revenue `r_i` = order value when converted, else 0.
 //! - voucher cost `c_i` = the captured (redeemed) amounts joined by
 //!   campaign + session id (summed if the ledger reports several).
@@ -85,6 +85,8 @@ use crate::decision_log::{DecisionRecord, OutcomeRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
+
+pub mod sessions;
 
 /// z for a two-sided 95 % normal interval.
 pub const Z95: f64 = 1.96;
@@ -310,18 +312,49 @@ fn cell(
     }
 }
 
-/// Computes the report; see the module docs for every rule and formula.
-pub fn roi_report(input: &ReportInput) -> RoiReport {
-    // Latest outcome per session.
-    let mut outcome: HashMap<&str, &OutcomeRecord> = HashMap::new();
-    for o in input.outcomes {
-        match outcome.get(o.session_id.as_str()) {
-            Some(prev) if prev.at_ms > o.at_ms => {}
+/// A reported session's assignment: its first eligible decision, and
+/// whether any decision of the session offered a voucher.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Assigned<'a> {
+    pub session_id: &'a str,
+    pub campaign: &'a str,
+    pub policy_tier_cents: i64,
+    pub segment: &'a str,
+    pub holdout: bool,
+    pub at_ms: i64,
+    pub offered: bool,
+}
+
+/// Each session's latest outcome (greatest `at_ms`, ties: the later one)
+/// from (session, at_ms, converted, order value): (converted, order value).
+pub fn latest_outcomes<'a>(
+    outcomes: impl Iterator<Item = (&'a str, i64, bool, i64)>,
+) -> HashMap<&'a str, (bool, i64)> {
+    let mut latest: HashMap<&str, (i64, bool, i64)> = HashMap::new();
+    for (session, at_ms, converted, value) in outcomes {
+        match latest.get(session) {
+            Some(prev) if prev.0 > at_ms => {}
             _ => {
-                outcome.insert(&o.session_id, o);
+                latest.insert(session, (at_ms, converted, value));
             }
         }
     }
+    latest
+        .into_iter()
+        .map(|(s, (_, c, v))| (s, (c, v)))
+        .collect()
+}
+
+/// Computes the report; see the module docs for every rule and formula.
+pub fn roi_report(input: &ReportInput) -> RoiReport {
+    let outcome = latest_outcomes(input.outcomes.iter().map(|o| {
+        (
+            o.session_id.as_str(),
+            o.at_ms,
+            o.converted,
+            o.order_value_cents,
+        )
+    }));
     // First eligible decision per session; sessions with any offer.
     // (Ordered, so that sums run in the same order on every run.)
     let mut first: BTreeMap<&str, &DecisionRecord> = BTreeMap::new();
@@ -340,11 +373,53 @@ pub fn roi_report(input: &ReportInput) -> RoiReport {
             }
         }
     }
+    let sessions = first.iter().map(|(session, d)| Assigned {
+        session_id: session,
+        campaign: &d.campaign,
+        policy_tier_cents: d.policy_tier_cents,
+        segment: &d.segment,
+        holdout: d.holdout,
+        at_ms: d.at_ms,
+        offered: offered.contains(session),
+    });
+    // Outcomes of sessions the report does not count (no eligible or
+    // offered decision: never decided, or only while not eligible).
+    let counted: HashSet<&str> = input
+        .decisions
+        .iter()
+        .filter(|d| d.eligible || d.action_cents > 0)
+        .map(|d| d.session_id.as_str())
+        .collect();
+    let unmatched_outcomes = outcome
+        .keys()
+        .filter(|session| !counted.contains(*session))
+        .count() as u64;
+    assemble(
+        sessions,
+        |s| outcome.get(s).copied(),
+        input.captured,
+        input.margin_rate,
+        input.since_ms,
+        unmatched_outcomes,
+    )
+}
+
+/// The report from each session's assignment (in session id order, so that
+/// sums run in the same order on every run), its latest outcome
+/// (converted, order value) and the ledger's captures.
+pub(crate) fn assemble<'a>(
+    sessions: impl Iterator<Item = Assigned<'a>>,
+    outcome: impl Fn(&str) -> Option<(bool, i64)>,
+    captured: &'a [Captured],
+    margin_rate: f64,
+    since_ms: Option<i64>,
+    unmatched_outcomes: u64,
+) -> RoiReport {
     // Captured cost by (campaign, session), and by campaign and budget
     // (main, learning).
     let mut cost: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     let mut by_budget: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-    for c in input.captured {
+    for c in captured {
         *cost.entry((&c.campaign, &c.session_id)).or_default() += c.amount_cents;
         let e = by_budget.entry(&c.campaign).or_default();
         if c.learning {
@@ -358,24 +433,24 @@ pub fn roi_report(input: &ReportInput) -> RoiReport {
     type Cells<'a> = BTreeMap<(i64, &'a str), Vec<Unit>>;
     let mut campaigns: BTreeMap<&str, Cells> = BTreeMap::new();
     let mut attributed: HashSet<(&str, &str)> = HashSet::new();
-    for (session, d) in &first {
-        if input.since_ms.is_some_and(|s| d.at_ms < s) {
+    for a in sessions {
+        if since_ms.is_some_and(|s| a.at_ms < s) {
             continue;
         }
-        let (converted, revenue_cents) = match outcome.get(session) {
-            Some(o) if o.converted => (true, o.order_value_cents),
+        let (converted, revenue_cents) = match outcome(a.session_id) {
+            Some((true, value)) => (true, value),
             _ => (false, 0),
         };
-        let key = (d.campaign.as_str(), *session);
+        let key = (a.campaign, a.session_id);
         attributed.insert(key);
         campaigns
-            .entry(&d.campaign)
+            .entry(a.campaign)
             .or_default()
-            .entry((d.policy_tier_cents, &d.segment))
+            .entry((a.policy_tier_cents, a.segment))
             .or_default()
             .push(Unit {
-                holdout: d.holdout,
-                offered: offered.contains(session),
+                holdout: a.holdout,
+                offered: a.offered,
                 converted,
                 revenue_cents,
                 cost_cents: cost.get(&key).copied().unwrap_or(0),
@@ -389,7 +464,7 @@ pub fn roi_report(input: &ReportInput) -> RoiReport {
         }
     }
 
-    let m = input.margin_rate;
+    let m = margin_rate;
     let campaigns = campaigns
         .into_iter()
         .map(|(campaign, cells)| {
@@ -412,17 +487,8 @@ pub fn roi_report(input: &ReportInput) -> RoiReport {
             }
         })
         .collect();
-    let decided: HashSet<&str> = input
-        .decisions
-        .iter()
-        .map(|d| d.session_id.as_str())
-        .collect();
-    let unmatched_outcomes = outcome
-        .keys()
-        .filter(|session| !decided.contains(*session))
-        .count() as u64;
     RoiReport {
-        since_ms: input.since_ms,
+        since_ms,
         margin_rate: m,
         campaigns,
         unmatched_outcomes,
@@ -514,7 +580,7 @@ pub fn render_table(r: &RoiReport) -> String {
     if r.unmatched_outcomes > 0 {
         let _ = writeln!(
             out,
-            "outcomes of sessions without a decision (not counted): {}",
+            "outcomes of sessions without an eligible decision (not counted): {}",
             r.unmatched_outcomes
         );
     }

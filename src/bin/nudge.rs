@@ -343,7 +343,8 @@ async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
     if log_cfg.is_some() {
         engine.log = nudge::decision_log::writer::DecisionLog::reader(log_dir);
     }
-    let (_, json, table) = engine.report(since).await?;
+    let answer = engine.report(since).await?;
+    let (_, json, table) = &*answer;
     if args.json {
         println!("{json}");
     } else {

@@ -138,6 +138,15 @@ pub struct LogConfig {
     pub rotate_bytes: u64,
     pub queue: usize,
     pub retention: crate::decision_log::writer::Retention,
+    /// How long a Report answer is served again.
+    pub report_refresh: Duration,
+    /// Sessions the report keeps state for at most (>= 1).
+    pub report_max_sessions: usize,
+}
+
+impl LogConfig {
+    pub const DEFAULT_REPORT_REFRESH: Duration = Duration::from_secs(1);
+    pub const DEFAULT_REPORT_MAX_SESSIONS: usize = 1_000_000;
 }
 
 /// A secret string whose `Debug` never shows it.

@@ -93,6 +93,12 @@ pub struct RawLog {
     /// The log folder is kept under this many bytes, oldest files deleted
     /// first (at least `rotate_bytes`). Default 10737418240 (10 GiB).
     pub retain_bytes: Option<u64>,
+    /// A Report answer is served again for this long before the log is
+    /// read anew, ms (how stale a report may be). Default 1000.
+    pub report_refresh_ms: Option<u64>,
+    /// Sessions the report keeps state for at most; past it the earliest
+    /// assigned are dropped and reports start later. Default 1,000,000.
+    pub report_max_sessions: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

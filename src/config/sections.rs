@@ -434,6 +434,22 @@ impl RawLog {
                 "must be >= log.rotate_bytes (64 MiB unless set)",
             ));
         }
+        let report_refresh = self.report_refresh_ms.map_or(
+            LogConfig::DEFAULT_REPORT_REFRESH,
+            std::time::Duration::from_millis,
+        );
+        if report_refresh > std::time::Duration::from_secs(86_400) {
+            return Err(invalid(
+                "log.report_refresh_ms",
+                "must be <= 86400000 (a day)",
+            ));
+        }
+        let report_max_sessions = self
+            .report_max_sessions
+            .unwrap_or(LogConfig::DEFAULT_REPORT_MAX_SESSIONS);
+        if report_max_sessions == 0 {
+            return Err(invalid("log.report_max_sessions", "must be > 0"));
+        }
         Ok(Some(LogConfig {
             rotate_bytes,
             queue,
@@ -441,6 +457,8 @@ impl RawLog {
                 max_age: std::time::Duration::from_secs(retain_days * 86_400),
                 max_bytes,
             },
+            report_refresh,
+            report_max_sessions,
         }))
     }
 }

@@ -132,6 +132,135 @@ pub fn read_dir(path: &Path) -> Result<Vec<LogRecord>, ReadError> {
     Ok(out)
 }
 
+/// Where a line sits: the file (an id given by [`Tail`]) and the byte
+/// offset of the line's start. Records sort in read order by (file path,
+/// offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinePos {
+    pub file: u32,
+    pub offset: u64,
+}
+
+/// One file as a [`Tail`] knows it.
+#[derive(Debug)]
+struct Tailed {
+    id: u32,
+    /// Bytes read: always the end of a complete line.
+    read: u64,
+    /// Lines read (for error messages).
+    lines: usize,
+}
+
+/// What one [`Tail::pass`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TailPass {
+    /// Bytes read in this pass (complete lines only).
+    pub bytes: u64,
+    /// Non-blank lines handed over.
+    pub lines: u64,
+}
+
+/// An incremental reader of a log folder: each pass reads only the bytes
+/// appended since the previous one, file by file in read order, and only
+/// complete lines (a line still being written is read by the next pass).
+/// New files (rotation, a new replica's folder) are read from their start.
+/// A file that shrank was rewritten: [`Tail::pass`] says so and the caller
+/// starts over with a new `Tail`. A file that vanished (deleted by log
+/// retention) is forgotten: what was read from it stays read.
+#[derive(Debug, Default)]
+pub struct Tail {
+    files: std::collections::HashMap<PathBuf, Tailed>,
+    paths: Vec<PathBuf>,
+}
+
+impl Tail {
+    /// The path of a file id handed out by [`Tail::pass`].
+    pub fn path(&self, file: u32) -> &Path {
+        &self.paths[file as usize]
+    }
+
+    /// Bytes read so far, over every file.
+    pub fn bytes_read(&self) -> u64 {
+        self.files.values().map(|f| f.read).sum()
+    }
+
+    /// Reads what was appended under `path` since the last pass, handing
+    /// each non-blank line to `each` with its position and 1-based line
+    /// number. `Ok(None)`: a file read before shrank, nothing was handed
+    /// over; start over.
+    pub fn pass(
+        &mut self,
+        path: &Path,
+        mut each: impl FnMut(&Path, usize, LinePos, &str) -> Result<(), ReadError>,
+    ) -> Result<Option<TailPass>, ReadError> {
+        use std::io::{BufRead, Read, Seek};
+        let files = log_files(path)?;
+        let mut lens = Vec::with_capacity(files.len());
+        for f in &files {
+            let io = |source| ReadError::Io {
+                path: f.clone(),
+                source,
+            };
+            let len = std::fs::metadata(f).map_err(io)?.len();
+            if self.files.get(f).is_some_and(|t| t.read > len) {
+                return Ok(None);
+            }
+            lens.push(len);
+        }
+        // A file deleted by retention is forgotten; what was read from it
+        // stays counted.
+        let listed: std::collections::HashSet<&PathBuf> = files.iter().collect();
+        self.files.retain(|k, _| listed.contains(k));
+        let mut done = TailPass::default();
+        let mut line = Vec::new();
+        for (f, len) in files.iter().zip(lens) {
+            let next_id = self.paths.len() as u32;
+            let t = self.files.entry(f.clone()).or_insert_with(|| Tailed {
+                id: next_id,
+                read: 0,
+                lines: 0,
+            });
+            if t.id == next_id {
+                self.paths.push(f.clone());
+            }
+            if t.read >= len {
+                continue;
+            }
+            let io = |source| ReadError::Io {
+                path: f.clone(),
+                source,
+            };
+            let mut file = std::fs::File::open(f).map_err(io)?;
+            file.seek(std::io::SeekFrom::Start(t.read)).map_err(io)?;
+            // Only what was there when the pass began: a growing file is
+            // not chased.
+            let mut r = std::io::BufReader::with_capacity(1 << 16, file.take(len - t.read));
+            loop {
+                line.clear();
+                let n = r.read_until(b'\n', &mut line).map_err(io)?;
+                if n == 0 || line.last() != Some(&b'\n') {
+                    break;
+                }
+                let pos = LinePos {
+                    file: t.id,
+                    offset: t.read,
+                };
+                t.read += n as u64;
+                t.lines += 1;
+                done.bytes += n as u64;
+                let text = std::str::from_utf8(&line)
+                    .map_err(|_| ReadError::NotUtf8 { path: f.clone() })?;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                done.lines += 1;
+                each(f, t.lines, pos, text)?;
+            }
+        }
+        Ok(Some(done))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,8 @@ pub struct Engine {
     /// One pacer per campaign.
     pub pacers: HashMap<String, Pacer>,
     pub log: DecisionLog,
+    /// The ROI report's maintained state (see [`report`]).
+    pub report_state: Arc<report::ReportState>,
 }
 
 impl Engine {
@@ -86,6 +88,18 @@ impl Engine {
             default_campaign: settings.default_campaign.clone(),
             pacers,
             log,
+            report_state: Arc::new(report::ReportState::new(
+                settings
+                    .log
+                    .map_or(crate::config::LogConfig::DEFAULT_REPORT_REFRESH, |l| {
+                        l.report_refresh
+                    }),
+                settings
+                    .log
+                    .map_or(crate::config::LogConfig::DEFAULT_REPORT_MAX_SESSIONS, |l| {
+                        l.report_max_sessions
+                    }),
+            )),
         }
     }
 

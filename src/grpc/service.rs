@@ -95,11 +95,12 @@ impl pb::offers_server::Offers for OffersService {
             )
             .into());
         }
-        let (report, json, table) = self.engine.report(since).await?;
+        let answer = self.engine.report(since).await?;
+        let (report, json, table) = &*answer;
         Ok(Response::new(pb::ReportResponse {
-            json,
-            table,
-            campaigns: report_pb(&report),
+            json: json.clone(),
+            table: table.clone(),
+            campaigns: report_pb(report),
             margin_rate: report.margin_rate,
             unmatched_outcomes: report.unmatched_outcomes,
         }))

@@ -30,6 +30,8 @@ mod ledger_props;
 mod crash;
 // The ROI report over gRPC and from the CLI.
 mod report;
+// Decide's latency under concurrent Reports (a measurement, run by hand).
+mod report_load;
 // The exit-intent offer trigger.
 mod trigger;
 // The cold start: no greedy voucher on priors, exploration on the learning budget.

@@ -136,7 +136,7 @@ async fn report_over_grpc_and_cli_matches_what_happened() {
 /// RecordOutcome accepted any number of flips and sessions nudge never saw.
 /// Now "not converted" may become "converted" once (a delayed order), a
 /// converted outcome is final (FAILED_PRECONDITION naming the session), and
-/// outcomes of sessions without a decision are counted apart in the report.
+/// outcomes of sessions without an eligible decision are counted apart in the report.
 #[tokio::test]
 async fn a_late_order_counts_once_and_unknown_sessions_apart() {
     let s = start(
@@ -184,6 +184,151 @@ async fn a_late_order_counts_once_and_unknown_sessions_apart() {
         20_000
     );
     assert_eq!((report.unmatched_outcomes, rpc.unmatched_outcomes), (1, 1));
-    assert!(rpc.table.contains("without a decision"), "{}", rpc.table);
+    assert!(
+        rpc.table.contains("without an eligible decision"),
+        "{}",
+        rpc.table
+    );
     s.stop().await;
+}
+
+/// A decision log of `sessions` eligible sessions (half held out, two
+/// decisions each), in several files, written before the server starts.
+/// Returns its size in bytes.
+fn write_log(dir: &std::path::Path, sessions: usize) -> u64 {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut size = 0;
+    for (f, chunk) in (0..sessions).collect::<Vec<_>>().chunks(2_000).enumerate() {
+        let mut text = String::new();
+        for &i in chunk {
+            for k in 0..2i64 {
+                let line = serde_json::json!({
+                    "type": "decision", "v": 1, "at_ms": NOW_MS - 3_600_000 + i as i64 + k,
+                    "session_id": format!("old{i}"), "campaign": "default", "model_version": "m",
+                    "features": {"cart_value_cents": 20000.0, "dwell_s": 120.0, "pages": 5.0},
+                    "probability": 0.3, "segment": "hesitant", "intent_value_cents": 20000,
+                    "eligible": true, "policy_tier_cents": 1000,
+                    "action_cents": if i % 2 == 0 { 0 } else { 1000 },
+                    "propensity": 1.0, "holdout": i % 2 == 0, "explored": false,
+                    "lambda": 0.0, "reason": "offered",
+                });
+                text += &format!("{line}\n");
+            }
+        }
+        std::fs::write(
+            dir.join(format!("decisions-20261122T09-{:04}.jsonl", f + 1)),
+            &text,
+        )
+        .unwrap();
+        size += text.len() as u64;
+    }
+    size
+}
+
+/// Bytes of every log file under `dir`.
+fn log_bytes(dir: &std::path::Path) -> u64 {
+    nudge::decision_log::reader::log_files(dir)
+        .unwrap()
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum()
+}
+
+/// Every Report re-read the whole log: 16 concurrent calls on a large log
+/// took 16 full reads' worth of memory and starved Decide. Now they share
+/// one pass, keep one entry per session, and a later report reads only
+/// the bytes appended since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reports_share_one_pass_and_later_ones_read_only_new_bytes() {
+    let data = tempfile::tempdir().unwrap();
+    let log_dir = data.path().join("log");
+    let sessions = 12_000;
+    let before = write_log(&log_dir, sessions);
+    let s = start_in(
+        settings("[log]\nreport_refresh_ms = 600000\n[budget]\ndaily_cap_cents = 1000000\n"),
+        fixture_model("flat_hesitant.json"),
+        data,
+    )
+    .await;
+    let channel = s.channel().await;
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let mut c = pb::offers_client::OffersClient::new(channel.clone());
+            tokio::spawn(async move {
+                c.report(pb::ReportRequest { since_ms: 0 })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .json
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.unwrap());
+    }
+    let state = &s.engine.report_state;
+    assert_eq!(state.passes(), 1, "16 calls, one pass");
+    assert!(answers.iter().all(|a| *a == answers[0]));
+    let report: RoiReport = serde_json::from_str(&answers[0]).unwrap();
+    let total = &report.campaigns[0].total;
+    assert_eq!(
+        (total.treatment.sessions, total.holdout.sessions),
+        (sessions as u64 / 2, sessions as u64 / 2)
+    );
+    assert_eq!(total.treatment.offered, sessions as u64 / 2);
+    // One compact entry per session; the log's bytes are not kept.
+    assert_eq!(state.sessions(), sessions);
+    assert_eq!(
+        (state.last_pass_bytes(), state.bytes_read()),
+        (before, before)
+    );
+
+    // New decisions, then a report (another window, so not the kept
+    // answer): it reads the appended bytes and nothing else.
+    let mut c = s.client().await;
+    for i in 0..5 {
+        c.decide(decide(&format!("new{i}"), hesitant_session(20_000)))
+            .await
+            .unwrap();
+    }
+    let later: RoiReport = serde_json::from_str(
+        &c.report(pb::ReportRequest { since_ms: 1 })
+            .await
+            .unwrap()
+            .into_inner()
+            .json,
+    )
+    .unwrap();
+    let now = log_bytes(&log_dir);
+    assert!(now > before);
+    assert_eq!(state.passes(), 2);
+    assert_eq!(state.last_pass_bytes(), now - before, "only the new bytes");
+    assert_eq!(state.bytes_read(), now);
+    let total = &later.campaigns[0].total;
+    assert_eq!(
+        total.treatment.sessions + total.holdout.sessions,
+        sessions as u64 + 5
+    );
+
+    // The same numbers as reading the whole log.
+    let decisions: Vec<_> = nudge::decision_log::reader::read_dir(&log_dir)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r {
+            nudge::decision_log::LogRecord::Decision(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    let full = nudge::report::roi_report(&nudge::report::ReportInput {
+        decisions: &decisions,
+        outcomes: &[],
+        captured: &[],
+        margin_rate: later.margin_rate,
+        since_ms: Some(1),
+    });
+    assert_eq!(later, full);
+    // Asked again within the refresh interval: the kept answer, no pass.
+    c.report(pb::ReportRequest { since_ms: 0 }).await.unwrap();
+    assert_eq!(state.passes(), 2);
 }

@@ -268,6 +268,16 @@ pub fn spawn_nudge(
     (child, addr)
 }
 
+/// [`spawn_nudge`] with another build of the binary (measurements compare
+/// builds).
+pub fn spawn_nudge_bin(
+    bin: &Path,
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    spawn_logged(nudge_command(bin, args, envs))
+}
+
 /// The log lines of a `nudge` child: those up to its address, and the rest
 /// as they come.
 pub struct NudgeLogs {
@@ -290,8 +300,22 @@ pub fn spawn_nudge_with_logs(
     args: &[&std::ffi::OsStr],
     envs: &[(&str, &str)],
 ) -> (std::process::Child, String, NudgeLogs) {
+    spawn_logged_with_logs(nudge_command(
+        env!("CARGO_BIN_EXE_nudge").as_ref(),
+        args,
+        envs,
+    ))
+}
+
+/// `bin serve --listen 127.0.0.1:0 args...` from the crate root, logging at
+/// info to a pipe.
+fn nudge_command(
+    bin: &Path,
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &str)],
+) -> std::process::Command {
     use std::process::{Command, Stdio};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nudge"));
+    let mut cmd = Command::new(bin);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -301,7 +325,7 @@ pub fn spawn_nudge_with_logs(
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    spawn_logged_with_logs(cmd)
+    cmd
 }
 
 /// Spawns `cmd` (which runs `nudge serve` and pipes its stderr) and waits
