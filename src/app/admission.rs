@@ -4,8 +4,15 @@
 //! callers treat as "no voucher"), and a deadline for a request's whole
 //! body. Together they bound what half-sent requests can hold: in flight x
 //! the largest message, for at most the deadline. A body that breaks the
-//! gRPC framing (ends inside a message, an undefined flag) is the caller's
-//! mistake: INVALID_ARGUMENT naming `body`.
+//! gRPC framing (ends inside a message, an undefined flag, a compressed
+//! message without `grpc-encoding`, no message at all for a unary request)
+//! is the caller's mistake: INVALID_ARGUMENT naming `body`.
+//!
+//! Two kinds of request are kept apart from the shared limit: health checks
+//! are never shed (they are tiny, and an orchestrator that sees a busy
+//! server as dead would restart it), and Report calls have a small pool of
+//! their own ([`REPORT_IN_FLIGHT`]): they wait on one shared pass over the
+//! log, and must not hold the permits Decide needs while they wait.
 
 use crate::engine::error::ServiceError;
 use crate::throttle::LogThrottle;
@@ -22,12 +29,23 @@ use tonic::body::Body;
 use tonic::Status;
 
 static SHED: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+static REPORTS_SHED: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+
+/// Report calls in flight at once, apart from the shared limit. They all
+/// wait on the same pass, so more callers add nothing but waiting tasks.
+pub const REPORT_IN_FLIGHT: usize = 16;
+
+const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+const REPORT_PATH: &str = "/nudge.v1.Offers/Report";
+/// Client-streaming services, whose empty body is a valid request.
+const STREAMING_PREFIX: &str = "/grpc.reflection.";
 static BODY_LATE: LogThrottle = LogThrottle::new(Duration::from_secs(10));
 
 /// The tower layer of [`Admission`].
 #[derive(Clone)]
 pub struct AdmissionLayer {
     permits: Arc<Semaphore>,
+    report_permits: Arc<Semaphore>,
     limit: usize,
     body_timeout: Duration,
 }
@@ -36,6 +54,7 @@ impl AdmissionLayer {
     pub fn new(limit: usize, body_timeout: Duration) -> AdmissionLayer {
         AdmissionLayer {
             permits: Arc::new(Semaphore::new(limit)),
+            report_permits: Arc::new(Semaphore::new(REPORT_IN_FLIGHT)),
             limit,
             body_timeout,
         }
@@ -79,24 +98,37 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let Ok(permit) = self.layer.permits.clone().try_acquire_owned() else {
-            if let Some(count) = SHED.hit() {
-                tracing::warn!(
-                    count,
-                    max_concurrent_requests = self.layer.limit,
-                    "requests shed: too many in flight"
-                );
-            }
-            let status = Status::resource_exhausted(format!(
-                "the server is busy ({} requests in flight): no voucher this time, retry later",
-                self.layer.limit
-            ));
-            return Box::pin(std::future::ready(Ok(status.into_http())));
+        let path = req.uri().path();
+        let pool = if path.starts_with(HEALTH_PREFIX) {
+            None
+        } else if path == REPORT_PATH {
+            Some((&self.layer.report_permits, REPORT_IN_FLIGHT, &REPORTS_SHED))
+        } else {
+            Some((&self.layer.permits, self.layer.limit, &SHED))
         };
-        let permit = Arc::new(permit);
+        let permit = match pool {
+            None => None,
+            Some((permits, limit, throttle)) => match permits.clone().try_acquire_owned() {
+                Ok(p) => Some(Arc::new(p)),
+                Err(_) => {
+                    if let Some(count) = throttle.hit() {
+                        tracing::warn!(count, limit, path, "requests shed: too many in flight");
+                    }
+                    let status = Status::resource_exhausted(format!(
+                        "the server is busy ({limit} requests in flight): no voucher this time, retry later"
+                    ));
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+            },
+        };
+        let framing = Framing {
+            compressed_allowed: req.headers().contains_key("grpc-encoding"),
+            unary: !path.starts_with(STREAMING_PREFIX),
+            ..Framing::default()
+        };
         let timeout = self.layer.body_timeout;
         let held = permit.clone();
-        let req = req.map(|body| Body::new(Deadline::new(body, timeout, held)));
+        let req = req.map(|body| Body::new(Deadline::new(body, timeout, held, framing)));
         let response = self.inner.call(req);
         Box::pin(async move {
             let r = response.await;
@@ -114,6 +146,13 @@ struct Framing {
     header: [u8; 5],
     have: usize,
     body_left: u64,
+    /// Messages whose header was read.
+    messages: u64,
+    /// The request names its compression (`grpc-encoding`), so flag 1 is
+    /// defined.
+    compressed_allowed: bool,
+    /// A unary request: a body without any message is malformed.
+    unary: bool,
 }
 
 impl Framing {
@@ -138,6 +177,10 @@ impl Framing {
                         self.header[0]
                     ));
                 }
+                if self.header[0] == 1 && !self.compressed_allowed {
+                    return Err("a compressed message without a grpc-encoding header".to_owned());
+                }
+                self.messages += 1;
                 let [_, a, b, c, d] = self.header;
                 self.body_left = u64::from(u32::from_be_bytes([a, b, c, d]));
                 self.have = 0;
@@ -148,6 +191,17 @@ impl Framing {
 
     fn inside_a_message(&self) -> bool {
         self.have > 0 || self.body_left > 0
+    }
+
+    /// Why the body, now ended, is malformed, if it is.
+    fn at_end(&self) -> Option<&'static str> {
+        if self.inside_a_message() {
+            Some("the request body ended inside a message")
+        } else if self.unary && self.messages == 0 {
+            Some("the request body holds no message")
+        } else {
+            None
+        }
     }
 }
 
@@ -167,13 +221,18 @@ struct Deadline {
 }
 
 impl Deadline {
-    fn new(inner: Body, timeout: Duration, permit: Arc<OwnedSemaphorePermit>) -> Deadline {
+    fn new(
+        inner: Body,
+        timeout: Duration,
+        permit: Option<Arc<OwnedSemaphorePermit>>,
+        framing: Framing,
+    ) -> Deadline {
         Deadline {
             inner,
             timeout,
             timer: Box::pin(tokio::time::sleep(timeout)),
-            permit: Some(permit),
-            framing: Framing::default(),
+            permit,
+            framing,
             expired: false,
         }
     }
@@ -200,12 +259,11 @@ impl http_body::Body for Deadline {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(None) if this.framing.inside_a_message() => {
+            Poll::Ready(None) if this.framing.at_end().is_some() => {
                 this.expired = true;
                 this.permit = None;
-                Poll::Ready(Some(Err(malformed_body(
-                    "the request body ended inside a message",
-                ))))
+                let why = this.framing.at_end().unwrap_or_default();
+                Poll::Ready(Some(Err(malformed_body(why))))
             }
             Poll::Ready(end_or_error) => {
                 this.permit = None;
@@ -233,7 +291,7 @@ impl http_body::Body for Deadline {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.expired || (self.inner.is_end_stream() && !self.framing.inside_a_message())
+        self.expired || (self.inner.is_end_stream() && self.framing.at_end().is_none())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -255,5 +313,26 @@ mod tests {
         f.feed(&[3, 0, 0, 0, 0, 0]).unwrap();
         assert!(!f.inside_a_message(), "an empty message ends cleanly");
         assert!(f.feed(&[7, 0, 0, 0, 0]).unwrap_err().contains("flag 7"));
+    }
+
+    #[test]
+    fn a_unary_body_needs_a_message_and_compression_needs_its_header() {
+        let unary = Framing {
+            unary: true,
+            ..Framing::default()
+        };
+        assert_eq!(unary.at_end(), Some("the request body holds no message"));
+        let streaming = Framing::default();
+        assert_eq!(streaming.at_end(), None, "an empty stream is a stream");
+        let mut plain = Framing::default();
+        assert!(plain
+            .feed(&[1, 0, 0, 0, 0])
+            .unwrap_err()
+            .contains("grpc-encoding"));
+        let mut named = Framing {
+            compressed_allowed: true,
+            ..Framing::default()
+        };
+        named.feed(&[1, 0, 0, 0, 0]).unwrap();
     }
 }

@@ -194,17 +194,20 @@ impl Tail {
         mut each: impl FnMut(&Path, usize, LinePos, &str) -> Result<(), ReadError>,
     ) -> Result<Option<TailPass>, ReadError> {
         use std::io::{BufRead, Read, Seek};
-        let files = log_files(path)?;
-        let mut lens = Vec::with_capacity(files.len());
-        for f in &files {
-            let io = |source| ReadError::Io {
-                path: f.clone(),
-                source,
+        let listed = log_files(path)?;
+        let mut files = Vec::with_capacity(listed.len());
+        let mut lens = Vec::with_capacity(listed.len());
+        for f in listed {
+            let len = match std::fs::metadata(&f) {
+                Ok(m) => m.len(),
+                // Deleted by retention since it was listed: vanished.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(ReadError::Io { path: f, source }),
             };
-            let len = std::fs::metadata(f).map_err(io)?.len();
-            if self.files.get(f).is_some_and(|t| t.read > len) {
+            if self.files.get(&f).is_some_and(|t| t.read > len) {
                 return Ok(None);
             }
+            files.push(f);
             lens.push(len);
         }
         // A file deleted by retention is forgotten; what was read from it
@@ -230,7 +233,11 @@ impl Tail {
                 path: f.clone(),
                 source,
             };
-            let mut file = std::fs::File::open(f).map_err(io)?;
+            let mut file = match std::fs::File::open(f) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e)),
+            };
             file.seek(std::io::SeekFrom::Start(t.read)).map_err(io)?;
             // Only what was there when the pass began: a growing file is
             // not chased.

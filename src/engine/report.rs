@@ -156,11 +156,15 @@ impl Engine {
         let ledger = self.ledger.clone();
         let margin_rate = self.policy.margin_rate;
         tokio::spawn(async move {
+            // Frees the slot however the pass ends (a panic included), so a
+            // failed pass never leaves every later Report waiting on it.
+            let mut free = FreeSlot(Some(state.clone()));
             let began = Instant::now();
             let result = pass(&state, log, ledger, dir, margin_rate, since_ms).await;
             {
                 let mut slot = state.slot();
                 slot.flight = None;
+                free.0 = None;
                 if let Ok(a) = &result {
                     slot.answers.retain(|(s, _, _)| *s != since_ms);
                     if slot.answers.len() >= KEPT_ANSWERS {
@@ -172,6 +176,18 @@ impl Engine {
             let _ = tx.send(Some(result));
         });
         rx
+    }
+}
+
+/// Clears the running pass from the slot when dropped still armed (the
+/// pass did not reach its end).
+struct FreeSlot(Option<Arc<ReportState>>);
+
+impl Drop for FreeSlot {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            state.slot().flight = None;
+        }
     }
 }
 

@@ -12,8 +12,11 @@
 //! decision (sessions that were neither cost nothing), at most
 //! `max_sessions` of them. Past that, the sessions assigned earliest are
 //! dropped and the state covers only sessions assigned from
-//! [`SessionFold::floor_ms`] on: reports then start there, as a report
-//! with that `since_ms` over the whole log would.
+//! [`SessionFold::floor_ms`] on: reports then start there, close to a
+//! report with that `since_ms` over the whole log (not equal: a dropped
+//! session that decides again counts from its new decision, and the
+//! outcomes of dropped sessions count as `unmatched_outcomes`). Below the
+//! cap the two are equal.
 
 use super::{assemble, Assigned, Captured, RoiReport};
 use crate::decision_log::reader::{LinePos, ReadError, Tail, TailPass};
@@ -131,7 +134,8 @@ impl SessionFold {
 
     /// Folds what was appended to the log under `dir` since the last pass.
     /// A file that shrank makes the state start over from the whole log; a
-    /// file deleted by retention leaves its sessions counted. On error the state is emptied (the next pass starts over).
+    /// file deleted by retention leaves its sessions counted. On error the
+    /// state is emptied (the next pass starts over).
     pub fn pass(&mut self, dir: &Path) -> Result<TailPass, ReadError> {
         let max = self.state.max_sessions;
         let state = &mut self.state;
@@ -176,6 +180,12 @@ impl State {
         pos: LinePos,
         text: &str,
     ) -> Result<(), ReadError> {
+        // The cap holds during a pass too (the first pass after a start
+        // reads the whole log), with a fifth of slack so that eviction's
+        // cost spreads over many lines.
+        if self.sessions.len() > self.max_sessions.saturating_add(self.max_sessions / 5) {
+            self.evict();
+        }
         // The report reads decisions only: the writer puts the tag first,
         // so the other records (a quarter of the bytes) are not parsed.
         if text.starts_with(r#"{"type":"events","#) || text.starts_with(r#"{"type":"outcome","#) {

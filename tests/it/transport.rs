@@ -210,6 +210,28 @@ async fn requests_beyond_the_in_flight_limit_are_shed_at_once() {
     }
     let shed = s.client().await.decide(decide("busy", vec![])).await;
     assert_eq!(shed.unwrap_err().code(), Code::ResourceExhausted);
+    // Health checks and Reports are not shed with the rest: an orchestrator
+    // must not see a busy server as dead, and reports have their own pool.
+    let health = tonic_health::pb::health_client::HealthClient::new(s.channel().await)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health answers while busy")
+        .into_inner();
+    assert_eq!(
+        health.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    let report = s
+        .client()
+        .await
+        .report(nudge::grpc::pb::ReportRequest { since_ms: 0 })
+        .await;
+    assert!(
+        report.is_ok() || report.as_ref().unwrap_err().code() == Code::FailedPrecondition,
+        "a report is not shed by decisions in flight: {report:?}"
+    );
     for (response, _send) in held {
         let code = tokio::time::timeout(Duration::from_secs(5), grpc_code(response))
             .await
@@ -253,6 +275,10 @@ async fn a_body_ending_inside_its_message_is_invalid_argument() {
         &[0u8, 0, 0, 0, 9, 0x0a, 0x01][..],
         &[0, 0, 0],
         &[7, 0, 0, 0, 0],
+        // No message at all, and a compressed one without its encoding:
+        // both were INTERNAL.
+        &[],
+        &[1, 0, 0, 0, 0],
     ] {
         let code = tokio::time::timeout(Duration::from_secs(5), framed_badly(&addr, body))
             .await
