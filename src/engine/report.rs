@@ -27,12 +27,21 @@ type Flight = watch::Receiver<Option<Result<ReportAnswer, ServiceError>>>;
 /// Answers kept for reuse, one per `since_ms` asked most recently.
 const KEPT_ANSWERS: usize = 8;
 
+/// Reports are answered at most once per this interval (20 a second):
+/// callers beyond it wait their turn. An answer is a large message, and
+/// callers asking back to back would otherwise take the CPU Decide needs;
+/// a dashboard polls every few seconds. With at most 16 Report calls in
+/// flight (the transport's report pool) a turn comes within 0.8 s.
+pub const REPORT_SPACING: Duration = Duration::from_millis(50);
+
 #[derive(Default)]
 struct Slot {
     /// The pass running, and the `since_ms` it answers.
     flight: Option<(i64, Flight)>,
     /// Recent answers: `since_ms`, when their pass began, the answer.
     answers: VecDeque<(i64, Instant, ReportAnswer)>,
+    /// When the next answer may go out ([`REPORT_SPACING`]).
+    next_turn: Option<Instant>,
 }
 
 /// The report's maintained state and its single flight.
@@ -115,6 +124,16 @@ impl Engine {
             ));
         };
         let state = &self.report_state;
+        let wait = {
+            let mut slot = state.slot();
+            let now = Instant::now();
+            let turn = slot.next_turn.map_or(now, |t| t.max(now));
+            slot.next_turn = Some(turn + REPORT_SPACING);
+            turn - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         loop {
             let (mine, mut flight) = {
                 let mut slot = state.slot();

@@ -169,7 +169,12 @@ async fn decide_latency_idle_and_under_concurrent_reports() {
     let data = tempfile::tempdir().unwrap();
     let bytes = copy_log(&log, &data.path().join("log"));
     let config = data.path().join("nudge.toml");
-    std::fs::write(&config, "[budget]\ndaily_cap_cents = 100000000\n").unwrap();
+    // The generated log is dated in the past: keep it from retention.
+    std::fs::write(
+        &config,
+        "[budget]\ndaily_cap_cents = 100000000\n[log]\nretain_days = 3650\n",
+    )
+    .unwrap();
     let (child, addr) = spawn_nudge_bin(
         &bin,
         &[
