@@ -224,13 +224,7 @@ async fn half_open(
 
 /// This process's soft open-file limit.
 fn own_file_limit() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    nudge::app::listener::open_file_limit().and_then(|n| usize::try_from(n).ok())
 }
 
 async fn idle(addr: String, pid: u32, connections: usize, hold: Duration) {

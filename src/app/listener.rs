@@ -63,7 +63,7 @@ pub fn cap_for_file_limit(limit: Option<u64>) -> usize {
 }
 
 /// The soft RLIMIT_NOFILE of this process, from `/proc/self/limits`.
-fn open_file_limit() -> Option<u64> {
+pub fn open_file_limit() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
     line["Max open files".len()..]

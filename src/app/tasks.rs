@@ -15,19 +15,24 @@ pub const PACING_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 /// so that old files go even when nothing is written.
 pub const RETENTION_TICK: Duration = Duration::from_secs(600);
 
-/// Applies the decision log's retention every `every` until `shutdown`
-/// fires (the writer also applies it at every rotation).
-fn spawn_retention(
-    log: crate::decision_log::writer::DecisionLog,
+/// Runs `tick` every `every` (the first at once) until `shutdown` fires;
+/// the returned handle finishes after the last tick.
+fn spawn_every<F, Fut>(
+    what: &'static str,
     every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+    mut tick: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut timer = tokio::time::interval(every);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => log.prune().await,
+                _ = timer.tick() => tick().await,
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         break;
@@ -35,7 +40,20 @@ fn spawn_retention(
                 }
             }
         }
-        tracing::debug!("log retention stopped");
+        tracing::debug!(task = what, "background task stopped");
+    })
+}
+
+/// Applies the decision log's retention every `every` until `shutdown`
+/// fires (the writer also applies it at every rotation).
+fn spawn_retention(
+    log: crate::decision_log::writer::DecisionLog,
+    every: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    spawn_every("log retention", every, shutdown, move || {
+        let log = log.clone();
+        async move { log.prune().await }
     })
 }
 
@@ -45,28 +63,17 @@ pub fn spawn_sweeper(
     ledger: Arc<dyn Ledger>,
     clock: Arc<dyn crate::clock::Clock>,
     every: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    match ledger.void_expired(clock.now_ms()).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(voided = n, "expired offers voided"),
-                        Err(e) => tracing::warn!(error = %e, "sweep failed"),
-                    }
-                }
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
-                    }
-                }
+    spawn_every("sweeper", every, shutdown, move || {
+        let (ledger, clock) = (ledger.clone(), clock.clone());
+        async move {
+            match ledger.void_expired(clock.now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(voided = n, "expired offers voided"),
+                Err(e) => tracing::warn!(error = %e, "sweep failed"),
             }
         }
-        tracing::debug!("sweeper stopped");
     })
 }
 
