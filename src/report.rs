@@ -125,6 +125,11 @@ pub struct RoiReport {
     /// a conversion of either arm.
     #[serde(default)]
     pub unmatched_outcomes: u64,
+    /// Reported sessions with no outcome recorded (RecordOutcome never
+    /// called for them), all campaigns: counted as not converted, so a
+    /// large share here means the conversion figures are understated.
+    #[serde(default)]
+    pub sessions_without_outcome: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -143,6 +148,10 @@ pub struct CampaignReport {
     /// Captured cost of the other vouchers (the main budget).
     #[serde(default)]
     pub main_cost_cents: i64,
+    /// The campaign's reported sessions with no outcome recorded, counted
+    /// as not converted.
+    #[serde(default)]
+    pub sessions_without_outcome: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -433,13 +442,18 @@ pub(crate) fn assemble<'a>(
     type Cells<'a> = BTreeMap<(i64, &'a str), Vec<Unit>>;
     let mut campaigns: BTreeMap<&str, Cells> = BTreeMap::new();
     let mut attributed: HashSet<(&str, &str)> = HashSet::new();
+    let mut without_outcome: BTreeMap<&str, u64> = BTreeMap::new();
     for a in sessions {
         if since_ms.is_some_and(|s| a.at_ms < s) {
             continue;
         }
         let (converted, revenue_cents) = match outcome(a.session_id) {
             Some((true, value)) => (true, value),
-            _ => (false, 0),
+            Some((false, _)) => (false, 0),
+            None => {
+                *without_outcome.entry(a.campaign).or_default() += 1;
+                (false, 0)
+            }
         };
         let key = (a.campaign, a.session_id);
         attributed.insert(key);
@@ -484,6 +498,7 @@ pub(crate) fn assemble<'a>(
                 unattributed_cost_cents: unattributed.get(campaign).copied().unwrap_or(0),
                 learning_cost_cents,
                 main_cost_cents,
+                sessions_without_outcome: without_outcome.get(campaign).copied().unwrap_or(0),
             }
         })
         .collect();
@@ -492,6 +507,7 @@ pub(crate) fn assemble<'a>(
         margin_rate: m,
         campaigns,
         unmatched_outcomes,
+        sessions_without_outcome: without_outcome.values().sum(),
     }
 }
 
@@ -584,6 +600,14 @@ pub fn render_table(r: &RoiReport) -> String {
             r.unmatched_outcomes
         );
     }
+    if !r.campaigns.is_empty() {
+        let sessions: u64 = r.campaigns.iter().map(campaign_sessions).sum();
+        let _ = writeln!(
+            out,
+            "{}",
+            without_outcome_line(r.sessions_without_outcome, sessions)
+        );
+    }
     for c in &r.campaigns {
         let _ = writeln!(
             out,
@@ -611,6 +635,37 @@ pub fn render_table(r: &RoiReport) -> String {
             write_cell(&mut out, cell);
         }
         write_cell(&mut out, &c.total);
+        let _ = writeln!(
+            out,
+            "  {}",
+            without_outcome_line(c.sessions_without_outcome, campaign_sessions(c))
+        );
+    }
+    out
+}
+
+/// Every reported session of a campaign, both arms.
+fn campaign_sessions(c: &CampaignReport) -> u64 {
+    c.total.treatment.sessions + c.total.holdout.sessions
+}
+
+fn without_outcome_line(without: u64, sessions: u64) -> String {
+    format!(
+        "sessions without a recorded outcome: {} of {} (counted as not converted)",
+        thousands(without),
+        thousands(sessions)
+    )
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
     }
     out
 }

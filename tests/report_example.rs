@@ -409,3 +409,41 @@ fn table_shows_campaigns_and_roi() {
         "{widths:?}"
     );
 }
+
+/// A session with no outcome recorded counts as not converted; the report
+/// says how many there are, so that a shop that never records outcomes
+/// sees why its conversions are zero.
+#[test]
+fn sessions_without_outcome_are_counted() {
+    let r = report();
+    let count = |name: &str| {
+        r.campaigns
+            .iter()
+            .find(|c| c.campaign == name)
+            .unwrap()
+            .sessions_without_outcome
+    };
+    // spring: t4 and h4 of 9; autumn: a3 of 3 (x1 is before `since`).
+    assert_eq!((count("spring"), count("autumn")), (2, 1));
+    assert_eq!(r.sessions_without_outcome, 3);
+    let table = render_table(&r);
+    assert!(
+        table.contains("sessions without a recorded outcome: 3 of 12 (counted as not converted)"),
+        "{table}"
+    );
+    assert!(table.contains("sessions without a recorded outcome: 2 of 9"));
+    let json = serde_json::to_string_pretty(&r).unwrap();
+    assert!(json.contains("\"sessions_without_outcome\": 3"));
+
+    // No outcome recorded at all: every session is counted.
+    let d = data();
+    let none = roi_report(&ReportInput {
+        decisions: &d.decisions,
+        outcomes: &[],
+        captured: &d.captured,
+        margin_rate: 0.30,
+        since_ms: Some(1_000),
+    });
+    assert_eq!(none.sessions_without_outcome, 12);
+    assert!(render_table(&none).contains("sessions without a recorded outcome: 12 of 12"));
+}

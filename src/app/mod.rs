@@ -6,6 +6,7 @@ pub mod admission;
 pub mod listener;
 pub mod model_source;
 pub mod pacing_state;
+pub mod report_files;
 pub mod secrets;
 pub mod serve;
 pub mod tasks;
@@ -13,6 +14,7 @@ pub mod wiring;
 
 pub use model_source::{load_model, EMBEDDED_DEFAULT_MODEL};
 pub use pacing_state::{load_pacing, pacing_file, save_pacing, PACING_FILE};
+pub use report_files::{report_from_files, FileReport};
 pub use secrets::{voucher_key, VOUCHER_KEY_FILE};
 pub use serve::{run, run_with, DRAIN_GRACE};
 pub use tasks::{spawn_sweeper, Background, PACING_TICK, RETENTION_TICK};

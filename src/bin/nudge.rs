@@ -320,35 +320,28 @@ async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map(parse_since)
         .transpose()?
         .unwrap_or(0);
+    if let Some(dir) = args.log_dir.as_deref().filter(|d| !d.is_dir()) {
+        return Err(format!("--log-dir {}: no such directory", dir.display()).into());
+    }
     let log_dir = args
         .log_dir
         .clone()
         .unwrap_or_else(|| settings.data_dir.join("log"));
-    if !log_dir.is_dir() {
-        return Err(format!(
-            "no decision log under {} (has the service run with this data directory?)",
-            log_dir.display()
-        )
-        .into());
-    }
-    // Read-only use of the service's files: a separate engine with the same
-    // ledger file and log directory, no server. It mints no voucher, so it
-    // needs no secret (and must not create a key file).
-    let key = nudge::domain::voucher::VoucherKey::random();
-    let model = app::load_model(&settings)?.0;
-    let mut settings = settings;
-    // Never append to the service's log from a report.
-    let log_cfg = settings.log.take();
-    let mut engine = app::build_engine(&settings, model, Arc::new(SystemClock), key)?;
-    if log_cfg.is_some() {
-        engine.log = nudge::decision_log::writer::DecisionLog::reader(log_dir);
-    }
-    let answer = engine.report(since).await?;
-    let (_, json, table) = &*answer;
+    // Read-only: a missing ledger or log is "nothing recorded yet"; no
+    // file or directory is created and no pacing state restored.
+    let found = app::report_from_files(&settings, log_dir, since).await?;
     if args.json {
+        // Stdout stays one JSON document; the notes go to stderr.
+        for note in &found.notes {
+            eprintln!("nudge: {note}");
+        }
+        let json = serde_json::to_string_pretty(&found.report)?;
         println!("{json}");
     } else {
-        print!("{table}");
+        for note in &found.notes {
+            println!("{note}");
+        }
+        print!("{}", nudge::report::render_table(&found.report));
     }
     Ok(())
 }

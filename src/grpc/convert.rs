@@ -115,6 +115,7 @@ pub fn report_pb(r: &RoiReport) -> Vec<pb::CampaignReport> {
             unattributed_cost_cents: c.unattributed_cost_cents,
             learning_cost_cents: c.learning_cost_cents,
             main_cost_cents: c.main_cost_cents,
+            sessions_without_outcome: c.sessions_without_outcome,
         })
         .collect()
 }

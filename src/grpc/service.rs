@@ -103,6 +103,7 @@ impl pb::offers_server::Offers for OffersService {
             campaigns: report_pb(report),
             margin_rate: report.margin_rate,
             unmatched_outcomes: report.unmatched_outcomes,
+            sessions_without_outcome: report.sessions_without_outcome,
         }))
     }
 }

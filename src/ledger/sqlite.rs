@@ -311,6 +311,27 @@ fn migrate(conn: &Connection) -> Result<(), LedgerError> {
     Ok(())
 }
 
+/// Every outcome recorded at or after `since_ms`, oldest first.
+fn outcomes_since(conn: &Connection, since_ms: i64) -> Result<Vec<Outcome>, LedgerError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT session_id, converted, order_value_cents, at_ms FROM outcomes \
+             WHERE at_ms >= ?1 ORDER BY at_ms, session_id",
+        )
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map(params![since_ms], |r| {
+            Ok(Outcome {
+                session_id: r.get(0)?,
+                converted: r.get(1)?,
+                order_value_cents: r.get(2)?,
+                at_ms: r.get(3)?,
+            })
+        })
+        .map_err(sql_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+}
+
 fn load_rows(conn: &Connection) -> Result<Vec<OfferRow>, LedgerError> {
     let mut stmt = conn
         .prepare(
@@ -676,24 +697,7 @@ impl Writer {
     }
 
     fn read_outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT session_id, converted, order_value_cents, at_ms FROM outcomes \
-                 WHERE at_ms >= ?1 ORDER BY at_ms, session_id",
-            )
-            .map_err(sql_err)?;
-        let rows = stmt
-            .query_map(params![since_ms], |r| {
-                Ok(Outcome {
-                    session_id: r.get(0)?,
-                    converted: r.get(1)?,
-                    order_value_cents: r.get(2)?,
-                    at_ms: r.get(3)?,
-                })
-            })
-            .map_err(sql_err)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+        outcomes_since(&self.conn, since_ms)
     }
 }
 
@@ -833,6 +837,10 @@ impl Ledger for SqliteLedger {
         self.call(|reply| Cmd::Outcomes { since_ms, reply }).await
     }
 }
+
+#[path = "sqlite_read.rs"]
+mod read;
+pub use read::read_only;
 
 #[cfg(test)]
 #[path = "sqlite_tests.rs"]

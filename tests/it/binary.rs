@@ -60,4 +60,73 @@ async fn binary_serves_with_no_config_and_stops_on_sigterm() {
     ));
     assert!(data.path().join("ledger.sqlite3").exists());
     assert!(data.path().join("voucher.key").exists());
+
+    // The report only reads: the service's files are as it left them.
+    let before = files_in(data.path());
+    let out = nudge_cmd(&["report", "--data-dir"], data.path());
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ROI report"), "{text}");
+    let after = files_in(data.path());
+    let names =
+        |v: &[(std::path::PathBuf, Vec<u8>)]| v.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&after), names(&before));
+    // Except the WAL index (`-shm`): SQLite's shared memory, which every
+    // reader of a WAL database writes; it holds no ledger data.
+    for (a, b) in after.iter().zip(&before) {
+        if !a.0.to_string_lossy().ends_with("-shm") {
+            assert!(a == b, "{} changed", a.0.display());
+        }
+    }
+}
+
+/// Runs the binary with `args` then `path`, from the crate root.
+fn nudge_cmd(args: &[&str], path: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(args)
+        .arg(path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` with its bytes, sorted by path.
+fn files_in(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_in(&p));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            out.push((p, bytes));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `nudge report` on an empty data directory says nothing is recorded yet
+/// and exits 0, and creates no ledger, log, key or directory.
+#[test]
+fn report_on_an_empty_data_dir_creates_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let out = nudge_cmd(&["report", "--data-dir"], data.path());
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no ledger at"), "{text}");
+    assert!(text.contains("no decision log under"), "{text}");
+    assert!(text.contains("no eligible sessions"), "{text}");
+    assert!(files_in(data.path()).is_empty());
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
+
+    // A data directory that does not exist is not created; JSON output
+    // stays one document, the notes on stderr.
+    let missing = data.path().join("never");
+    let out = nudge_cmd(&["report", "--json", "--data-dir"], &missing);
+    assert!(out.status.success(), "{out:?}");
+    let report: nudge::report::RoiReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report.campaigns.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ledger at"));
+    assert!(!missing.exists());
 }

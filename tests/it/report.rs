@@ -184,6 +184,16 @@ async fn a_late_order_counts_once_and_unknown_sessions_apart() {
         20_000
     );
     assert_eq!((report.unmatched_outcomes, rpc.unmatched_outcomes), (1, 1));
+    // The one session has its outcome: none is missing one, in the JSON and
+    // the typed answer alike.
+    assert_eq!(
+        (
+            report.sessions_without_outcome,
+            rpc.sessions_without_outcome,
+            rpc.campaigns[0].sessions_without_outcome
+        ),
+        (0, 0, 0)
+    );
     assert!(
         rpc.table.contains("without an eligible decision"),
         "{}",
