@@ -15,7 +15,8 @@
 //!
 //! - `bin/nudge.rs`: the binary; parses flags and calls [`app`] or [`sim`].
 //! - [`config`]: the TOML configuration (`raw`: as written; `sections`: each
-//!   section validated once) into [`config::Settings`], and the one loader.
+//!   section validated once) into [`config::Settings`], and the one loader;
+//!   `print`: the settings in force written back as TOML (`check-config`).
 //! - [`domain`]: pure, no I/O, no transport.
 //!   - [`domain::session`]: validated events and the fixed-size per-session aggregate.
 //!   - [`domain::features`]: the feature table computed from a session (serving and training).
@@ -43,7 +44,8 @@
 //!   - [`ledger::core`]: the bookkeeping state machine every local ledger wraps.
 //!   - [`ledger::memory`]: in memory (tests, simulation).
 //!   - [`ledger::sqlite`]: the embedded durable default (`sqlite_tests`: its
-//!     writer against real storage faults).
+//!     writer against real storage faults; `sqlite_read`: the file read
+//!     without writing, for `nudge report`).
 //! - [`store`]: the session store trait; [`store::memory`], the moka default.
 //! - [`redis`]: shared state for several replicas: the connection
 //!   ([`redis::RedisConn`]), the ledger in Lua scripts (`ledger`:
@@ -65,8 +67,9 @@
 //!   [`app::pacing_state`], [`app::tasks`] (sweeper, pacing loop),
 //!   [`app::serve`] (gRPC with graceful shutdown and the transport limits),
 //!   [`app::listener`] (the accept loop: connection cap, silent
-//!   connections, backoff) and [`app::admission`] (requests in flight, the
-//!   body deadline).
+//!   connections, backoff), [`app::admission`] (requests in flight, the
+//!   body deadline) and [`app::report_files`] (`nudge report`: the report
+//!   from the service's files, read-only).
 //! - [`sim`]: the policy simulator on generated traffic (an offline tool):
 //!   [`sim::synth`] (the seeded visitor generator with its true behaviour;
 //!   [`sim::synth::world`]: the response worlds and their measurement),

@@ -235,9 +235,13 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         "state backends"
     );
     if check_only {
+        // The settings in force as a config file (secrets left out); the
+        // lines above the settings are TOML comments, so the whole output
+        // can be saved and used as the config file.
         println!(
-            "config ok: {settings:#?}\nmodel ok: {source} ({})",
-            model.version()
+            "# config ok; model ok: {source} ({})\n{}",
+            model.version(),
+            settings.to_toml()
         );
         return Ok(());
     }

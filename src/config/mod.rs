@@ -8,6 +8,7 @@
 use crate::domain::experiment::Experiment;
 use crate::domain::policy::Policy;
 use crate::ledger::Budgets;
+mod print;
 mod raw;
 mod sections;
 

@@ -9,14 +9,14 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
 
+/// A ledger's outcomes and captured vouchers.
+pub type Recorded = (Vec<Outcome>, Vec<Captured>);
+
 /// Every outcome and every captured voucher in the ledger file at `path`,
 /// opened read-only (`None` when there is no such file: nothing is
 /// created). A ledger of an earlier build that was never migrated is an
 /// error naming the file (start the service once to migrate it).
-pub fn read_only(
-    path: &Path,
-    budgets: Budgets,
-) -> Result<Option<(Vec<Outcome>, Vec<Captured>)>, LedgerError> {
+pub fn read_only(path: &Path, budgets: Budgets) -> Result<Option<Recorded>, LedgerError> {
     if !path.is_file() {
         return Ok(None);
     }

@@ -130,3 +130,46 @@ fn report_on_an_empty_data_dir_creates_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no ledger at"));
     assert!(!missing.exists());
 }
+
+/// `nudge check-config` prints the settings in force as a config file:
+/// saved and given back as `--config`, it prints the same; the voucher
+/// secret and a Redis password never appear.
+#[test]
+fn check_config_prints_a_config_file_that_reads_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nudge.toml");
+    std::fs::write(
+        &config,
+        "[voucher]\nsecret = \"correct horse battery staple\"\n\
+         [budget]\ncampaigns = [{ id = \"spring\", daily_cap_cents = 25000 }]\n\
+         [policy]\noffer_on = \"exit_intent\"\n",
+    )
+    .unwrap();
+    let out = nudge_cmd(&["check-config", "--config"], &config);
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(!printed.contains("horse"), "{printed}");
+    for line in [
+        "[policy]",
+        "offer_on = \"exit_intent\"",
+        "exit_intent_window_ms = 10000",
+        "id = \"spring\"",
+        "learning_cap_cents = 2500",
+        "[pacing]",
+        "[log]",
+    ] {
+        assert!(printed.contains(line), "{line} missing in\n{printed}");
+    }
+    let again = dir.path().join("printed.toml");
+    std::fs::write(&again, &printed).unwrap();
+    let out = nudge_cmd(&["check-config", "--config"], &again);
+    assert!(out.status.success(), "{out:?}");
+    // The secret is left out, so the rest must match.
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().replace(
+            "# secret: not set: NUDGE_VOUCHER_SECRET when set, else <data_dir>/voucher.key",
+            "# secret = \"<set>\" (set in the config file; never printed)"
+        ),
+        printed
+    );
+}
