@@ -32,3 +32,67 @@ pub fn read_only(path: &Path, budgets: Budgets) -> Result<Option<Recorded>, Ledg
     core.load(load_rows(&conn)?);
     Ok(Some((outcomes, core.captured(0))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::voucher::VoucherKey;
+    use crate::ledger::sqlite::SqliteLedger;
+    use crate::ledger::{Ledger, RedeemRequest, ReserveOutcome, ReserveRequest, DEFAULT_CAMPAIGN};
+
+    const NOW: i64 = 1_795_341_600_000;
+
+    /// Read beside an open ledger, the file gives what the ledger itself
+    /// answers, and a missing file is `None` and stays missing.
+    #[tokio::test]
+    async fn reads_what_the_ledger_answers_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite3");
+        assert!(read_only(&path, Budgets::single(10_000)).unwrap().is_none());
+        assert!(!path.exists());
+
+        let ledger =
+            SqliteLedger::open(&path, Budgets::single(10_000), VoucherKey::random()).unwrap();
+        let offer = match ledger
+            .reserve(ReserveRequest {
+                campaign: DEFAULT_CAMPAIGN,
+                session_id: "s1",
+                candidates: &[500],
+                now_ms: NOW,
+                expires_at_ms: NOW + 60_000,
+                learning: false,
+            })
+            .await
+            .unwrap()
+        {
+            ReserveOutcome::Reserved(o) => o,
+            other => panic!("{other:?}"),
+        };
+        ledger
+            .redeem(RedeemRequest {
+                code: &offer.voucher_code,
+                session_id: "s1",
+                order_value_cents: 20_000,
+                min_order_cents: 0,
+                now_ms: NOW + 1,
+            })
+            .await
+            .unwrap();
+        for (session, converted) in [("s1", true), ("s2", false)] {
+            ledger
+                .record_outcome(Outcome {
+                    session_id: session.into(),
+                    converted,
+                    order_value_cents: if converted { 20_000 } else { 0 },
+                    at_ms: NOW + 2,
+                })
+                .await
+                .unwrap();
+        }
+        let (outcomes, captured) = read_only(&path, Budgets::single(10_000)).unwrap().unwrap();
+        assert_eq!(outcomes, ledger.outcomes(0).await.unwrap());
+        assert_eq!(captured, ledger.captured(0).await.unwrap());
+        assert_eq!((outcomes.len(), captured.len()), (2, 1));
+        assert_eq!(captured[0].amount_cents, 500);
+    }
+}
