@@ -49,6 +49,11 @@ async fn report_over_grpc_and_cli_matches_what_happened() {
                 conv_t += 1;
             }
         }
+        // Every sixth session (one that does not buy) gets no outcome:
+        // counted as not converted, and said so.
+        if i % 6 == 0 {
+            continue;
+        }
         c.record_outcome(pb::RecordOutcomeRequest {
             session_id: session,
             converted: buys,
@@ -77,6 +82,21 @@ async fn report_over_grpc_and_cli_matches_what_happened() {
     );
     assert_eq!(total.treatment.voucher_cost_cents, cost);
     assert_eq!(total.treatment.revenue_cents, conv_t as i64 * 20_000);
+    assert_eq!(
+        (
+            report.sessions_without_outcome,
+            camp.sessions_without_outcome,
+            rpc.sessions_without_outcome,
+            rpc.campaigns[0].sessions_without_outcome
+        ),
+        (10, 10, 10, 10)
+    );
+    assert!(
+        rpc.table
+            .contains("sessions without a recorded outcome: 10 of 60 (counted as not converted)"),
+        "{}",
+        rpc.table
+    );
     assert_eq!(total.incremental.voucher_cost_cents, cost);
     // Incremental margin = n_T * (mean_T - mean_H) of 0.3 * revenue.
     let mean = |conv: u64, n: u64| 0.3 * 20_000.0 * conv as f64 / n as f64;
