@@ -67,6 +67,8 @@
 //!   [`app::listener`] (the accept loop: connection cap, silent
 //!   connections, backoff) and [`app::admission`] (requests in flight, the
 //!   body deadline).
+//! - [`admin`]: the admin HTTP server on its own address: Prometheus
+//!   metrics and liveness; [`app::rpc_metrics`] counts gRPC calls.
 //! - [`sim`]: the policy simulator on generated traffic (an offline tool):
 //!   [`sim::synth`] (the seeded visitor generator with its true behaviour;
 //!   [`sim::synth::world`]: the response worlds and their measurement),
@@ -83,6 +85,7 @@
 //!   the subscriber a writer thread logs to.
 //!
 //! Protobuf and `tonic` appear only in [`grpc`], [`app`] and the binary.
+pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod config;

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod listener;
 pub mod model_source;
 pub mod pacing_state;
+pub mod rpc_metrics;
 pub mod secrets;
 pub mod serve;
 pub mod tasks;

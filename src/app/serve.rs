@@ -95,6 +95,7 @@ pub async fn run_with(
         // Streams a client resets before the server accepts them, and
         // streams the server resets for protocol errors, are bounded too.
         .http2_max_pending_accept_reset_streams(Some(server.max_concurrent_streams as usize))
+        .layer(crate::app::rpc_metrics::RpcMetricsLayer)
         .layer(AdmissionLayer::new(in_flight, server.request_timeout))
         .add_service(health)
         .add_service(reflection)

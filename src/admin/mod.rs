@@ -1,0 +1,77 @@
+//! The admin HTTP server, on its own address apart from gRPC: Prometheus
+//! metrics (`GET /metrics`) and liveness (`GET /healthz`). Operators scrape
+//! and probe it without a gRPC client, and a flood of Offers calls cannot
+//! starve it of connections.
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use std::future::Future;
+use tokio::net::TcpListener;
+
+/// Latency buckets in seconds: from 50 µs (a Decide answered from memory)
+/// to 5 s (the body deadline's order).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
+];
+
+/// Installs the process-wide metrics recorder (once per process) and
+/// returns the handle `/metrics` renders.
+pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)?
+        .install_recorder()
+}
+
+/// Records what never changes while the process runs: the build and the
+/// served model's version.
+pub fn record_static(model_version: &str) {
+    metrics::gauge!("nudge_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!("nudge_model_info", "version" => model_version.to_owned()).set(1.0);
+}
+
+/// The admin routes.
+pub fn router(metrics: PrometheusHandle) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+}
+
+/// Serves the admin routes on `listener` until `shutdown` resolves. Histograms are compacted every
+/// few seconds so that memory stays bounded between scrapes.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let upkeep_handle = metrics.clone();
+    let upkeep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            upkeep_handle.run_upkeep();
+        }
+    });
+    let served = axum::serve(listener, router(metrics))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    upkeep.abort();
+    tracing::info!("admin stopped");
+    served
+}
