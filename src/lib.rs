@@ -68,7 +68,8 @@
 //!   connections, backoff) and [`app::admission`] (requests in flight, the
 //!   body deadline).
 //! - [`admin`]: the admin HTTP server on its own address: Prometheus
-//!   metrics and liveness; [`app::rpc_metrics`] counts gRPC calls.
+//!   metrics, liveness and readiness; [`app::rpc_metrics`] counts gRPC
+//!   calls; [`app::readiness`] probes the stores every second.
 //! - [`sim`]: the policy simulator on generated traffic (an offline tool):
 //!   [`sim::synth`] (the seeded visitor generator with its true behaviour;
 //!   [`sim::synth::world`]: the response worlds and their measurement),

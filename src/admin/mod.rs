@@ -1,14 +1,18 @@
 //! The admin HTTP server, on its own address apart from gRPC: Prometheus
-//! metrics (`GET /metrics`) and liveness (`GET /healthz`). Operators scrape
+//! metrics (`GET /metrics`), liveness (`GET /healthz`: the process answers)
+//! and readiness (`GET /readyz`: 200 while the stores answer, 503 with a
+//! JSON body naming what failed). Operators scrape
 //! and probe it without a gRPC client, and a flood of Offers calls cannot
 //! starve it of connections.
 
+use crate::app::readiness::Readiness;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// Latency buckets in seconds: from 50 µs (a Decide answered from memory)
 /// to 5 s (the body deadline's order).
@@ -33,9 +37,28 @@ pub fn record_static(model_version: &str) {
 }
 
 /// The admin routes.
-pub fn router(metrics: PrometheusHandle) -> axum::Router {
+pub fn router(metrics: PrometheusHandle, readiness: watch::Receiver<Readiness>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let now = readiness.borrow().clone();
+                async move {
+                    let status = if now.ready() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (
+                        status,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        now.to_json(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(move || {
@@ -57,6 +80,7 @@ pub fn router(metrics: PrometheusHandle) -> axum::Router {
 pub async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
+    readiness: watch::Receiver<Readiness>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep_handle = metrics.clone();
@@ -68,7 +92,7 @@ pub async fn serve(
             upkeep_handle.run_upkeep();
         }
     });
-    let served = axum::serve(listener, router(metrics))
+    let served = axum::serve(listener, router(metrics, readiness))
         .with_graceful_shutdown(shutdown)
         .await;
     upkeep.abort();

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod listener;
 pub mod model_source;
 pub mod pacing_state;
+pub mod readiness;
 pub mod rpc_metrics;
 pub mod secrets;
 pub mod serve;
@@ -15,7 +16,7 @@ pub mod wiring;
 pub use model_source::{load_model, EMBEDDED_DEFAULT_MODEL};
 pub use pacing_state::{load_pacing, pacing_file, save_pacing, PACING_FILE};
 pub use secrets::{voucher_key, VOUCHER_KEY_FILE};
-pub use serve::{run, run_with, DRAIN_GRACE};
+pub use serve::{run, run_with, run_with_readiness, DRAIN_GRACE};
 pub use tasks::{spawn_sweeper, Background, PACING_TICK, RETENTION_TICK};
 pub use wiring::{build_engine, build_engine_with, memory_engine, LEDGER_FILE};
 

@@ -281,7 +281,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         settings.sweep_interval,
         app::pacing_file(&settings),
     );
-    // One signal stops both servers.
+    // One signal stops both servers and the readiness probe.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop = Arc::new(stop);
     let on_signal = stop.clone();
@@ -292,13 +292,20 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let (readiness, probe) = app::readiness::spawn(engine.clone(), stopped.clone());
     let admin = admin.map(|(l, handle)| {
-        tokio::spawn(nudge::admin::serve(l, handle, signalled(stopped.clone())))
+        tokio::spawn(nudge::admin::serve(
+            l,
+            handle,
+            readiness.clone(),
+            signalled(stopped.clone()),
+        ))
     });
-    let served = app::run_with(
+    let served = app::run_with_readiness(
         listener,
         engine.clone(),
         settings.server,
+        Some(readiness),
         signalled(stopped.clone()),
     )
     .await;
@@ -311,6 +318,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
             Err(e) => tracing::error!(error = %e, "admin server task failed"),
         }
     }
+    let _ = probe.await;
     background.stop().await;
     engine.log.flush().await;
     tracing::info!(

@@ -7,6 +7,7 @@ use crate::crash::eligible;
 use crate::util::{self, admin_addr, http_get};
 use nudge::grpc::pb;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 const SECRET: &str = "metrics-test secret, not for production";
 const CAP: i64 = 150_000;
@@ -310,6 +311,91 @@ async fn metrics_parse_strictly_and_count_the_calls_made() {
     promtool_check(&text);
 
     // The one shutdown signal stops both servers.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+}
+
+/// The gRPC health status of the Offers service (1 SERVING, 2 NOT_SERVING).
+async fn offers_health(addr: &str) -> i32 {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    client
+        .check(HealthCheckRequest {
+            service: "nudge.v1.Offers".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+/// Polls until `/readyz` answers `status` and gRPC health `health`, or
+/// `within` passes (then panics with the last answers).
+async fn wait_for(admin: &str, addr: &str, status: u16, health: i32, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (got, body) = http_get(admin, "/readyz");
+        let grpc = offers_health(addr).await;
+        if got == status && grpc == health {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz {got} {body}, grpc health {grpc}: wanted {status} and {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_turns_readiness_and_grpc_health_off_and_back_on() {
+    let Some(redis) = crate::redis::redis_server() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nudge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[ledger]\nbackend = \"redis\"\n[sessions]\nbackend = \"redis\"\n\
+             [redis]\nurl = \"{}\"\nkey_prefix = \"ready\"\ntimeout_ms = 500\n",
+            dir.path().join("data"),
+            redis.settings("ready").url
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, logs) = util::spawn_nudge_with_logs(
+        &["--config".as_ref(), config.as_os_str()],
+        &[("NUDGE_VOUCHER_SECRET", SECRET)],
+    );
+    let admin = admin_addr(&logs);
+    let body = wait_for(&admin, &addr, 200, 1, Duration::from_secs(5)).await;
+    assert!(body.contains("\"ready\":true"), "{body}");
+
+    let redis_dir = redis.crash();
+    let body = wait_for(&admin, &addr, 503, 2, Duration::from_secs(5)).await;
+    assert!(
+        body.contains("\"ledger\"") && body.contains("\"sessions\""),
+        "{body}"
+    );
+    assert_eq!(
+        http_get(&admin, "/healthz").0,
+        200,
+        "the process is still up"
+    );
+
+    let _redis = crate::redis::start(redis_dir, &["--appendonly", "no"]).unwrap();
+    wait_for(&admin, &addr, 200, 1, Duration::from_secs(10)).await;
+
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
