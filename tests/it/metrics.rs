@@ -183,6 +183,13 @@ async fn metrics_parse_strictly_and_count_the_calls_made() {
     let admin = admin_addr(&logs);
     assert_eq!(http_get(&admin, "/healthz").0, 200);
     assert_eq!(http_get(&admin, "/nope").0, 404);
+    // SQLite's writer answers the readiness probe.
+    let (ready, body) = http_get(&admin, "/readyz");
+    assert_eq!(
+        (ready, body.contains("\"ready\":true")),
+        (200, true),
+        "{body}"
+    );
 
     let (_, before) = scrape(&admin);
     let mut client = pb::offers_client::OffersClient::connect(format!("http://{addr}"))
