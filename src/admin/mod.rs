@@ -32,8 +32,75 @@ pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
 /// Records what never changes while the process runs: the build and the
 /// served model's version.
 pub fn record_static(model_version: &str) {
+    describe();
     metrics::gauge!("nudge_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("nudge_model_info", "version" => model_version.to_owned()).set(1.0);
+}
+
+/// HELP lines: what each family counts.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "nudge_rpc_requests_total",
+        "gRPC calls answered, by method and status code"
+    );
+    describe_histogram!(
+        "nudge_rpc_duration_seconds",
+        Unit::Seconds,
+        "gRPC call latency, by method"
+    );
+    describe_counter!(
+        "nudge_decisions_total",
+        "Decide answers, by reason and segment"
+    );
+    describe_counter!(
+        "nudge_vouchers_offered_total",
+        "vouchers offered, by campaign and tier"
+    );
+    describe_counter!(
+        "nudge_vouchers_offered_cents_total",
+        "cents of vouchers offered"
+    );
+    describe_counter!(
+        "nudge_vouchers_redeemed_total",
+        "vouchers redeemed (retries not counted), by tier"
+    );
+    describe_counter!(
+        "nudge_vouchers_redeemed_cents_total",
+        "cents of discount redeemed"
+    );
+    describe_counter!(
+        "nudge_requests_shed_total",
+        "calls refused as RESOURCE_EXHAUSTED, too many in flight"
+    );
+    describe_counter!(
+        "nudge_connections_refused_total",
+        "connections closed at the connection cap"
+    );
+    describe_counter!(
+        "nudge_decision_log_dropped_total",
+        "decision records not written, by cause"
+    );
+    describe_counter!("nudge_ledger_errors_total", "ledger calls that failed");
+    describe_gauge!("nudge_budget_cap_cents", "today's budget cap, by campaign");
+    describe_gauge!(
+        "nudge_budget_reserved_cents",
+        "today's open offers, by campaign"
+    );
+    describe_gauge!(
+        "nudge_budget_captured_cents",
+        "today's redeemed discounts, by campaign"
+    );
+    describe_gauge!(
+        "nudge_budget_remaining_cents",
+        "what can still be reserved today, by campaign"
+    );
+    describe_gauge!(
+        "nudge_pacing_lambda",
+        "the pacing controller's shadow price, by campaign"
+    );
+    describe_gauge!("nudge_model_info", "the served model's version");
+    describe_gauge!("nudge_build_info", "the running build's version");
 }
 
 /// The admin routes.

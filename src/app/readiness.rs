@@ -26,7 +26,7 @@ impl Readiness {
         self.failed.is_empty()
     }
 
-    /// The body `/readyz` answers: `{"ready":...,"failed":{"ledger":"..."}}`.
+    /// The body `/readyz` answers: `{"failed":{"ledger":"..."},"model":"loaded","ready":false}`.
     pub fn to_json(&self) -> String {
         let failed: serde_json::Map<String, serde_json::Value> = self
             .failed

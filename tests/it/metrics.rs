@@ -348,11 +348,16 @@ async fn offers_health(addr: &str) -> i32 {
 /// Polls until `/readyz` answers `status` and gRPC health `health`, or
 /// `within` passes (then panics with the last answers).
 async fn wait_for(admin: &str, addr: &str, status: u16, health: i32, within: Duration) -> String {
-    let deadline = Instant::now() + within;
+    let start = Instant::now();
+    let deadline = start + within;
     loop {
         let (got, body) = http_get(admin, "/readyz");
         let grpc = offers_health(addr).await;
         if got == status && grpc == health {
+            eprintln!(
+                "readyz {status}, grpc health {health} after {:?}",
+                start.elapsed()
+            );
             return body;
         }
         assert!(
