@@ -70,6 +70,9 @@
 //!   connections, backoff), [`app::admission`] (requests in flight, the
 //!   body deadline) and [`app::report_files`] (`nudge report`: the report
 //!   from the service's files, read-only).
+//! - [`admin`]: the admin HTTP server on its own address: Prometheus
+//!   metrics, liveness and readiness; [`app::rpc_metrics`] counts gRPC
+//!   calls; [`app::readiness`] probes the stores every second.
 //! - [`sim`]: the policy simulator on generated traffic (an offline tool):
 //!   [`sim::synth`] (the seeded visitor generator with its true behaviour;
 //!   [`sim::synth::world`]: the response worlds and their measurement),
@@ -86,6 +89,7 @@
 //!   the subscriber a writer thread logs to.
 //!
 //! Protobuf and `tonic` appear only in [`grpc`], [`app`] and the binary.
+pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod config;

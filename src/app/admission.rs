@@ -111,6 +111,13 @@ where
             Some((permits, limit, throttle)) => match permits.clone().try_acquire_owned() {
                 Ok(p) => Some(Arc::new(p)),
                 Err(_) => {
+                    let shed_pool = if path == REPORT_PATH {
+                        "report"
+                    } else {
+                        "calls"
+                    };
+                    metrics::counter!("nudge_requests_shed_total", "pool" => shed_pool)
+                        .increment(1);
                     if let Some(count) = throttle.hit() {
                         tracing::warn!(count, limit, path, "requests shed: too many in flight");
                     }

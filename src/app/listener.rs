@@ -152,6 +152,7 @@ impl Stream for Incoming {
                 }
                 Err(_) => {
                     drop(stream);
+                    metrics::counter!("nudge_connections_refused_total").increment(1);
                     if let Some(count) = REFUSED.hit() {
                         tracing::warn!(
                             count,

@@ -6,7 +6,9 @@ pub mod admission;
 pub mod listener;
 pub mod model_source;
 pub mod pacing_state;
+pub mod readiness;
 pub mod report_files;
+pub mod rpc_metrics;
 pub mod secrets;
 pub mod serve;
 pub mod tasks;
@@ -16,7 +18,7 @@ pub use model_source::{load_model, EMBEDDED_DEFAULT_MODEL};
 pub use pacing_state::{load_pacing, pacing_file, save_pacing, PACING_FILE};
 pub use report_files::{report_from_files, FileReport};
 pub use secrets::{voucher_key, VOUCHER_KEY_FILE};
-pub use serve::{run, run_with, DRAIN_GRACE};
+pub use serve::{run, run_with, run_with_readiness, DRAIN_GRACE};
 pub use tasks::{spawn_sweeper, Background, PACING_TICK, RETENTION_TICK};
 pub use wiring::{build_engine, build_engine_with, memory_engine, LEDGER_FILE};
 

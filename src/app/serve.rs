@@ -7,6 +7,7 @@
 
 use crate::app::admission::AdmissionLayer;
 use crate::app::listener::{connection_cap, Incoming, Timeouts};
+use crate::app::readiness::Readiness;
 use crate::app::ServerError;
 use crate::config::ServerLimits;
 use crate::engine::Engine;
@@ -39,6 +40,18 @@ pub async fn run_with(
     server: ServerLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    run_with_readiness(listener, engine, server, None, shutdown).await
+}
+
+/// [`run_with`], the Offers service's gRPC health following `readiness`
+/// (SERVING while ready, NOT_SERVING while a probe fails).
+pub async fn run_with_readiness(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    server: ServerLimits,
+    readiness: Option<tokio::sync::watch::Receiver<Readiness>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
     let max_message = engine.limits.max_message_bytes();
     // The in-flight bound is validated against the configured message size;
     // an engine built with other limits gets the bound that fits its own.
@@ -53,6 +66,23 @@ pub async fn run_with(
     health_reporter
         .set_serving::<pb::offers_server::OffersServer<OffersService>>()
         .await;
+    let follow = readiness.map(|mut rx| {
+        tokio::spawn(async move {
+            // Ends when the probe stops (its sender is dropped).
+            while rx.changed().await.is_ok() {
+                let ready = rx.borrow_and_update().ready();
+                if ready {
+                    health_reporter
+                        .set_serving::<pb::offers_server::OffersServer<OffersService>>()
+                        .await;
+                } else {
+                    health_reporter
+                        .set_not_serving::<pb::offers_server::OffersServer<OffersService>>()
+                        .await;
+                }
+            }
+        })
+    });
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -95,6 +125,7 @@ pub async fn run_with(
         // Streams a client resets before the server accepts them, and
         // streams the server resets for protocol errors, are bounded too.
         .http2_max_pending_accept_reset_streams(Some(server.max_concurrent_streams as usize))
+        .layer(crate::app::rpc_metrics::RpcMetricsLayer)
         .layer(AdmissionLayer::new(in_flight, server.request_timeout))
         .add_service(health)
         .add_service(reflection)
@@ -110,6 +141,9 @@ pub async fn run_with(
     tokio::select! {
         r = serve => r?,
         _ = deadline => tracing::warn!(grace_ms = DRAIN_GRACE.as_millis() as u64, "drain deadline passed, closing remaining connections"),
+    }
+    if let Some(f) = follow {
+        f.abort();
     }
     tracing::info!("server stopped");
     Ok(())

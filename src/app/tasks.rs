@@ -17,7 +17,7 @@ pub const RETENTION_TICK: Duration = Duration::from_secs(600);
 
 /// Runs `tick` every `every` (the first at once) until `shutdown` fires;
 /// the returned handle finishes after the last tick.
-fn spawn_every<F, Fut>(
+pub(crate) fn spawn_every<F, Fut>(
     what: &'static str,
     every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,

@@ -132,6 +132,10 @@ struct ServeArgs {
     /// Listen address, overriding the config (default 127.0.0.1:50051).
     #[arg(long)]
     listen: Option<String>,
+    /// Admin HTTP address (metrics, health), overriding the config (default
+    /// 127.0.0.1:9464; "" turns it off).
+    #[arg(long)]
+    admin_listen: Option<String>,
     /// Model file, overriding the config (default models/default.json).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -144,6 +148,9 @@ fn settings(args: &ServeArgs) -> Result<nudge::config::Settings, Box<dyn std::er
     let mut raw = RawConfig::load(args.config.as_deref())?;
     if let Some(l) = &args.listen {
         raw.listen = Some(l.clone());
+    }
+    if let Some(a) = &args.admin_listen {
+        raw.admin_listen = Some(a.clone());
     }
     if let Some(m) = &args.model {
         raw.model = Some(m.clone());
@@ -251,6 +258,22 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    // The recorder is installed before the engine is built, so that nothing
+    // it counts is missed; with no admin server nothing is recorded.
+    let admin = match settings.admin_listen {
+        None => None,
+        Some(addr) => {
+            let admin_listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (admin_listen): {e}"))?;
+            let handle = nudge::admin::install_recorder()?;
+            nudge::admin::record_static(model.version());
+            if let Ok(addr) = admin_listener.local_addr() {
+                tracing::info!(%addr, "serving admin");
+            }
+            Some((admin_listener, handle))
+        }
+    };
     let engine = Arc::new(app::build_engine(
         &settings,
         model,
@@ -262,7 +285,44 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         settings.sweep_interval,
         app::pacing_file(&settings),
     );
-    let served = app::run_with(listener, engine.clone(), settings.server, shutdown_signal()).await;
+    // One signal stops both servers and the readiness probe.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = on_signal.send(true);
+    });
+    let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let (readiness, probe) = app::readiness::spawn(engine.clone(), stopped.clone());
+    let admin = admin.map(|(l, handle)| {
+        tokio::spawn(nudge::admin::serve(
+            l,
+            handle,
+            readiness.clone(),
+            signalled(stopped.clone()),
+        ))
+    });
+    let served = app::run_with_readiness(
+        listener,
+        engine.clone(),
+        settings.server,
+        Some(readiness),
+        signalled(stopped.clone()),
+    )
+    .await;
+    // gRPC may also stop on an error: the admin server goes with it.
+    let _ = stop.send(true);
+    if let Some(admin) = admin {
+        match admin.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "admin server failed"),
+            Err(e) => tracing::error!(error = %e, "admin server task failed"),
+        }
+    }
+    let _ = probe.await;
     background.stop().await;
     engine.log.flush().await;
     tracing::info!(

@@ -13,7 +13,10 @@ mod raw;
 mod sections;
 
 pub use raw::*;
-use sections::{validate_backends, validate_listen, validate_redis, validate_session_redis};
+use sections::{
+    validate_admin_listen, validate_backends, validate_listen, validate_redis,
+    validate_session_redis,
+};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,8 @@ use std::time::Duration;
 
 /// Default listen address: loopback only, so a first run exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default admin address: loopback only, Prometheus' customary port range.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
 /// Default model file, relative to the working directory.
 pub const DEFAULT_MODEL: &str = "models/default.json";
 
@@ -91,6 +96,8 @@ impl Default for ServerLimits {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// The admin HTTP server's address; `None`: not served.
+    pub admin_listen: Option<SocketAddr>,
     /// `None`: the default path, with the embedded fallback.
     pub model: Option<PathBuf>,
     pub idle_ttl: Duration,
@@ -208,6 +215,7 @@ impl RawConfig {
     /// defaults.
     pub fn validate(self) -> Result<Settings, ConfigError> {
         let listen = validate_listen(self.listen.as_deref())?;
+        let admin_listen = validate_admin_listen(self.admin_listen.as_deref())?;
         let (idle_ttl, max_sessions) = self.sessions.validate()?;
         let (policy, offer_ttl) = self.policy.validate()?;
         let (budgets, default_campaign) = self.budget.validate()?;
@@ -230,6 +238,7 @@ impl RawConfig {
         let server = self.server.validate(&limits)?;
         Ok(Settings {
             listen,
+            admin_listen,
             model: self.model,
             idle_ttl,
             max_sessions,
@@ -336,6 +345,12 @@ mod tests {
     fn empty_file_gives_documented_defaults() {
         let s = RawConfig::from_toml("").unwrap().validate().unwrap();
         assert_eq!(s.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(s.admin_listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
+        let off = RawConfig::from_toml("admin_listen = \"\"")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(off.admin_listen, None);
         assert_eq!(s.idle_ttl, Duration::from_secs(1_800));
         assert_eq!(s.policy.min_intent_cents, 9_900);
         assert_eq!(s.policy.margin_rate, 0.30);
@@ -469,6 +484,7 @@ mod tests {
             ("[policy]\nmargin_rate = 1.5", "policy.margin_rate"),
             ("[budget]\ndaily_cap_cents = -1", "budget.daily_cap_cents"),
             ("listen = \"nope\"", "listen"),
+            ("admin_listen = \"nope\"", "admin_listen"),
             ("[budget]\ntimezone = \"Mars/Olympus\"", "budget.timezone"),
             ("[voucher]\nsecret = \"short\"", "voucher.secret"),
             (

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 pub struct RawConfig {
     /// Address to serve gRPC on. Default `127.0.0.1:50051`.
     pub listen: Option<String>,
+    /// Address of the admin HTTP server (`/metrics`, `/healthz`). Default
+    /// `127.0.0.1:9464`; `""` turns it off.
+    pub admin_listen: Option<String>,
     /// Model file. Default `models/default.json`; when that file is absent the
     /// copy embedded in the binary at build time is served.
     pub model: Option<PathBuf>,

@@ -3,8 +3,8 @@
 use super::{
     invalid, ConfigError, LedgerBackend, Limits, LogConfig, RawBudget, RawCampaign, RawExperiment,
     RawLedger, RawLimits, RawLog, RawOfferOn, RawPolicy, RawRedis, RawServer, RawSessions, RawTier,
-    RawVoucher, Secret, ServerLimits, SessionBackend, DEFAULT_LISTEN, DEFAULT_TIERS,
-    MAX_IN_FLIGHT_BYTES, MIN_SECRET_BYTES,
+    RawVoucher, Secret, ServerLimits, SessionBackend, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
+    DEFAULT_TIERS, MAX_IN_FLIGHT_BYTES, MIN_SECRET_BYTES,
 };
 use crate::domain::experiment::Experiment;
 use crate::domain::policy::{OfferTrigger, Policy, Tier, MAX_TIERS};
@@ -99,6 +99,19 @@ pub(super) fn validate_session_redis(
         url,
         ..redis.clone()
     }))
+}
+
+/// The admin address; an empty string turns the admin server off.
+pub(super) fn validate_admin_listen(
+    listen: Option<&str>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match listen.unwrap_or(DEFAULT_ADMIN_LISTEN) {
+        "" => Ok(None),
+        text => text
+            .parse()
+            .map(Some)
+            .map_err(|e| invalid("admin_listen", format!("{text:?}: {e}"))),
+    }
 }
 
 pub(super) fn validate_listen(listen: Option<&str>) -> Result<SocketAddr, ConfigError> {

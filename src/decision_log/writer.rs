@@ -341,6 +341,7 @@ impl DecisionLog {
                                 }
                                 Err(e) => {
                                     c.dropped.fetch_add(1, Ordering::Relaxed);
+                                    metrics::counter!("nudge_decision_log_dropped_total", "cause" => "write failed").increment(1);
                                     w.dropped += 1;
                                     w.failure(&e);
                                 }
@@ -380,6 +381,8 @@ impl DecisionLog {
         let Some(tx) = &self.tx else { return };
         if tx.try_send(Msg::Record(Box::new(rec))).is_err() {
             let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::counter!("nudge_decision_log_dropped_total", "cause" => "queue full")
+                .increment(1);
             if let Some(count) = self.counters.queue_full.hit() {
                 tracing::warn!(
                     count,

@@ -38,6 +38,7 @@ static SESSION_STORE_DOWN: LogThrottle = LogThrottle::new(Duration::from_secs(10
 static LEDGER_DOWN: LogThrottle = LogThrottle::new(Duration::from_secs(10));
 
 fn ledger_down(e: &crate::ledger::LedgerError) {
+    metrics::counter!("nudge_ledger_errors_total").increment(1);
     if let Some(count) = LEDGER_DOWN.hit() {
         tracing::warn!(count, error = %e, "ledger unavailable: decisions answered without a voucher");
     }
@@ -127,6 +128,7 @@ impl Engine {
             self.money_step(&input, &a, now_ms, &mut d).await
         };
         self.log_decision(now_ms, &input, &a, &d, propensity, lambda);
+        metrics::counter!("nudge_decisions_total", "reason" => d.reason.as_str(), "segment" => super::outputs::segment_name(d.segment)).increment(1);
         Ok(d)
     }
 
@@ -331,6 +333,9 @@ impl Engine {
                     propensity = Experiment::propensity(g, g, tiers, share);
                 }
                 tracing::info!(session_id = %input.session_id, campaign = %d.campaign, amount_cents = offer.amount_cents, p = a.score.probability, explored = d.explored, "voucher offered");
+                let tier = offer.amount_cents.to_string();
+                metrics::counter!("nudge_vouchers_offered_total", "campaign" => d.campaign.clone(), "tier" => tier.clone()).increment(1);
+                metrics::counter!("nudge_vouchers_offered_cents_total", "campaign" => d.campaign.clone(), "tier" => tier).increment(offer.amount_cents.max(0) as u64);
                 d.offer = Some(offer);
                 d.reason = Reason::Offered;
                 propensity

@@ -188,7 +188,10 @@ impl Engine {
                 now_ms,
             })
             .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            .map_err(|e| {
+                metrics::counter!("nudge_ledger_errors_total").increment(1);
+                ServiceError::Unavailable(e.to_string())
+            })?;
         if let RedeemOutcome::Accepted {
             discount_cents,
             replayed,
@@ -198,6 +201,11 @@ impl Engine {
                 tracing::info!(session_id = %input.session_id, discount_cents, "voucher redemption retried, answered again");
             } else {
                 tracing::info!(session_id = %input.session_id, discount_cents, "voucher redeemed");
+                let tier = claims.amount_cents.to_string();
+                metrics::counter!("nudge_vouchers_redeemed_total", "tier" => tier.clone())
+                    .increment(1);
+                metrics::counter!("nudge_vouchers_redeemed_cents_total", "tier" => tier)
+                    .increment(discount_cents.max(0) as u64);
             }
         }
         // A genuine but expired code the ledger no longer knows is still
@@ -310,8 +318,19 @@ impl Engine {
                         s.reserved_cents + s.captured_cents,
                         s.cap_cents,
                     );
+                    let c = campaign.clone();
+                    metrics::gauge!("nudge_budget_cap_cents", "campaign" => c.clone())
+                        .set(s.cap_cents as f64);
+                    metrics::gauge!("nudge_budget_reserved_cents", "campaign" => c.clone())
+                        .set(s.reserved_cents as f64);
+                    metrics::gauge!("nudge_budget_captured_cents", "campaign" => c.clone())
+                        .set(s.captured_cents as f64);
+                    metrics::gauge!("nudge_budget_remaining_cents", "campaign" => c.clone())
+                        .set(s.remaining_cents as f64);
+                    metrics::gauge!("nudge_pacing_lambda", "campaign" => c).set(pacer.lambda());
                 }
                 Err(e) => {
+                    metrics::counter!("nudge_ledger_errors_total").increment(1);
                     tracing::warn!(campaign = %campaign, error = %e, "pacing cannot read the budget")
                 }
             }

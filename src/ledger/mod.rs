@@ -202,6 +202,12 @@ pub trait Ledger: Send + Sync + 'static {
     async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError>;
     /// Outcomes recorded at or after `since_ms`.
     async fn outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError>;
+
+    /// A cheap probe that the ledger answers (readiness). In memory it
+    /// always does.
+    async fn ping(&self) -> Result<(), LedgerError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -836,6 +836,12 @@ impl Ledger for SqliteLedger {
     async fn outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError> {
         self.call(|reply| Cmd::Outcomes { since_ms, reply }).await
     }
+
+    /// The writer thread answers an empty read (captures after the end of
+    /// time).
+    async fn ping(&self) -> Result<(), LedgerError> {
+        self.captured(i64::MAX).await.map(|_| ())
+    }
 }
 
 #[path = "sqlite_read.rs"]

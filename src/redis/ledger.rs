@@ -592,6 +592,10 @@ impl Ledger for RedisLedger {
         v.sort_by(|a, b| (a.at_ms, &a.session_id).cmp(&(b.at_ms, &b.session_id)));
         Ok(v)
     }
+
+    async fn ping(&self) -> Result<(), LedgerError> {
+        self.conn.ping().await.map_err(LedgerError::Unavailable)
+    }
 }
 
 /// `converted:order:at` (see [`RECORD_OUTCOME`]).

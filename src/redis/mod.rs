@@ -226,6 +226,16 @@ impl RedisConn {
     fn con(&self) -> ConnectionManager {
         self.manager.clone()
     }
+
+    /// `PING`: the instance answers within the timeout.
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut con = self.con();
+        redis::cmd("PING")
+            .query_async::<String>(&mut con)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

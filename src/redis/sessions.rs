@@ -132,4 +132,8 @@ impl SessionStore for RedisSessionStore {
             .map(|(r, id)| r.as_deref().and_then(|raw| self.live(id, raw, now_ms)))
             .collect())
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.conn.ping().await.map_err(StoreError::Unavailable)
+    }
 }

@@ -64,4 +64,10 @@ pub trait SessionStore: Send + Sync + 'static {
         session_ids: &[&str],
         now_ms: i64,
     ) -> Result<Vec<Option<SessionState>>, StoreError>;
+
+    /// A cheap probe that the store answers (readiness). In memory it
+    /// always does.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -23,7 +23,8 @@ fn spawn(data: &Path, config: &Path) -> (Child, String) {
     )
 }
 
-fn eligible(session: String) -> pb::DecideRequest {
+/// A session that qualifies for a voucher under `flat_hesitant.json`.
+pub(crate) fn eligible(session: String) -> pb::DecideRequest {
     pb::DecideRequest {
         session_id: session,
         events: vec![pb::Event {

@@ -50,3 +50,5 @@ mod storage;
 mod transport;
 // Malformed protobuf: INVALID_ARGUMENT, never INTERNAL.
 mod decode;
+// The admin server: liveness, and Prometheus metrics that move with the calls.
+mod metrics;

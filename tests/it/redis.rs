@@ -32,7 +32,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// SIGKILLs the server (no shutdown, no final fsync) and hands back its
     /// directory.
-    fn crash(mut self) -> tempfile::TempDir {
+    pub(crate) fn crash(mut self) -> tempfile::TempDir {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
         let dir = tempfile::tempdir().unwrap();

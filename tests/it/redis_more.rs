@@ -370,7 +370,14 @@ async fn binary_serves_on_redis_only_with_a_shared_secret() {
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
         .arg(&config)
         .env_remove("NUDGE_VOUCHER_SECRET")
         .output()

@@ -57,14 +57,21 @@ fn spawn_with(config: &str, nofile: Option<u32>) -> (Server, String, tempfile::T
         }
         None => Command::new(bin),
     };
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&path)
-        .arg("--data-dir")
-        .arg(data.path().join("data"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--config")
+    .arg(&path)
+    .arg("--data-dir")
+    .arg(data.path().join("data"))
+    .current_dir(env!("CARGO_MANIFEST_DIR"))
+    .env("RUST_LOG", "info")
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null());
     let (child, addr) = spawn_logged(cmd);
     (Server(child), addr, data)
 }

@@ -300,11 +300,49 @@ pub fn spawn_nudge_with_logs(
     args: &[&std::ffi::OsStr],
     envs: &[(&str, &str)],
 ) -> (std::process::Child, String, NudgeLogs) {
+    // Tests run side by side: the admin server takes a free port too.
+    let mut all: Vec<&std::ffi::OsStr> = vec!["--admin-listen".as_ref(), "127.0.0.1:0".as_ref()];
+    all.extend_from_slice(args);
     spawn_logged_with_logs(nudge_command(
         env!("CARGO_BIN_EXE_nudge").as_ref(),
-        args,
+        &all,
         envs,
     ))
+}
+
+/// The admin address a `nudge` child logged (`serving admin addr=...`,
+/// before its gRPC address).
+pub fn admin_addr(logs: &NudgeLogs) -> String {
+    logs.lines
+        .iter()
+        .filter(|l| l.contains("serving admin"))
+        .find_map(|l| l.split("addr=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the server logs its admin address")
+        .to_owned()
+}
+
+/// `GET path` over HTTP/1.1 on a fresh connection: the status code and the
+/// body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect to the admin server");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    (status, body.to_owned())
 }
 
 /// `bin serve --listen 127.0.0.1:0 args...` from the crate root, logging at
