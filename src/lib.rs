@@ -91,6 +91,8 @@
 //! Protobuf and `tonic` appear only in [`grpc`], [`app`] and the binary.
 pub mod admin;
 pub mod app;
+pub mod auth;
+pub mod campaigns;
 pub mod clock;
 pub mod config;
 pub mod decision_log;

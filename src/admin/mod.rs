@@ -5,6 +5,8 @@
 //! and probe it without a gRPC client, and a flood of Offers calls cannot
 //! starve it of connections.
 
+pub mod api;
+
 use crate::app::readiness::Readiness;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -103,7 +105,21 @@ fn describe() {
     describe_gauge!("nudge_build_info", "the running build's version");
 }
 
-/// The admin routes.
+/// The admin routes: probes and metrics, and with `api` the JSON API and
+/// the status page.
+pub fn app(
+    metrics: PrometheusHandle,
+    readiness: watch::Receiver<Readiness>,
+    api: Option<api::Api>,
+) -> axum::Router {
+    let base = router(metrics, readiness);
+    match api {
+        Some(api) => base.merge(api::routes(api)),
+        None => base,
+    }
+}
+
+/// The probe and metrics routes.
 pub fn router(metrics: PrometheusHandle, readiness: watch::Receiver<Readiness>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -146,8 +162,8 @@ pub fn router(metrics: PrometheusHandle, readiness: watch::Receiver<Readiness>) 
 /// few seconds so that memory stays bounded between scrapes.
 pub async fn serve(
     listener: TcpListener,
+    app: axum::Router,
     metrics: PrometheusHandle,
-    readiness: watch::Receiver<Readiness>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep_handle = metrics.clone();
@@ -159,7 +175,7 @@ pub async fn serve(
             upkeep_handle.run_upkeep();
         }
     });
-    let served = axum::serve(listener, router(metrics, readiness))
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     upkeep.abort();

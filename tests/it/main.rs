@@ -52,3 +52,5 @@ mod transport;
 mod decode;
 // The admin server: liveness, and Prometheus metrics that move with the calls.
 mod metrics;
+// Ops changing campaigns at run time through the admin API.
+mod ops;
