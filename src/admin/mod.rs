@@ -84,6 +84,31 @@ fn describe() {
         "decision records not written, by cause"
     );
     describe_counter!("nudge_ledger_errors_total", "ledger calls that failed");
+    describe_counter!(
+        "nudge_session_store_errors_total",
+        "session store calls that failed (decisions then scored on the request alone)"
+    );
+    describe_counter!(
+        "nudge_vouchers_voided_total",
+        "offers voided unredeemed at their expiry"
+    );
+    describe_counter!(
+        "nudge_budget_exhausted_total",
+        "times a campaign's daily budget ran out (once per campaign and day)"
+    );
+    describe_gauge!(
+        "nudge_budget_learning_spent_cents",
+        "today's exploration vouchers reserved and redeemed, by campaign"
+    );
+    describe_gauge!(
+        "nudge_campaign_paused",
+        "1 while a campaign is paused, by campaign"
+    );
+    describe_gauge!("nudge_sessions", "sessions held in memory");
+    describe_gauge!(
+        "nudge_decision_log_queue",
+        "decision records waiting to be written"
+    );
     describe_gauge!("nudge_budget_cap_cents", "today's budget cap, by campaign");
     describe_gauge!(
         "nudge_budget_reserved_cents",

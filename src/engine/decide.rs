@@ -48,6 +48,7 @@ fn ledger_down(e: &crate::ledger::LedgerError) {
 /// Logs a session store failure (Decide scores the request alone, Track is
 /// refused), throttled.
 pub(super) fn session_store_down(e: &StoreError) {
+    metrics::counter!("nudge_session_store_errors_total").increment(1);
     if let Some(count) = SESSION_STORE_DOWN.hit() {
         tracing::warn!(count, error = %e, "session store unavailable: decisions scored on the request's own events without a voucher, tracks refused");
     }

@@ -324,6 +324,10 @@ impl Engine {
     pub async fn update_pacing(&self) {
         let now_ms = self.clock.now_ms();
         let day_fraction = self.budgets.day_fraction(now_ms);
+        if let Some(n) = self.sessions.len_hint() {
+            metrics::gauge!("nudge_sessions").set(n as f64);
+        }
+        metrics::gauge!("nudge_decision_log_queue").set(self.log.queued() as f64);
         // A snapshot of its own: no guard is held across the awaits below.
         let catalog = self.catalog.load_full();
         for (campaign, c) in &catalog.campaigns {

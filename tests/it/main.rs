@@ -54,3 +54,5 @@ mod decode;
 mod metrics;
 // Ops changing campaigns at run time through the admin API.
 mod ops;
+// Campaign settings stores: one conformance suite on every backend.
+mod settings_store;
