@@ -5,6 +5,8 @@
 //! and probe it without a gRPC client, and a flood of Offers calls cannot
 //! starve it of connections.
 
+pub mod page;
+
 use crate::app::readiness::Readiness;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;

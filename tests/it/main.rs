@@ -52,3 +52,5 @@ mod transport;
 mod decode;
 // The admin server: liveness, and Prometheus metrics that move with the calls.
 mod metrics;
+// The admin status page in headless Chromium over WebDriver.
+mod browser;
