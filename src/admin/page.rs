@@ -28,7 +28,7 @@ const STYLE: &str = include_str!("page/page.css");
 /// no forms. A unit test recomputes both hashes from the assets.
 pub const PAGE_CSP: &str = "default-src 'none'; \
 script-src 'sha256-2CZHjjDsLRawJ+6CunI8ewSOSq4pA/T1PTluZjGxvQs='; \
-style-src 'sha256-f6IprKWQcxmosQ9+coc/oTQc6cpOO43AcYue+DPmemI='; \
+style-src 'sha256-zYRVTq5MUEv5PLA8nzNx4ykhBwCmhehr4fyfbl8Fzr0='; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Everything the page shows, gathered by the admin server.
@@ -104,7 +104,7 @@ pub fn eur(cents: i64) -> String {
     }
     out.push('€');
     for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(d);
@@ -269,8 +269,8 @@ fn card(i: usize, c: &CampaignView) -> Markup {
                 div {
                     dt { "Spent today" }
                     dd data-field="spent" {
-                        (eur(spent)) " "
-                        small { (eur(c.reserved_cents)) " reserved + " (eur(c.captured_cents)) " captured" }
+                        (eur(spent))
+                        small.detail { (eur(c.reserved_cents)) " reserved + " (eur(c.captured_cents)) " captured" }
                     }
                 }
                 div { dt { "Remaining today" } dd data-field="remaining" { (eur(c.remaining_cents)) } }
@@ -309,11 +309,11 @@ fn card(i: usize, c: &CampaignView) -> Markup {
             (spend_bar(c, spent))
             div.charts {
                 figure {
-                    figcaption { "Pacing today" }
+                    figcaption { "Pacing today" span.keys { span.key.target { "target" } span.key.spent { "spent" } } }
                     (pacing_chart(i, c, spent))
                 }
                 figure {
-                    figcaption { "Spend, last 7 days" }
+                    figcaption { "Spend, last 7 days" span.keys { span.key.cap { "today's cap" } } }
                     (days_chart(i, c))
                 }
             }
@@ -354,6 +354,10 @@ fn spend_bar(c: &CampaignView, spent: i64) -> Markup {
     let captured = unit(share(c.captured_cents, c.daily_cap_cents)) * 100.0;
     let reserved = (unit(share(spent, c.daily_cap_cents)) * 100.0 - captured).max(0.0);
     html! {
+        div.bar-head {
+            span { (pct(unit(share(spent, c.daily_cap_cents)))) " of the daily cap spent" }
+            span.keys { span.key.captured { "captured" } span.key.reserved { "reserved" } }
+        }
         svg.bar viewBox="0 0 100 4" preserveAspectRatio="none" role="img" {
             title { (eur(spent)) " of " (eur(c.daily_cap_cents)) " spent today" }
             rect x="0" y="0" width="100" height="4" rx="1" fill="#e8ebf0" {}
@@ -363,9 +367,9 @@ fn spend_bar(c: &CampaignView, spent: i64) -> Markup {
     }
 }
 
-// Chart geometry: the plot area inside a 320 × 180 view box.
+// Chart geometry: the plot area inside a 280 × 180 view box.
 const X0: f64 = 38.0;
-const X1: f64 = 310.0;
+const X1: f64 = 272.0;
 const Y0: f64 = 12.0;
 const Y1: f64 = 150.0;
 
@@ -409,7 +413,7 @@ fn pacing_chart(i: usize, c: &CampaignView, spent: i64) -> Markup {
         ),
     };
     html! {
-        svg.pacing viewBox="0 0 320 180" role="img" aria-labelledby=(title_id) data-chart="pacing" {
+        svg.pacing viewBox="0 0 280 180" role="img" aria-labelledby=(title_id) data-chart="pacing" {
             title id=(title_id) { (title) }
             @for k in 0..=4 {
                 @let y = py(k as f64 / 4.0);
@@ -429,15 +433,9 @@ fn pacing_chart(i: usize, c: &CampaignView, spent: i64) -> Markup {
             }
             line.now x1=(n(px(now))) x2=(n(px(now))) y1=(n(Y0)) y2=(n(Y1)) stroke="#2459d6"
                 stroke-width="1" stroke-dasharray="2 2" {}
-            text x=(n(px(now).min(X1 - 14.0).max(X0 + 14.0))) y="9" text-anchor="middle" fill="#2459d6" { "now" }
+            text x=(n(px(now).clamp(X0 + 14.0, X1 - 14.0))) y="9" text-anchor="middle" fill="#2459d6" { "now" }
             circle.spent cx=(n(px(now))) cy=(n(py(spent_share))) r="5" fill="#2459d6"
                 stroke="#fff" stroke-width="2" {}
-            g transform="translate(48 22)" {
-                line x1="0" x2="16" y1="0" y2="0" stroke="#8a94a6" stroke-width="2" stroke-dasharray="5 3" {}
-                text x="20" y="3" { "target" }
-                circle cx="66" cy="0" r="4" fill="#2459d6" {}
-                text x="74" y="3" { "spent" }
-            }
         }
     }
 }
@@ -465,7 +463,7 @@ fn days_chart(i: usize, c: &CampaignView) -> Markup {
         .join(", ");
     let last = c.last_days.len().saturating_sub(1);
     html! {
-        svg.days viewBox="0 0 320 180" role="img" aria-labelledby=(title_id) data-chart="days" {
+        svg.days viewBox="0 0 280 180" role="img" aria-labelledby=(title_id) data-chart="days" {
             title id=(title_id) { "Spend per day of " (c.id) ": " (listed) }
             line x1=(n(X0)) x2=(n(X1)) y1=(n(Y1)) y2=(n(Y1)) stroke="#c9ced6" {}
             @if c.daily_cap_cents > 0 {
@@ -480,7 +478,10 @@ fn days_chart(i: usize, c: &CampaignView) -> Markup {
                     rx="2" fill=(if k == last { "#2459d6" } else { "#9db5ea" }) {
                     title { (day) ": " (eur(*cents)) }
                 }
-                text x=(n(cx)) y="166" text-anchor="middle" { (day.get(5..).unwrap_or(day)) }
+                // The day of the month: the title has the full date.
+                text x=(n(cx)) y="166" text-anchor="middle" {
+                    (day.get(8..).map(|d| d.trim_start_matches('0')).unwrap_or(day))
+                }
                 text x=(n(cx)) y=(n(top - 4.0)) text-anchor="middle" { (short_eur(*cents)) }
             }
         }

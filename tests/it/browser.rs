@@ -408,7 +408,11 @@ fn campaign(id: &str, paused: bool, cap: i64, spent_share: f64, day_fraction: f6
         last_days: (0..7)
             .map(|d| {
                 (
-                    format!("2026-11-{:02}", 26 + d),
+                    if d < 5 {
+                        format!("2026-11-{:02}", 26 + d)
+                    } else {
+                        format!("2026-12-{:02}", d - 4)
+                    },
                     if d == 6 {
                         spent
                     } else {
