@@ -251,7 +251,7 @@ fn token_panel(auth_required: bool) -> Markup {
 
 fn card(i: usize, c: &CampaignView) -> Markup {
     let (class, label) = state(c);
-    let spent = c.reserved_cents + c.captured_cents;
+    let spent = c.reserved_cents.saturating_add(c.captured_cents);
     html! {
         article.card data-campaign=(c.id) data-state=(class) id={ "campaign-" (i) } {
             div.card-head {
@@ -639,6 +639,21 @@ mod tests {
         let page = render(&v);
         assert!(!page.contains(r#"type="password""#));
         assert!(page.contains(r#"data-auth-required="false""#));
+    }
+
+    #[test]
+    fn extreme_numbers_render_without_panicking() {
+        let mut c = campaign("edge", false);
+        c.reserved_cents = i64::MAX;
+        c.captured_cents = i64::MAX;
+        c.daily_cap_cents = 0;
+        c.day_fraction = f64::NAN;
+        c.lambda = f64::INFINITY;
+        c.pacing_curve = vec![(f64::NAN, 2.0), (0.5, -1.0)];
+        c.last_days = vec![("?".into(), i64::MIN), ("2026-12-02".into(), i64::MAX)];
+        let page = render(&view(vec![c], vec![]));
+        assert!(page.contains(r#"data-campaign="edge""#));
+        assert!(!page.contains("NaN") && !page.contains("inf"), "{page}");
     }
 
     #[test]
