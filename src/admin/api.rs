@@ -404,6 +404,7 @@ pub fn routes(api: Api) -> axum::Router {
         .route("/api/v1/campaigns/{id}", get(get_one).patch(patch))
         .route("/api/v1/spend", get(spend))
         .route("/api/v1/audit", get(audit))
+        .route("/", get(super::status::page))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }

@@ -6,6 +6,8 @@
 //! starve it of connections.
 
 pub mod api;
+pub mod page;
+pub mod status;
 
 use crate::app::readiness::Readiness;
 use axum::http::{header, StatusCode};

@@ -283,6 +283,8 @@ impl Engine {
             snapshot,
             lambda,
             target_fraction,
+            paused: c.settings.paused,
+            active: !c.settings.paused && c.settings.in_schedule(now_ms),
         })
     }
 

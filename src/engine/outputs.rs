@@ -98,4 +98,7 @@ pub struct BudgetView {
     pub snapshot: BudgetSnapshot,
     pub lambda: f64,
     pub target_fraction: f64,
+    pub paused: bool,
+    /// Not paused and within the schedule.
+    pub active: bool,
 }

@@ -56,3 +56,7 @@ mod metrics;
 mod ops;
 // Campaign settings stores: one conformance suite on every backend.
 mod settings_store;
+// The admin status page in headless Chromium over WebDriver.
+mod browser;
+// The real binary's status page in headless Chromium.
+mod status_page;
