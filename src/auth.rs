@@ -22,7 +22,9 @@ pub enum AuthError {
     Forbidden { needed: Role, name: String },
 }
 impl Tokens {
-    pub fn is_empty(&self) -> bool { true }
+    pub fn is_empty(&self) -> bool {
+        true
+    }
     pub fn authorize(&self, _h: Option<&str>, _needed: Role) -> Result<Caller, AuthError> {
         Ok(Caller {
             name: "local".into(),

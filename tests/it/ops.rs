@@ -29,6 +29,7 @@ struct Nudge {
     child: std::process::Child,
     addr: String,
     admin: String,
+    logs: util::NudgeLogs,
 }
 
 impl Nudge {
@@ -43,7 +44,12 @@ impl Nudge {
         let (child, addr, logs) =
             util::spawn_nudge_with_logs(&args, &[("NUDGE_VOUCHER_SECRET", SECRET)]);
         let admin = admin_addr(&logs);
-        Nudge { child, addr, admin }
+        Nudge {
+            child,
+            addr,
+            admin,
+            logs,
+        }
     }
 
     async fn client(&self) -> OffersClient<Channel> {
@@ -105,7 +111,7 @@ async fn caps_and_pause_change_live_are_audited_and_survive_a_restart() {
     let config_path = dir.path().join("nudge.toml");
     std::fs::write(&config_path, config("daily_cap_cents = 150000")).unwrap();
     let data = dir.path().join("data");
-    let nudge = Nudge::start(&config_path, &data, &[]);
+    let mut nudge = Nudge::start(&config_path, &data, &[]);
     let mut client = nudge.client().await;
 
     let first = decide(&mut client, "ops-1").await;
@@ -126,9 +132,17 @@ async fn caps_and_pause_change_live_are_audited_and_survive_a_restart() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["campaign"]["daily_cap_cents"], offer.amount_cents);
-    assert_eq!(
-        reason(&decide(&mut client, "ops-2").await),
-        pb::Reason::BudgetExhausted
+    for s in ["ops-2", "ops-2b", "ops-2c"] {
+        assert_eq!(
+            reason(&decide(&mut client, s).await),
+            pb::Reason::BudgetExhausted
+        );
+    }
+    // The run-out is announced once, not once per refused decision.
+    let (_, metrics) = http_get(&nudge.admin, "/metrics");
+    assert!(
+        metrics.contains("nudge_budget_exhausted_total{campaign=\"default\"} 1"),
+        "{metrics}"
     );
     let b = budget(&mut client).await;
     assert_eq!((b.cap_cents, b.remaining_cents), (offer.amount_cents, 0));
@@ -320,6 +334,11 @@ async fn caps_and_pause_change_live_are_audited_and_survive_a_restart() {
         r#"{"daily_cap_cents": 77700, "reason": "before restart"}"#,
     );
     assert_eq!(status, 200);
+    let mut logs = std::mem::replace(&mut nudge.logs, util::NudgeLogs::empty());
+    let lines = logs.collect(Duration::from_millis(200)).to_vec();
+    let count = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(count("campaign budget exhausted"), 1, "{lines:#?}");
+    assert_eq!(count("campaign paused"), 1, "{lines:#?}");
     nudge.stop();
     let nudge = Nudge::start(&config_path, &data, &[]);
     let mut client = nudge.client().await;

@@ -286,6 +286,14 @@ pub struct NudgeLogs {
 }
 
 impl NudgeLogs {
+    /// Logs of nothing (to move a child's logs out of a struct).
+    pub fn empty() -> Self {
+        NudgeLogs {
+            lines: Vec::new(),
+            rx: std::sync::mpsc::channel().1,
+        }
+    }
+
     /// Every line so far, after waiting up to `quiet` for each further one.
     pub fn collect(&mut self, quiet: std::time::Duration) -> &[String] {
         while let Ok(line) = self.rx.recv_timeout(quiet) {
