@@ -142,12 +142,16 @@ pub fn router(metrics: PrometheusHandle, readiness: watch::Receiver<Readiness>) 
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
 }
 
-/// Serves the admin routes on `listener` until `shutdown` resolves. Histograms are compacted every
-/// few seconds so that memory stays bounded between scrapes.
+/// Serves the admin routes on `listener` until `shutdown` resolves; with
+/// `tls`, over TLS only, each handshake within `handshake_timeout`.
+/// Histograms are compacted every few seconds so that memory stays bounded
+/// between scrapes.
 pub async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
     readiness: watch::Receiver<Readiness>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handshake_timeout: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep_handle = metrics.clone();
@@ -159,9 +163,14 @@ pub async fn serve(
             upkeep_handle.run_upkeep();
         }
     });
-    let served = axum::serve(listener, router(metrics, readiness))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = crate::app::tls::serve_http(
+        listener,
+        router(metrics, readiness),
+        tls,
+        handshake_timeout,
+        shutdown,
+    )
+    .await;
     upkeep.abort();
     tracing::info!("admin stopped");
     served

@@ -14,8 +14,8 @@ mod sections;
 
 pub use raw::*;
 use sections::{
-    validate_admin_listen, validate_backends, validate_listen, validate_redis,
-    validate_session_redis,
+    validate_admin, validate_admin_listen, validate_backends, validate_listen, validate_redis,
+    validate_session_redis, validate_tls,
 };
 
 use std::net::SocketAddr;
@@ -123,6 +123,19 @@ pub struct Settings {
     pub experiment: Experiment,
     pub pacing: crate::domain::pacing::PacingConfig,
     pub log: Option<LogConfig>,
+    /// Bearer tokens of both ports (`[admin] tokens` and
+    /// `NUDGE_ADMIN_TOKENS`); none: auth is off.
+    pub admin_tokens: crate::auth::Tokens,
+    /// `None`: plaintext on both ports.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[tls]`: both files given. They are read when serving starts (and by
+/// `check-config`), see `app::tls`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// Where offers are kept.
@@ -184,6 +197,9 @@ pub enum ConfigError {
         field: &'static str,
         message: String,
     },
+    /// A field in a list (`admin.tokens[2].token`).
+    #[error("config: {field}: {message}")]
+    InvalidAt { field: String, message: String },
 }
 
 pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -236,6 +252,8 @@ impl RawConfig {
             ..self.limits.validate()?
         };
         let server = self.server.validate(&limits)?;
+        let admin_tokens = validate_admin(self.admin, admin_listen)?;
+        let tls = validate_tls(self.tls)?;
         Ok(Settings {
             listen,
             admin_listen,
@@ -259,6 +277,8 @@ impl RawConfig {
             experiment,
             pacing: self.pacing,
             log,
+            admin_tokens,
+            tls,
         })
     }
 }

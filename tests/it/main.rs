@@ -52,3 +52,7 @@ mod transport;
 mod decode;
 // The admin server: liveness, and Prometheus metrics that move with the calls.
 mod metrics;
+// Bearer tokens with roles on both ports.
+mod auth;
+// TLS on both ports.
+mod tls;
