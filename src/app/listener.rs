@@ -164,7 +164,7 @@ impl Stream for Incoming {
                     let io = match &this.tls {
                         None => Io::Plain(timed),
                         Some(acceptor) => Io::Handshake(
-                            acceptor.accept(timed),
+                            Box::new(acceptor.accept(timed)),
                             Box::pin(tokio::time::sleep(this.timeouts.handshake)),
                         ),
                     };
@@ -200,7 +200,7 @@ pub struct Conn {
 enum Io {
     Plain(Timed),
     /// The TLS handshake, and the moment it must have ended by.
-    Handshake(tokio_rustls::Accept<Timed>, Pin<Box<Sleep>>),
+    Handshake(Box<tokio_rustls::Accept<Timed>>, Pin<Box<Sleep>>),
     Tls(Box<tokio_rustls::server::TlsStream<Timed>>),
     Failed,
 }
@@ -217,7 +217,7 @@ impl Conn {
                 _ => Poll::Ready(Ok(())),
             };
         };
-        let failed = match Pin::new(accept).poll(cx) {
+        let failed = match Pin::new(accept.as_mut()).poll(cx) {
             Poll::Ready(Ok(tls)) => {
                 self.io = Io::Tls(Box::new(tls));
                 return Poll::Ready(Ok(()));

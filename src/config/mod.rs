@@ -505,6 +505,17 @@ mod tests {
             ("[budget]\ndaily_cap_cents = -1", "budget.daily_cap_cents"),
             ("listen = \"nope\"", "listen"),
             ("admin_listen = \"nope\"", "admin_listen"),
+            ("admin_listen = \"0.0.0.0:9464\"", "admin_listen"),
+            (
+                "[admin]\ntokens = [{ name = \"a\", role = \"viewer\", token = \"short\" }]",
+                "admin.tokens[0].token",
+            ),
+            (
+                "[admin]\ntokens = [{ name = \"a\", role = \"root\", token = \"0123456789abcdef\" }]",
+                "admin.tokens[0].role",
+            ),
+            ("[tls]\ncert_file = \"server.crt\"", "tls.key_file"),
+            ("[tls]\nkey_file = \"server.key\"", "tls.cert_file"),
             ("[budget]\ntimezone = \"Mars/Olympus\"", "budget.timezone"),
             ("[voucher]\nsecret = \"short\"", "voucher.secret"),
             (

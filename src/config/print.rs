@@ -282,15 +282,15 @@ impl Settings {
             .collect();
         if self.admin_tokens.is_off() {
             notes.push((
-                "[admin]",
-                "# tokens: none: auth is off (every call allowed, both ports on loopback by default)"
+                "",
+                "# admin tokens: none: auth is off (every call allowed, both ports on loopback by default)"
                     .to_owned(),
             ));
         } else if !from_env.is_empty() {
             notes.push((
-                "[admin]",
+                "",
                 format!(
-                    "# from {}: {}",
+                    "# admin tokens from {}: {}",
                     crate::auth::ENV_TOKENS,
                     from_env.join(", ")
                 ),
@@ -406,7 +406,10 @@ mod tests {
         let s = settings.to_toml();
         assert!(!s.contains("horse") && !s.contains("staple"), "{s}");
         assert!(s.contains("token = \"<redacted>\""), "{s}");
-        assert!(s.contains("# from NUDGE_ADMIN_TOKENS: web (client)"), "{s}");
+        assert!(
+            s.contains("# admin tokens from NUDGE_ADMIN_TOKENS: web (client)"),
+            "{s}"
+        );
         let debug = format!("{settings:?}");
         assert!(
             !debug.contains("horse") && !debug.contains("staple"),

@@ -91,7 +91,7 @@ async fn budget(ch: &Channel, token: Option<&str>) -> Result<pb::BudgetResponse,
 async fn decide(ch: &Channel, token: Option<&str>) -> Result<pb::DecideResponse, tonic::Status> {
     let req = util::decide(
         "auth-s",
-        util::on_system_clock(vec![util::page(0, pb::PageKind::Product, 20)]),
+        util::on_system_clock(vec![util::product(0, "jacket-a", 15_000, 20, 0.5)]),
     );
     OffersClient::new(ch.clone())
         .decide(with_token(req, token))

@@ -183,7 +183,7 @@ async fn both_ports_speak_tls_only_and_silent_handshakes_are_dropped() {
     let r = pb::offers_client::OffersClient::new(channel.clone())
         .decide(util::decide(
             "tls-s",
-            util::on_system_clock(vec![util::page(0, pb::PageKind::Product, 20)]),
+            util::on_system_clock(vec![util::product(0, "jacket-a", 15_000, 20, 0.5)]),
         ))
         .await
         .expect("decide over tls")
