@@ -550,6 +550,29 @@ mod tests {
     }
 
     #[test]
+    fn admin_refusals_are_401_with_a_challenge_or_403() {
+        use axum::response::IntoResponse;
+        for e in [AuthError::Missing, AuthError::Unknown] {
+            let r = e.into_response();
+            assert_eq!(r.status(), 401);
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+            assert_eq!(r.headers()["content-type"], "application/json");
+        }
+        let r = AuthError::Forbidden {
+            needed: Role::Operator,
+            name: "dash".into(),
+        }
+        .into_response();
+        assert_eq!(r.status(), 403);
+        assert!(r.headers().get("www-authenticate").is_none());
+        let t = three();
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(caller(&t, &headers, Role::Viewer), Err(AuthError::Missing));
+        headers.insert("authorization", format!("Bearer {LOOK}").parse().unwrap());
+        assert_eq!(caller(&t, &headers, Role::Viewer).unwrap().name, "look");
+    }
+
+    #[test]
     fn grpc_paths_need_their_roles() {
         let t = three();
         assert_eq!(

@@ -158,7 +158,9 @@ fn settings(args: &ServeArgs) -> Result<nudge::config::Settings, Box<dyn std::er
     if let Some(d) = &args.data_dir {
         raw.data_dir = Some(d.clone());
     }
-    raw.admin.env_tokens = std::env::var(nudge::auth::ENV_TOKENS).ok();
+    raw.admin.env_tokens = std::env::var(nudge::auth::ENV_TOKENS)
+        .ok()
+        .map(nudge::config::Secret);
     Ok(raw.validate()?)
 }
 
@@ -394,7 +396,9 @@ async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
         raw.data_dir = Some(d.clone());
     }
     // The same tokens as the service, so that a config valid for it is here.
-    raw.admin.env_tokens = std::env::var(nudge::auth::ENV_TOKENS).ok();
+    raw.admin.env_tokens = std::env::var(nudge::auth::ENV_TOKENS)
+        .ok()
+        .map(nudge::config::Secret);
     let settings = raw.validate()?;
     let since = args
         .since

@@ -401,7 +401,10 @@ mod tests {
             "[admin]\ntokens = [{ name = \"ops\", role = \"operator\", token = \"correct-horse-battery\" }]",
         )
         .unwrap();
-        raw.admin.env_tokens = Some("web:client:staple-staple-staple".into());
+        raw.admin.env_tokens = Some(crate::config::Secret(
+            "web:client:staple-staple-staple".into(),
+        ));
+        let raw_copy = format!("{raw:?}");
         let settings = raw.validate().unwrap();
         let s = settings.to_toml();
         assert!(!s.contains("horse") && !s.contains("staple"), "{s}");
@@ -411,6 +414,11 @@ mod tests {
             "{s}"
         );
         let debug = format!("{settings:?}");
+        let raw_debug = raw_copy;
+        assert!(
+            !raw_debug.contains("horse") && !raw_debug.contains("staple"),
+            "{raw_debug}"
+        );
         assert!(
             !debug.contains("horse") && !debug.contains("staple"),
             "{debug}"

@@ -60,7 +60,7 @@ pub struct RawAdmin {
     /// `NUDGE_ADMIN_TOKENS` as the binary read it (`name:role:token`,
     /// separated by `,`), merged with `tokens`. Not a config file field.
     #[serde(skip)]
-    pub env_tokens: Option<String>,
+    pub env_tokens: Option<super::Secret>,
 }
 
 #[derive(Deserialize)]

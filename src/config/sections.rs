@@ -126,8 +126,8 @@ pub(super) fn validate_admin(
             from_env: false,
         })
         .collect();
-    if let Some(env) = raw.env_tokens.as_deref() {
-        specs.extend(parse_env_tokens(env).map_err(at)?);
+    if let Some(env) = &raw.env_tokens {
+        specs.extend(parse_env_tokens(&env.0).map_err(at)?);
     }
     let tokens = Tokens::new(specs).map_err(at)?;
     if let Some(addr) = admin_listen {
