@@ -210,8 +210,9 @@ async fn both_ports_speak_tls_only_and_silent_handshakes_are_dropped() {
         .unwrap_or_else(|_| Err("timed out".into()));
     assert!(plain.is_err(), "a plaintext call was answered");
 
-    // The admin server speaks HTTPS only.
+    // The admin server speaks HTTPS only, and drops silent clients too.
     let admin = admin_addr(&logs);
+    let mut silent_admin = tokio::net::TcpStream::connect(&admin).await.unwrap();
     let (status, body) = https_get(&admin, &ca, "/healthz").await;
     assert!(status.contains("200"), "{status}");
     assert_eq!(body.trim(), "ok");
@@ -244,6 +245,17 @@ async fn both_ports_speak_tls_only_and_silent_handshakes_are_dropped() {
         .budget(pb::BudgetRequest::default())
         .await
         .expect("still serving");
+    let closed = tokio::time::timeout(Duration::from_secs(10), silent_admin.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent admin connection stays open: {closed:?}"
+    );
+    let (status, metrics) = https_get(&admin, &ca, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        metrics.contains("nudge_tls_handshakes_failed_total{port=\"grpc\"}"),
+        "{metrics}"
+    );
 
     let lines = logs.collect(Duration::from_millis(500)).join("\n");
     assert!(lines.contains("tls handshakes failed"), "{lines}");
