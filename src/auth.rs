@@ -274,6 +274,11 @@ impl Tokens {
         self.entries.is_empty()
     }
 
+    /// [`Tokens::is_off`]: no token configured.
+    pub fn is_empty(&self) -> bool {
+        self.is_off()
+    }
+
     /// Some token has exactly this role.
     pub fn has_role(&self, role: Role) -> bool {
         self.entries.iter().any(|e| e.role == role)
