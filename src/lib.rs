@@ -96,6 +96,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod campaigns;
 pub mod clock;
 pub mod config;
 pub mod decision_log;

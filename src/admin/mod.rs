@@ -5,6 +5,10 @@
 //! and probe it without a gRPC client, and a flood of Offers calls cannot
 //! starve it of connections.
 
+pub mod api;
+pub mod page;
+pub mod status;
+
 use crate::app::readiness::Readiness;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -82,6 +86,31 @@ fn describe() {
         "decision records not written, by cause"
     );
     describe_counter!("nudge_ledger_errors_total", "ledger calls that failed");
+    describe_counter!(
+        "nudge_session_store_errors_total",
+        "session store calls that failed (decisions then scored on the request alone)"
+    );
+    describe_counter!(
+        "nudge_vouchers_voided_total",
+        "offers voided unredeemed at their expiry"
+    );
+    describe_counter!(
+        "nudge_budget_exhausted_total",
+        "times a campaign's daily budget ran out (once per campaign and day)"
+    );
+    describe_gauge!(
+        "nudge_budget_learning_spent_cents",
+        "today's exploration vouchers reserved and redeemed, by campaign"
+    );
+    describe_gauge!(
+        "nudge_campaign_paused",
+        "1 while a campaign is paused, by campaign"
+    );
+    describe_gauge!("nudge_sessions", "sessions held in memory");
+    describe_gauge!(
+        "nudge_decision_log_queue",
+        "decision records waiting to be written"
+    );
     describe_gauge!("nudge_budget_cap_cents", "today's budget cap, by campaign");
     describe_gauge!(
         "nudge_budget_reserved_cents",
@@ -103,7 +132,21 @@ fn describe() {
     describe_gauge!("nudge_build_info", "the running build's version");
 }
 
-/// The admin routes.
+/// The admin routes: probes and metrics, and with `api` the JSON API and
+/// the status page.
+pub fn app(
+    metrics: PrometheusHandle,
+    readiness: watch::Receiver<Readiness>,
+    api: Option<api::Api>,
+) -> axum::Router {
+    let base = router(metrics, readiness);
+    match api {
+        Some(api) => base.merge(api::routes(api)),
+        None => base,
+    }
+}
+
+/// The probe and metrics routes.
 pub fn router(metrics: PrometheusHandle, readiness: watch::Receiver<Readiness>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -148,8 +191,8 @@ pub fn router(metrics: PrometheusHandle, readiness: watch::Receiver<Readiness>) 
 /// between scrapes.
 pub async fn serve(
     listener: TcpListener,
+    app: axum::Router,
     metrics: PrometheusHandle,
-    readiness: watch::Receiver<Readiness>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     handshake_timeout: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -163,14 +206,7 @@ pub async fn serve(
             upkeep_handle.run_upkeep();
         }
     });
-    let served = crate::app::tls::serve_http(
-        listener,
-        router(metrics, readiness),
-        tls,
-        handshake_timeout,
-        shutdown,
-    )
-    .await;
+    let served = crate::app::tls::serve_http(listener, app, tls, handshake_timeout, shutdown).await;
     upkeep.abort();
     tracing::info!("admin stopped");
     served

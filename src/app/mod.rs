@@ -21,7 +21,9 @@ pub use report_files::{report_from_files, FileReport};
 pub use secrets::{voucher_key, VOUCHER_KEY_FILE};
 pub use serve::{run, run_with, run_with_options, run_with_readiness, ServeOptions, DRAIN_GRACE};
 pub use tasks::{spawn_sweeper, Background, PACING_TICK, RETENTION_TICK};
-pub use wiring::{build_engine, build_engine_with, memory_engine, LEDGER_FILE};
+pub use wiring::{
+    build_engine, build_engine_with, memory_engine, settings_store, CAMPAIGNS_FILE, LEDGER_FILE,
+};
 
 use crate::domain::model::ModelError;
 

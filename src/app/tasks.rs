@@ -70,7 +70,10 @@ pub fn spawn_sweeper(
         async move {
             match ledger.void_expired(clock.now_ms()).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(voided = n, "expired offers voided"),
+                Ok(n) => {
+                    metrics::counter!("nudge_vouchers_voided_total").increment(n);
+                    tracing::info!(voided = n, "expired offers voided")
+                }
                 Err(e) => tracing::warn!(error = %e, "sweep failed"),
             }
         }

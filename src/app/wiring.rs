@@ -2,6 +2,7 @@
 
 use crate::app::pacing_state::{load_pacing, pacing_file};
 use crate::app::ServerError;
+use crate::campaigns::store::{MemorySettings, SettingsStore, SqliteSettings};
 use crate::clock::Clock;
 use crate::config::{LedgerBackend, SessionBackend, Settings};
 use crate::decision_log::writer::{DecisionLog, LogSettings};
@@ -11,7 +12,9 @@ use crate::engine::Engine;
 use crate::files::DiskFull;
 use crate::ledger::sqlite::SqliteLedger;
 use crate::ledger::{Ledger, MemoryLedger};
-use crate::redis::{check_instances, RedisConn, RedisLedger, RedisSessionStore};
+use crate::redis::{
+    check_instances, RedisConn, RedisLedger, RedisSessionStore, RedisSettingsStore,
+};
 use crate::store::{MemorySessionStore, SessionStore};
 use std::sync::Arc;
 
@@ -119,6 +122,31 @@ pub fn build_engine_with(
         load_pacing(&engine, &path);
     }
     Ok(engine)
+}
+
+/// File (under the data directory) of the campaign settings and their
+/// audit trail, beside the SQLite ledger.
+pub const CAMPAIGNS_FILE: &str = "campaigns.sqlite3";
+
+/// The campaign settings store that goes with the configured ledger:
+/// SQLite beside the SQLite ledger, Redis with the Redis ledger (shared by
+/// every replica), memory with the memory ledger.
+pub fn settings_store(settings: &Settings) -> Result<Arc<dyn SettingsStore>, ServerError> {
+    Ok(match settings.ledger_backend {
+        LedgerBackend::Sqlite => Arc::new(
+            SqliteSettings::open(&settings.data_dir.join(CAMPAIGNS_FILE))
+                .map_err(|e| ServerError::Setup(e.to_string()))?,
+        ),
+        LedgerBackend::Redis => {
+            let redis = settings.redis.as_ref().ok_or_else(|| {
+                ServerError::Setup("a redis backend is configured without [redis] settings".into())
+            })?;
+            Arc::new(RedisSettingsStore::new(
+                RedisConn::new(redis).map_err(ServerError::Setup)?,
+            ))
+        }
+        LedgerBackend::Memory => Arc::new(MemorySettings::default()),
+    })
 }
 
 /// An engine with in-memory state only (no files): tests, benches, demos.

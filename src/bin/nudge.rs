@@ -291,6 +291,15 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         Arc::new(SystemClock),
         key,
     )?);
+    // Campaign settings changed at run time (stored beside the ledger)
+    // replace the config's before the first call is served.
+    let campaigns = Arc::new(
+        nudge::campaigns::service::CampaignService::start(
+            engine.clone(),
+            app::settings_store(&settings)?,
+        )
+        .await,
+    );
     let background = app::Background::spawn(
         engine.clone(),
         settings.sweep_interval,
@@ -308,11 +317,21 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         let _ = rx.wait_for(|s| *s).await;
     };
     let (readiness, probe) = app::readiness::spawn(engine.clone(), stopped.clone());
+    let refresh = tokio::spawn(
+        campaigns
+            .clone()
+            .run_refresh(nudge::campaigns::service::REFRESH_EVERY, stopped.clone()),
+    );
     let admin = admin.map(|(l, handle)| {
+        let api = nudge::admin::api::Api {
+            engine: engine.clone(),
+            campaigns: campaigns.clone(),
+            tokens: Arc::new(settings.admin_tokens.clone()),
+        };
         tokio::spawn(nudge::admin::serve(
             l,
+            nudge::admin::app(handle.clone(), readiness.clone(), Some(api)),
             handle,
-            readiness.clone(),
             tls.as_ref().map(|t| t.admin.clone()),
             settings.server.handshake_timeout,
             signalled(stopped.clone()),
@@ -341,6 +360,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         }
     }
     let _ = probe.await;
+    let _ = refresh.await;
     background.stop().await;
     engine.log.flush().await;
     tracing::info!(

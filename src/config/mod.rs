@@ -106,6 +106,10 @@ pub struct Settings {
     pub offer_ttl: Duration,
     pub budgets: Budgets,
     pub default_campaign: String,
+    /// `budget.learning_share`: a new or changed daily cap's learning part.
+    pub learning_share: f64,
+    /// What each configured campaign sets beyond its caps.
+    pub campaign_overrides: std::collections::BTreeMap<String, crate::campaigns::Overrides>,
     pub limits: Limits,
     pub server: ServerLimits,
     pub data_dir: PathBuf,
@@ -209,6 +213,32 @@ pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> Config
     }
 }
 
+/// Each configured campaign's settings obey the rules a change at run
+/// time obeys (tiers among `policy.tiers`, shares in range, a schedule
+/// that ends after it starts).
+fn check_campaigns(
+    budgets: &Budgets,
+    overrides: &std::collections::BTreeMap<String, crate::campaigns::Overrides>,
+    policy: &Policy,
+    experiment: &Experiment,
+) -> Result<(), ConfigError> {
+    let base = crate::campaigns::Base {
+        policy: policy.clone(),
+        experiment: experiment.clone(),
+        learning_share: 0.0,
+        pacing: Default::default(),
+        timezone: budgets.timezone,
+        default_campaign: String::new(),
+    };
+    for (id, budget) in &budgets.campaigns {
+        let o = overrides.get(id).cloned().unwrap_or_default();
+        let seed = crate::campaigns::CampaignSettings::seed(id, budget, &base, &o);
+        crate::campaigns::validate(&seed, &base)
+            .map_err(|e| invalid("budget.campaigns", format!("campaign {id:?}: {e}")))?;
+    }
+    Ok(())
+}
+
 impl RawConfig {
     pub fn from_toml(text: &str) -> Result<RawConfig, ConfigError> {
         Ok(toml::from_str(text)?)
@@ -234,7 +264,12 @@ impl RawConfig {
         let admin_listen = validate_admin_listen(self.admin_listen.as_deref())?;
         let (idle_ttl, max_sessions) = self.sessions.validate()?;
         let (policy, offer_ttl) = self.policy.validate()?;
-        let (budgets, default_campaign) = self.budget.validate()?;
+        let sections::ValidBudget {
+            budgets,
+            default_campaign,
+            learning_share,
+            overrides: campaign_overrides,
+        } = self.budget.validate()?;
         let (ledger_backend, session_backend) = validate_backends(&self.ledger, &self.sessions)?;
         let redis = validate_redis(
             self.redis,
@@ -246,6 +281,7 @@ impl RawConfig {
         let (voucher_secret, min_order_cents) = self.voucher.validate()?;
         let experiment = self.experiment.validate()?;
         self.pacing.validate().map_err(|m| invalid("pacing", m))?;
+        check_campaigns(&budgets, &campaign_overrides, &policy, &experiment)?;
         let log = self.log.validate()?;
         let limits = Limits {
             max_event_age_ms: i64::try_from(idle_ttl.as_millis()).unwrap_or(i64::MAX),
@@ -264,6 +300,8 @@ impl RawConfig {
             offer_ttl,
             budgets,
             default_campaign,
+            learning_share,
+            campaign_overrides,
             limits,
             server,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),

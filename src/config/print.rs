@@ -114,6 +114,32 @@ impl Settings {
                     t.insert("total_cap_cents".into(), int(total));
                 }
                 t.insert("learning_cap_cents".into(), int(c.learning_cap_cents));
+                if let Some(o) = self.campaign_overrides.get(id.as_str()) {
+                    if let Some(v) = o.paused {
+                        t.insert("paused".into(), Value::Boolean(v));
+                    }
+                    if let Some(v) = &o.tiers_cents {
+                        t.insert(
+                            "tiers_cents".into(),
+                            Value::Array(v.iter().map(|a| int(*a)).collect()),
+                        );
+                    }
+                    if let Some(v) = o.min_intent_cents {
+                        t.insert("min_intent_cents".into(), int(v));
+                    }
+                    if let Some(v) = o.holdout_share {
+                        t.insert("holdout_share".into(), Value::Float(v));
+                    }
+                    if let Some(v) = o.explore_share {
+                        t.insert("explore_share".into(), Value::Float(v));
+                    }
+                    if let Some(v) = o.starts_at_ms {
+                        t.insert("starts_at".into(), text(crate::campaigns::rfc3339(v)));
+                    }
+                    if let Some(v) = o.ends_at_ms {
+                        t.insert("ends_at".into(), text(crate::campaigns::rfc3339(v)));
+                    }
+                }
                 Value::Table(t)
             })
             .collect();
@@ -121,6 +147,7 @@ impl Settings {
             "budget".into(),
             section([
                 ("timezone", text(self.budgets.timezone.name())),
+                ("learning_share", Value::Float(self.learning_share)),
                 ("default_campaign", text(self.default_campaign.as_str())),
                 ("campaigns", Value::Array(campaigns)),
             ]),
@@ -335,7 +362,7 @@ mod tests {
              [policy]\noffer_on = \"exit_intent\"\nmargin_rate = 0.25\n\
              [[policy.tiers]]\namount_cents = 700\nlift = 0.3\n\
              [budget]\ntimezone = \"Europe/Berlin\"\nlearning_share = 0.2\ndefault_campaign = \"b\"\n\
-             campaigns = [{ id = \"b\", daily_cap_cents = 1001 }, { id = \"a\", daily_cap_cents = 5000, total_cap_cents = 90000 }]\n\
+             campaigns = [{ id = \"b\", daily_cap_cents = 1001 }, { id = \"a\", daily_cap_cents = 5000, total_cap_cents = 90000, paused = true, tiers_cents = [700], min_intent_cents = 5000, holdout_share = 0.2, explore_share = 0.1, starts_at = \"2026-12-24T00:00:00Z\", ends_at = \"2026-12-27T00:00:00Z\" }]\n\
              [server]\nmax_connections = 100\n[log]\nretain_days = 3\n\
              [pacing]\nenabled = false\nkp = 12.5",
             "[ledger]\nbackend = \"redis\"\n[sessions]\nbackend = \"redis\"\nredis_url = \"redis://s:6379/1\"\n\

@@ -261,6 +261,21 @@ pub struct RawCampaign {
     /// Daily learning budget in cents, in `0..=daily_cap_cents`. Default:
     /// `budget.learning_share` of the daily cap.
     pub learning_cap_cents: Option<i64>,
+    /// Starts paused (no new vouchers). Default false.
+    pub paused: Option<bool>,
+    /// Voucher amounts this campaign offers, each one of `policy.tiers`.
+    /// Default: every configured tier.
+    pub tiers_cents: Option<Vec<i64>>,
+    /// Default: `policy.min_intent_cents`.
+    pub min_intent_cents: Option<i64>,
+    /// Default: `experiment.holdout_share`.
+    pub holdout_share: Option<f64>,
+    /// Default: `experiment.explore_share`.
+    pub explore_share: Option<f64>,
+    /// Vouchers only from this time on (RFC 3339). Default: no start.
+    pub starts_at: Option<String>,
+    /// Vouchers only before this time (RFC 3339). Default: no end.
+    pub ends_at: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

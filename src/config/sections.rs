@@ -280,7 +280,7 @@ fn validate_tiers(raw: Option<Vec<RawTier>>) -> Result<Vec<Tier>, ConfigError> {
 impl RawBudget {
     /// The campaigns with their caps, their time zone, and the default
     /// campaign.
-    pub(super) fn validate(self) -> Result<(Budgets, String), ConfigError> {
+    pub(super) fn validate(self) -> Result<ValidBudget, ConfigError> {
         let learning_share = self.learning_share.unwrap_or(DEFAULT_LEARNING_SHARE);
         if !(0.0..=1.0).contains(&learning_share) {
             return Err(invalid("budget.learning_share", "must be in [0, 1]"));
@@ -304,14 +304,23 @@ impl RawBudget {
                 daily_cap_cents: self.daily_cap_cents.unwrap_or(100_000),
                 total_cap_cents: None,
                 learning_cap_cents: None,
+                paused: None,
+                tiers_cents: None,
+                min_intent_cents: None,
+                holdout_share: None,
+                explore_share: None,
+                starts_at: None,
+                ends_at: None,
             }],
         };
         if raw_campaigns.is_empty() {
             return Err(invalid("budget.campaigns", "need at least one campaign"));
         }
         let mut campaigns = std::collections::HashMap::new();
+        let mut overrides = std::collections::BTreeMap::new();
         for c in &raw_campaigns {
             let budget = c.validate(learning_share)?;
+            overrides.insert(c.id.clone(), c.overrides()?);
             if campaigns.insert(c.id.clone(), budget).is_some() {
                 return Err(invalid(
                     "budget.campaigns",
@@ -328,17 +337,47 @@ impl RawBudget {
                 format!("{default_campaign:?} is not a configured campaign"),
             ));
         }
-        Ok((
-            Budgets {
+        Ok(ValidBudget {
+            budgets: Budgets {
                 timezone,
                 campaigns,
             },
             default_campaign,
-        ))
+            learning_share,
+            overrides,
+        })
     }
 }
 
+/// `[budget]`, validated.
+pub(super) struct ValidBudget {
+    pub budgets: Budgets,
+    pub default_campaign: String,
+    pub learning_share: f64,
+    pub overrides: std::collections::BTreeMap<String, crate::campaigns::Overrides>,
+}
+
 impl RawCampaign {
+    /// What the campaign sets beyond its caps; checked against the policy
+    /// and experiment once those are validated (`check_campaigns`).
+    fn overrides(&self) -> Result<crate::campaigns::Overrides, ConfigError> {
+        let at = |field: &'static str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| crate::campaigns::parse_instant(field, t))
+                .transpose()
+                .map_err(|e| invalid("budget.campaigns", format!("campaign {:?}: {e}", self.id)))
+        };
+        Ok(crate::campaigns::Overrides {
+            paused: self.paused,
+            tiers_cents: self.tiers_cents.clone(),
+            min_intent_cents: self.min_intent_cents,
+            holdout_share: self.holdout_share,
+            explore_share: self.explore_share,
+            starts_at_ms: at("starts_at", &self.starts_at)?,
+            ends_at_ms: at("ends_at", &self.ends_at)?,
+        })
+    }
+
     /// The campaign's budget; its learning cap is `learning_share` of the
     /// daily cap unless it sets `learning_cap_cents`.
     pub(super) fn validate(&self, learning_share: f64) -> Result<CampaignBudget, ConfigError> {

@@ -413,6 +413,13 @@ impl DecisionLog {
         }
     }
 
+    /// Records waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.tx
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
     pub fn written(&self) -> u64 {
         self.counters.written.load(Ordering::Relaxed)
     }

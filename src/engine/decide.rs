@@ -15,6 +15,7 @@
 //! voucher the budget refuses is logged as "none" with the probability of
 //! "none" given the budget at that moment.
 
+use crate::campaigns::Campaign;
 use crate::domain::experiment::Experiment;
 use crate::domain::policy::{self, Verdict, MAX_TIERS};
 use crate::domain::session::SessionState;
@@ -47,6 +48,7 @@ fn ledger_down(e: &crate::ledger::LedgerError) {
 /// Logs a session store failure (Decide scores the request alone, Track is
 /// refused), throttled.
 pub(super) fn session_store_down(e: &StoreError) {
+    metrics::counter!("nudge_session_store_errors_total").increment(1);
     if let Some(count) = SESSION_STORE_DOWN.hit() {
         tracing::warn!(count, error = %e, "session store unavailable: decisions scored on the request's own events without a voucher, tracks refused");
     }
@@ -105,27 +107,29 @@ struct DecisionSession {
 impl Engine {
     pub async fn decide(&self, input: DecideInput) -> Result<Decision, ServiceError> {
         let now_ms = self.clock.now_ms();
-        let campaign = self.campaign(&input.campaign)?.to_owned();
+        // The campaign's settings as in force now: this decision finishes
+        // on them whatever changes meanwhile.
+        let c = self.campaign(&input.campaign)?;
         // Client-feature mismatches are caller mistakes: refuse before any
         // state changes.
         self.model.check_client(&input.client)?;
         let session = self.decision_session(&input, now_ms).await;
-        let lambda = self.lambda(&campaign);
+        let lambda = c.pacer.lambda();
         let a = assess(
             &session.state,
             &input.client,
             input.intent_value_cents,
             now_ms,
             &self.model,
-            &self.policy,
+            &c.policy,
             lambda,
         )?;
-        let mut d = self.answer(&input, campaign, &a);
+        let mut d = self.answer(&input, c.settings.id.clone(), &a);
         let propensity = if session.store_down {
             d.reason = Reason::SessionStoreUnavailable;
             1.0
         } else {
-            self.money_step(&input, &a, now_ms, &mut d).await
+            self.money_step(&c, &input, &a, now_ms, &mut d).await
         };
         self.log_decision(now_ms, &input, &a, &d, propensity, lambda);
         metrics::counter!("nudge_decisions_total", "reason" => d.reason.as_str(), "segment" => super::outputs::segment_name(d.segment)).increment(1);
@@ -212,6 +216,7 @@ impl Engine {
     /// reservation. Returns the logged action's propensity.
     async fn money_step(
         &self,
+        c: &Campaign,
         input: &DecideInput,
         a: &Assessment,
         now_ms: i64,
@@ -237,16 +242,29 @@ impl Engine {
                 return 1.0;
             }
         }
+        // A paused campaign, or one outside its schedule, gives no new
+        // voucher: no holdout or exploration draw either (these decisions
+        // are not part of the experiment, see `log_decision`).
+        if a.eligible() {
+            if c.settings.paused {
+                d.reason = Reason::Paused;
+                return 1.0;
+            }
+            if !c.settings.in_schedule(now_ms) {
+                d.reason = Reason::OutsideSchedule;
+                return 1.0;
+            }
+        }
         let mut candidates = Candidates::ranked(&a.verdict);
         let propensity = if a.eligible() {
-            self.randomise(input, a, &mut candidates, d)
+            self.randomise(c, input, a, &mut candidates, d)
         } else {
             1.0
         };
         if candidates.len == 0 {
             return propensity;
         }
-        self.reserve(input, a, &candidates, now_ms, d, propensity)
+        self.reserve(c, input, a, &candidates, now_ms, d, propensity)
             .await
     }
 
@@ -254,22 +272,23 @@ impl Engine {
     /// replace the candidates. Returns the propensity of the action taken.
     fn randomise(
         &self,
+        c: &Campaign,
         input: &DecideInput,
         a: &Assessment,
         candidates: &mut Candidates,
         d: &mut Decision,
     ) -> f64 {
-        let tiers = self.policy.tiers.len();
+        let tiers = c.policy.tiers.len();
         let key = input.visitor_id.as_deref().unwrap_or(&input.session_id);
-        let greedy = self.policy.action_index(a.greedy_tier());
-        if self.experiment.in_holdout(key) {
+        let greedy = c.policy.action_index(a.greedy_tier());
+        if c.experiment.in_holdout(key) {
             d.holdout = true;
             d.reason = Reason::Holdout;
             *candidates = Candidates::default();
             return 1.0;
         }
-        let share = self.experiment.share(a.learned);
-        let Some(action) = self.experiment.explore(&input.session_id, tiers, share) else {
+        let share = c.experiment.share(a.learned);
+        let Some(action) = c.experiment.explore(&input.session_id, tiers, share) else {
             return Experiment::propensity(greedy, greedy, tiers, share);
         };
         d.explored = true;
@@ -279,14 +298,14 @@ impl Engine {
             *candidates = Candidates::default();
             return propensity;
         }
-        let mut tier = self.policy.tiers[action - 1];
+        let mut tier = c.policy.tiers[action - 1];
         if let Some(l) = a.lifts.filter(|l| l[action - 1].is_finite()) {
             tier.lift = l[action - 1];
         }
         let (env, _) = policy::expected_net_value(
             a.score.probability,
             a.intent_value_cents,
-            self.policy.margin_rate,
+            c.policy.margin_rate,
             tier,
         );
         d.expected_net_value_cents = env.round() as i64;
@@ -301,8 +320,10 @@ impl Engine {
 
     /// Reserves the best affordable candidate atomically (or returns the
     /// session's existing offer). Returns the propensity of the action taken.
+    #[allow(clippy::too_many_arguments)]
     async fn reserve(
         &self,
+        c: &Campaign,
         input: &DecideInput,
         a: &Assessment,
         candidates: &Candidates,
@@ -318,7 +339,7 @@ impl Engine {
             expires_at_ms: now_ms.saturating_add(self.offer_ttl_ms),
             learning: d.explored,
         };
-        let tiers = self.policy.tiers.len();
+        let tiers = c.policy.tiers.len();
         match self.ledger.reserve(req).await {
             Ok(ReserveOutcome::Reserved(offer)) => {
                 if let Some(net) = candidates.net_of(offer.amount_cents) {
@@ -328,8 +349,8 @@ impl Engine {
                 if !d.explored && offer.amount_cents != a.greedy_tier() {
                     // Budget fallback to a cheaper tier: deterministic given
                     // the budget, so the greedy share of the mixture.
-                    let g = self.policy.action_index(offer.amount_cents);
-                    let share = self.experiment.share(a.learned);
+                    let g = c.policy.action_index(offer.amount_cents);
+                    let share = c.experiment.share(a.learned);
                     propensity = Experiment::propensity(g, g, tiers, share);
                 }
                 tracing::info!(session_id = %input.session_id, campaign = %d.campaign, amount_cents = offer.amount_cents, p = a.score.probability, explored = d.explored, "voucher offered");
@@ -348,6 +369,7 @@ impl Engine {
             }
             Ok(ReserveOutcome::Exhausted { remaining_cents }) => {
                 tracing::debug!(session_id = %input.session_id, remaining_cents, "budget exhausted");
+                c.note_exhausted(&self.budgets.day_of(now_ms), remaining_cents);
                 d.reason = Reason::BudgetExhausted;
                 propensity
             }
@@ -364,7 +386,7 @@ impl Engine {
                     Reason::LearningBudgetExhausted
                 };
                 tracing::debug!(session_id = %input.session_id, remaining_cents, learning_remaining_cents, "learning budget exhausted");
-                self.propensity_of_none_refused(a, remaining_cents, learning_remaining_cents)
+                self.propensity_of_none_refused(c, a, remaining_cents, learning_remaining_cents)
             }
             Err(e) => {
                 ledger_down(&e);
@@ -383,6 +405,7 @@ impl Engine {
     /// learning remainder.
     fn propensity_of_none_refused(
         &self,
+        c: &Campaign,
         a: &Assessment,
         remaining_cents: i64,
         learning_remaining_cents: i64,
@@ -391,7 +414,7 @@ impl Engine {
             .amounts()
             .iter()
             .all(|v| *v > remaining_cents);
-        let refused = self
+        let refused = c
             .policy
             .tiers
             .iter()
@@ -400,8 +423,8 @@ impl Engine {
         Experiment::propensity_of_none_refused(
             greedy_gives_none,
             refused,
-            self.policy.tiers.len(),
-            self.experiment.share(a.learned),
+            c.policy.tiers.len(),
+            c.experiment.share(a.learned),
         )
     }
 }

@@ -21,19 +21,20 @@ pub use assess::{assess, Assessment};
 pub use inputs::{DecideInput, OutcomeInput, RedeemInput, TrackInput};
 pub use outputs::{segment_name, BudgetView, Decision, Reason, Redeemed, Tracked};
 
+use crate::campaigns::{Base, Campaign, Catalog};
 use crate::clock::Clock;
 use crate::config::{Limits, Settings};
 use crate::decision_log::writer::DecisionLog;
 use crate::decision_log::{LogRecord, OutcomeRecord, LOG_FORMAT_VERSION};
 use crate::domain::experiment::Experiment;
 use crate::domain::model::Model;
-use crate::domain::pacing::{self, Pacer};
+use crate::domain::pacing;
 use crate::domain::policy::Policy;
 use crate::domain::voucher::{self, VoucherKey};
 use crate::engine::error::ServiceError;
 use crate::ledger::{Budgets, Ledger, Outcome, OutcomeRecorded, RedeemOutcome, RedeemRequest};
 use crate::store::{SessionStore, SessionUpdate};
-use std::collections::HashMap;
+use arc_swap::ArcSwap;
 use std::sync::Arc;
 
 /// Shared service state.
@@ -41,17 +42,25 @@ pub struct Engine {
     pub sessions: Arc<dyn SessionStore>,
     pub ledger: Arc<dyn Ledger>,
     pub model: Arc<Model>,
+    /// The config's policy; each campaign's own (its tiers and intent
+    /// floor) is in [`Engine::catalog`].
     pub policy: Policy,
     pub limits: Limits,
     pub offer_ttl_ms: i64,
     pub clock: Arc<dyn Clock>,
     pub key: VoucherKey,
     pub min_order_cents: i64,
+    /// The config's experiment; each campaign's shares are in its
+    /// catalog entry.
     pub experiment: Experiment,
+    /// The config's budgets: their time zone counts the budget days.
     pub budgets: Budgets,
     pub default_campaign: String,
-    /// One pacer per campaign.
-    pub pacers: HashMap<String, Pacer>,
+    /// The campaigns in force with their pacers: one snapshot per request,
+    /// swapped whole by a change ([`crate::campaigns::service`]).
+    pub catalog: ArcSwap<Catalog>,
+    /// What campaign changes are validated against and built from.
+    pub base: Base,
     pub log: DecisionLog,
     /// The ROI report's maintained state (see [`report`]).
     pub report_state: Arc<report::ReportState>,
@@ -67,12 +76,15 @@ impl Engine {
         key: VoucherKey,
         log: DecisionLog,
     ) -> Self {
-        let pacers = settings
-            .budgets
-            .campaigns
-            .keys()
-            .map(|c| (c.clone(), Pacer::new(settings.pacing.clone())))
-            .collect();
+        let base = Base {
+            policy: settings.policy.clone(),
+            experiment: settings.experiment.clone(),
+            learning_share: settings.learning_share,
+            pacing: settings.pacing.clone(),
+            timezone: settings.budgets.timezone,
+            default_campaign: settings.default_campaign.clone(),
+        };
+        let catalog = Catalog::from_config(&settings.budgets, &base, &settings.campaign_overrides);
         Engine {
             sessions,
             ledger,
@@ -86,7 +98,8 @@ impl Engine {
             experiment: settings.experiment.clone(),
             budgets: settings.budgets.clone(),
             default_campaign: settings.default_campaign.clone(),
-            pacers,
+            catalog: ArcSwap::from_pointee(catalog),
+            base,
             log,
             report_state: Arc::new(report::ReportState::new(
                 settings
@@ -107,14 +120,19 @@ impl Engine {
         self.clock.now_ms()
     }
 
-    fn campaign<'a>(&'a self, requested: &'a str) -> Result<&'a str, ServiceError> {
-        if requested.is_empty() {
-            return Ok(&self.default_campaign);
+    /// The campaign a request names (the default when it names none), as
+    /// in force now.
+    pub fn campaign(&self, requested: &str) -> Result<Arc<Campaign>, ServiceError> {
+        let catalog = self.catalog.load();
+        let id = if requested.is_empty() {
+            catalog.default_campaign.as_str()
+        } else {
+            requested
+        };
+        if let Some(c) = catalog.campaigns.get(id) {
+            return Ok(Arc::clone(c));
         }
-        if self.budgets.campaigns.contains_key(requested) {
-            return Ok(requested);
-        }
-        let mut known: Vec<&str> = self.budgets.campaigns.keys().map(String::as_str).collect();
+        let mut known: Vec<&str> = catalog.campaigns.keys().map(String::as_str).collect();
         known.sort_unstable();
         Err(ServiceError::invalid(
             "campaign",
@@ -123,10 +141,6 @@ impl Engine {
                 known.join(", ")
             ),
         ))
-    }
-
-    fn lambda(&self, campaign: &str) -> f64 {
-        self.pacers.get(campaign).map_or(0.0, Pacer::lambda)
     }
 
     pub async fn track(&self, input: TrackInput) -> Result<Tracked, ServiceError> {
@@ -255,24 +269,22 @@ impl Engine {
 
     /// Today's budget of a campaign and its pacing state.
     pub async fn budget(&self, campaign: &str) -> Result<BudgetView, ServiceError> {
-        let campaign = self.campaign(campaign)?.to_owned();
+        let c = self.campaign(campaign)?;
         let now_ms = self.clock.now_ms();
         let snapshot = self
             .ledger
-            .snapshot(&campaign, now_ms)
+            .snapshot(&c.settings.id, now_ms)
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        let (lambda, target_fraction) = match self.pacers.get(&campaign) {
-            Some(p) => (
-                p.lambda(),
-                pacing::target_fraction(p.config(), self.budgets.day_fraction(now_ms)),
-            ),
-            None => (0.0, 0.0),
-        };
+        let lambda = c.pacer.lambda();
+        let target_fraction =
+            pacing::target_fraction(c.pacer.config(), self.budgets.day_fraction(now_ms));
         Ok(BudgetView {
             snapshot,
             lambda,
             target_fraction,
+            paused: c.settings.paused,
+            active: !c.settings.paused && c.settings.in_schedule(now_ms),
         })
     }
 
@@ -283,9 +295,11 @@ impl Engine {
         pacing::SavedPacing {
             format: pacing::SAVED_FORMAT.to_owned(),
             campaigns: self
-                .pacers
+                .catalog
+                .load()
+                .campaigns
                 .iter()
-                .map(|(c, p)| (c.clone(), p.save(&day)))
+                .map(|(id, c)| (id.clone(), c.pacer.save(&day)))
                 .collect(),
         }
     }
@@ -294,13 +308,15 @@ impl Engine {
     /// longer configured are skipped. Returns how many pacers were restored.
     pub fn restore_pacing(&self, saved: &pacing::SavedPacing) -> usize {
         let today = self.budgets.day_of(self.clock.now_ms());
+        let catalog = self.catalog.load();
         saved
             .campaigns
             .iter()
             .filter(|(c, s)| {
-                self.pacers
+                catalog
+                    .campaigns
                     .get(c.as_str())
-                    .is_some_and(|p| p.restore(s, &today))
+                    .is_some_and(|c| c.pacer.restore(s, &today))
             })
             .count()
     }
@@ -310,7 +326,16 @@ impl Engine {
     pub async fn update_pacing(&self) {
         let now_ms = self.clock.now_ms();
         let day_fraction = self.budgets.day_fraction(now_ms);
-        for (campaign, pacer) in &self.pacers {
+        if let Some(n) = self.sessions.len_hint() {
+            metrics::gauge!("nudge_sessions").set(n as f64);
+        }
+        metrics::gauge!("nudge_decision_log_queue").set(self.log.queued() as f64);
+        // A snapshot of its own: no guard is held across the awaits below.
+        let catalog = self.catalog.load_full();
+        for (campaign, c) in &catalog.campaigns {
+            let pacer = &c.pacer;
+            metrics::gauge!("nudge_campaign_paused", "campaign" => campaign.clone())
+                .set(if c.settings.paused { 1.0 } else { 0.0 });
             match self.ledger.snapshot(campaign, now_ms).await {
                 Ok(s) => {
                     pacer.update(
@@ -327,6 +352,8 @@ impl Engine {
                         .set(s.captured_cents as f64);
                     metrics::gauge!("nudge_budget_remaining_cents", "campaign" => c.clone())
                         .set(s.remaining_cents as f64);
+                    metrics::gauge!("nudge_budget_learning_spent_cents", "campaign" => c.clone())
+                        .set((s.learning_reserved_cents + s.learning_captured_cents) as f64);
                     metrics::gauge!("nudge_pacing_lambda", "campaign" => c).set(pacer.lambda());
                 }
                 Err(e) => {

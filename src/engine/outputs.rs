@@ -24,6 +24,10 @@ pub enum Reason {
     ResponseNotLearned,
     /// Exploration drew a voucher the day's learning budget cannot pay.
     LearningBudgetExhausted,
+    /// Eligible, but the campaign is paused: no new vouchers.
+    Paused,
+    /// Eligible, but outside the campaign's schedule.
+    OutsideSchedule,
 }
 
 impl Reason {
@@ -43,6 +47,8 @@ impl Reason {
             Reason::AwaitingTrigger => "awaiting_trigger",
             Reason::ResponseNotLearned => "response_not_learned",
             Reason::LearningBudgetExhausted => "learning_budget_exhausted",
+            Reason::Paused => "paused",
+            Reason::OutsideSchedule => "outside_schedule",
         }
     }
 }
@@ -92,4 +98,7 @@ pub struct BudgetView {
     pub snapshot: BudgetSnapshot,
     pub lambda: f64,
     pub target_fraction: f64,
+    pub paused: bool,
+    /// Not paused and within the schedule.
+    pub active: bool,
 }

@@ -75,7 +75,10 @@ impl Engine {
             probability: d.purchase_probability,
             segment: segment_name(d.segment).to_owned(),
             intent_value_cents: d.intent_value_cents,
-            eligible: a.eligible(),
+            // A paused or unscheduled campaign's decisions took no part in
+            // the experiment (no holdout or exploration draw): not
+            // eligible, so the report and the trainer leave them out.
+            eligible: a.eligible() && !matches!(d.reason, Reason::Paused | Reason::OutsideSchedule),
             policy_tier_cents: a.greedy_tier(),
             action_cents: match d.reason {
                 Reason::Offered => d.offer.as_ref().map_or(0, |o| o.amount_cents),

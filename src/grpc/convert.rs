@@ -31,6 +31,8 @@ pub fn reason_pb(r: Reason) -> pb::Reason {
         Reason::AwaitingTrigger => pb::Reason::AwaitingTrigger,
         Reason::ResponseNotLearned => pb::Reason::ResponseNotLearned,
         Reason::LearningBudgetExhausted => pb::Reason::LearningBudgetExhausted,
+        Reason::Paused => pb::Reason::Paused,
+        Reason::OutsideSchedule => pb::Reason::OutsideSchedule,
     }
 }
 

@@ -80,6 +80,8 @@ impl pb::offers_server::Offers for OffersService {
             learning_reserved_cents: s.learning_reserved_cents,
             learning_captured_cents: s.learning_captured_cents,
             learning_remaining_cents: s.learning_remaining_cents,
+            paused: b.paused,
+            active: b.active,
         }))
     }
 

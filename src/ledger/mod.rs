@@ -150,6 +150,17 @@ pub struct BudgetSnapshot {
     pub learning_remaining_cents: i64,
 }
 
+/// TEMPORARY
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DaySpend {
+    pub day: String,
+    pub reserved_cents: i64,
+    pub captured_cents: i64,
+    pub offers: u64,
+    pub learning_reserved_cents: i64,
+    pub learning_captured_cents: i64,
+}
+
 /// A redeemed voucher (for the ROI report).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Captured {
@@ -202,6 +213,26 @@ pub trait Ledger: Send + Sync + 'static {
     async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError>;
     /// Outcomes recorded at or after `since_ms`.
     async fn outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError>;
+
+    /// TEMPORARY until the ledger branch lands.
+    async fn spend_by_day(
+        &self,
+        _campaign: &str,
+        _from_day: &str,
+        _to_day: &str,
+    ) -> Result<Vec<DaySpend>, LedgerError> {
+        Ok(Vec::new())
+    }
+
+    /// TEMPORARY until the ledger branch lands.
+    async fn set_budget(
+        &self,
+        _campaign: &str,
+        _budget: CampaignBudget,
+        _revision: u64,
+    ) -> Result<bool, LedgerError> {
+        Ok(false)
+    }
 
     /// A cheap probe that the ledger answers (readiness). In memory it
     /// always does.

@@ -69,10 +69,12 @@
 //! on scoring). A reply the scripts cannot have produced is also
 //! `Unavailable`, never a panic.
 
+mod campaigns;
 mod checks;
 mod ledger;
 mod sessions;
 
+pub use campaigns::RedisSettingsStore;
 pub use checks::{check_instances, findings, Finding, InstanceInfo};
 pub use ledger::RedisLedger;
 pub use sessions::RedisSessionStore;

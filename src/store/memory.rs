@@ -47,6 +47,10 @@ impl MemorySessionStore {
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
+    fn len_hint(&self) -> Option<u64> {
+        Some(self.cache.entry_count())
+    }
+
     async fn apply(
         &self,
         session_id: &str,

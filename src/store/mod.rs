@@ -70,4 +70,10 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Sessions held, when the store can tell cheaply (the memory store;
+    /// a Redis instance is watched with Redis's own tools).
+    fn len_hint(&self) -> Option<u64> {
+        None
+    }
 }

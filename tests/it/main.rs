@@ -56,3 +56,11 @@ mod metrics;
 mod auth;
 // TLS on both ports.
 mod tls;
+// Ops changing campaigns at run time through the admin API.
+mod ops;
+// Campaign settings stores: one conformance suite on every backend.
+mod settings_store;
+// The admin status page in headless Chromium over WebDriver.
+mod browser;
+// The real binary's status page in headless Chromium.
+mod status_page;

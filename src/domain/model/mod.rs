@@ -179,6 +179,29 @@ pub struct Model {
     numeric_keys: std::collections::BTreeSet<String>,
     categorical_keys: std::collections::BTreeSet<String>,
     uplift: CompiledUplift,
+    /// Held-out quality figures the trainer recorded (for ops pages).
+    quality: Vec<(String, String)>,
+}
+
+/// The held-out figures of a model file's `training.metrics.holdout`, as
+/// labelled text (empty when the file has none).
+fn quality_of(training: &serde_json::Value) -> Vec<(String, String)> {
+    let h = &training["metrics"]["holdout"];
+    let mut out = Vec::new();
+    for (key, label, digits) in [
+        ("roc_auc", "ROC AUC (held out)", 4),
+        ("log_loss", "log loss (held out)", 4),
+        ("brier", "Brier score (held out)", 4),
+        ("sessions", "held-out sessions", 0),
+    ] {
+        if let Some(v) = h[key].as_f64() {
+            out.push((label.to_owned(), format!("{v:.digits$}")));
+        }
+    }
+    if let Some(d) = training["created_at"].as_str() {
+        out.push(("trained".to_owned(), d.to_owned()));
+    }
+    out
 }
 
 /// Why a request could not be scored (caller mistakes only). `field` is the
@@ -296,6 +319,7 @@ impl ModelFile {
             numeric_keys,
             categorical_keys,
             uplift,
+            quality: quality_of(&self.training),
         })
     }
 }
@@ -466,6 +490,11 @@ impl CompiledTerm {
 impl Model {
     pub fn load(path: &std::path::Path) -> Result<Model, ModelError> {
         ModelFile::load(path)?.compile()
+    }
+
+    /// Held-out quality figures from the model file, labelled.
+    pub fn quality(&self) -> &[(String, String)] {
+        &self.quality
     }
 
     pub fn version(&self) -> &str {
