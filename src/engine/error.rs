@@ -32,6 +32,24 @@ impl ServiceError {
     }
 }
 
+/// A ledger error: the caller's mistakes (an unknown campaign, a bad
+/// argument) are `InvalidArgument` naming the field, never `Internal`; an
+/// outage is `Unavailable`.
+impl From<crate::ledger::LedgerError> for ServiceError {
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        use crate::ledger::LedgerError;
+        match e {
+            LedgerError::InvalidArgument { field, message } => {
+                ServiceError::invalid(field, message)
+            }
+            LedgerError::UnknownCampaign(c) => {
+                ServiceError::invalid("campaign", format!("unknown campaign {c:?}"))
+            }
+            LedgerError::Unavailable(m) => ServiceError::Unavailable(m),
+        }
+    }
+}
+
 /// A score refused for the request's own client features is the caller's
 /// mistake, reported with the field it names.
 impl From<crate::domain::model::ScoreError> for ServiceError {

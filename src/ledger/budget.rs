@@ -10,7 +10,8 @@
 //! and the lifetime's spend) and the learning remainder
 //! ([`CampaignBudget::remaining_learning_cents`]).
 
-use chrono::{Datelike, TimeZone};
+use super::LedgerError;
+use chrono::{Datelike, NaiveDate, TimeZone};
 use std::collections::HashMap;
 
 /// A campaign's budget, validated by the config.
@@ -46,6 +47,34 @@ impl CampaignBudget {
             total_cap_cents,
             learning_cap_cents: learning.clamp(0, daily_cap_cents.max(0)),
         }
+    }
+
+    /// The rules the config holds a budget to, for caps that arrive at run
+    /// time: no negative cap, and a learning cap within the daily cap.
+    pub fn check(&self) -> Result<(), LedgerError> {
+        let invalid = |field, message: String| Err(LedgerError::InvalidArgument { field, message });
+        if self.daily_cap_cents < 0 {
+            return invalid(
+                "daily_cap_cents",
+                format!("must not be negative, got {}", self.daily_cap_cents),
+            );
+        }
+        if let Some(total) = self.total_cap_cents.filter(|t| *t < 0) {
+            return invalid(
+                "total_cap_cents",
+                format!("must not be negative, got {total}"),
+            );
+        }
+        if !(0..=self.daily_cap_cents).contains(&self.learning_cap_cents) {
+            return invalid(
+                "learning_cap_cents",
+                format!(
+                    "must be within 0..={} (the daily cap), got {}",
+                    self.daily_cap_cents, self.learning_cap_cents
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// What can still be reserved: the day cap less the day's reserved and
@@ -136,6 +165,61 @@ impl Budgets {
 pub const DEFAULT_CAMPAIGN: &str = "default";
 pub const MS_PER_DAY: i64 = 86_400_000;
 
+/// A campaign id from outside the config, held to the config's rule: 1..=64
+/// printable ASCII characters (it becomes part of storage keys).
+pub fn check_campaign_id(campaign: &str) -> Result<(), LedgerError> {
+    if campaign.is_empty() || campaign.len() > 64 || !campaign.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(LedgerError::InvalidArgument {
+            field: "campaign",
+            message: format!("campaign id {campaign:?} must be 1..=64 printable ASCII"),
+        });
+    }
+    Ok(())
+}
+
+/// Longest span of a spend history: a year, leap day included.
+pub const MAX_HISTORY_DAYS: i64 = 366;
+
+/// The budget days `from_day..=to_day` (`YYYY-MM-DD`), oldest first; a day
+/// that is not a calendar date, a range that ends before it starts or one
+/// longer than [`MAX_HISTORY_DAYS`] is the caller's mistake.
+pub fn day_range(from_day: &str, to_day: &str) -> Result<Vec<String>, LedgerError> {
+    let parse = |field: &'static str, s: &str| {
+        // `%Y` alone would take `+2026-1-5`; a budget day is always written
+        // in full, as `Budgets::day_of` writes it.
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .filter(|d| d.format("%Y-%m-%d").to_string() == s)
+            .ok_or_else(|| LedgerError::InvalidArgument {
+                field,
+                message: format!("{s:?} is not a day written as YYYY-MM-DD"),
+            })
+    };
+    let from = parse("from_day", from_day)?;
+    let to = parse("to_day", to_day)?;
+    let span = (to - from).num_days();
+    if span < 0 {
+        return Err(LedgerError::InvalidArgument {
+            field: "to_day",
+            message: format!("{to_day} is before from_day {from_day}"),
+        });
+    }
+    if span > MAX_HISTORY_DAYS {
+        return Err(LedgerError::InvalidArgument {
+            field: "to_day",
+            message: format!(
+                "{to_day} is {span} days after from_day {from_day}; at most {MAX_HISTORY_DAYS}"
+            ),
+        });
+    }
+    Ok(from
+        .iter_days()
+        .take(span as usize + 1)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +239,64 @@ mod tests {
         assert_eq!(b.remaining_learning_cents(0, 11_900, 0), 100);
         // Never below zero, even over a lowered cap.
         assert_eq!(b.remaining_learning_cents(0, 0, 1_500), 0);
+    }
+
+    #[test]
+    fn day_ranges_are_whole_dates_at_most_a_year_long() {
+        assert_eq!(
+            day_range("2024-02-28", "2024-03-01").unwrap(),
+            ["2024-02-28", "2024-02-29", "2024-03-01"]
+        );
+        assert_eq!(day_range("2026-01-01", "2026-01-01").unwrap().len(), 1);
+        assert_eq!(day_range("2024-01-01", "2025-01-01").unwrap().len(), 367);
+        let field = |r: Result<Vec<String>, LedgerError>| match r {
+            Err(LedgerError::InvalidArgument { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(day_range("2026-02-30", "2026-03-01")), "from_day");
+        assert_eq!(field(day_range("2026-1-5", "2026-03-01")), "from_day");
+        assert_eq!(field(day_range("2026-01-05", "yesterday")), "to_day");
+        assert_eq!(field(day_range("2026-01-05", "2026-01-04")), "to_day");
+        assert_eq!(field(day_range("2024-01-01", "2025-01-02")), "to_day");
+    }
+
+    #[test]
+    fn a_budget_from_outside_the_config_is_checked() {
+        let ok = CampaignBudget {
+            daily_cap_cents: 1_000,
+            total_cap_cents: Some(5_000),
+            learning_cap_cents: 1_000,
+        };
+        assert!(ok.check().is_ok());
+        for (bad, name) in [
+            (
+                CampaignBudget {
+                    daily_cap_cents: -1,
+                    learning_cap_cents: 0,
+                    ..ok.clone()
+                },
+                "daily_cap_cents",
+            ),
+            (
+                CampaignBudget {
+                    total_cap_cents: Some(-5),
+                    ..ok.clone()
+                },
+                "total_cap_cents",
+            ),
+            (
+                CampaignBudget {
+                    learning_cap_cents: 1_001,
+                    ..ok.clone()
+                },
+                "learning_cap_cents",
+            ),
+        ] {
+            match bad.check() {
+                Err(LedgerError::InvalidArgument { field, .. }) => assert_eq!(field, name),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

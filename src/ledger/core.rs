@@ -1,10 +1,16 @@
 //! The bookkeeping, in one place: a plain in-memory state machine over
 //! offers and outcomes that the memory and SQLite ledgers wrap (and the
 //! Redis scripts mirror).
+//!
+//! Caps may change at run time ([`LedgerCore::set_budget`]). A lowered cap
+//! can leave a day's spend above it, legitimately (no offer is cancelled),
+//! so the invariant checks each day against the higher of its cap and the
+//! spend it had when the cap last changed (or when the state was loaded):
+//! what matters is that no reservation after the change goes over the cap.
 
 use super::{
-    BudgetSnapshot, Budgets, Captured, LedgerError, Offer, Outcome, RedeemOutcome, RedeemRequest,
-    ReserveOutcome, ReserveRequest, REDEEM_REPLAY_MS,
+    day_range, BudgetSnapshot, Budgets, CampaignBudget, Captured, DaySpend, LedgerError, Offer,
+    Outcome, RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest, REDEEM_REPLAY_MS,
 };
 use crate::domain::voucher::{self, VoucherKey};
 use serde::Serialize;
@@ -89,6 +95,14 @@ pub struct LedgerCore {
     by_session: HashMap<(String, String), String>,
     day: HashMap<(String, String), Totals>,
     total: HashMap<String, Totals>,
+    /// The revision of each campaign's caps in force (absent: 0, the
+    /// configured caps).
+    revisions: HashMap<String, u64>,
+    /// Spend a day (main, learning) or a lifetime already had when its cap
+    /// last changed or the state was loaded: the invariant's allowance over
+    /// a cap lowered under it.
+    day_allowance: HashMap<(String, String), (i64, i64)>,
+    total_allowance: HashMap<String, i64>,
 }
 
 /// How many nonces to try before giving up on a code collision (each try
@@ -104,7 +118,80 @@ impl LedgerCore {
             by_session: HashMap::new(),
             day: HashMap::new(),
             total: HashMap::new(),
+            revisions: HashMap::new(),
+            day_allowance: HashMap::new(),
+            total_allowance: HashMap::new(),
         }
+    }
+
+    /// Adds or replaces a campaign's caps (see `Ledger::set_budget`), unless
+    /// `revision` is lower than the one in force (the configured caps are
+    /// revision 0); the same revision again applies again (idempotent).
+    /// Returns whether it was applied. Offers are never touched: a cap
+    /// lowered under the day's spend refuses the next reservation only.
+    pub fn set_budget(&mut self, campaign: &str, budget: CampaignBudget, revision: u64) -> bool {
+        if revision < self.revision(campaign) {
+            return false;
+        }
+        self.revisions.insert(campaign.to_owned(), revision);
+        self.budgets.campaigns.insert(campaign.to_owned(), budget);
+        self.allow_current(Some(campaign));
+        debug_assert!(self.invariant_holds());
+        true
+    }
+
+    /// The revision of a campaign's caps in force (0: the configured ones).
+    pub fn revision(&self, campaign: &str) -> u64 {
+        self.revisions.get(campaign).copied().unwrap_or(0)
+    }
+
+    /// Records the current spend of a campaign's days and lifetime (or of
+    /// every campaign) as legitimately there, whatever the caps now say.
+    fn allow_current(&mut self, campaign: Option<&str>) {
+        let wanted = |c: &str| campaign.is_none_or(|w| w == c);
+        for (key, t) in &self.day {
+            if wanted(&key.0) {
+                let a = self.day_allowance.entry(key.clone()).or_default();
+                a.0 = a.0.max(t.reserved + t.captured);
+                a.1 = a.1.max(t.learning_reserved + t.learning_captured);
+            }
+        }
+        for (c, t) in &self.total {
+            if wanted(c) {
+                let a = self.total_allowance.entry(c.clone()).or_default();
+                *a = (*a).max(t.reserved + t.captured);
+            }
+        }
+    }
+
+    /// Spend per budget day of a campaign (see `Ledger::spend_by_day`):
+    /// the days of `from_day..=to_day` with any offer, oldest first.
+    pub fn spend_by_day(
+        &self,
+        campaign: &str,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<DaySpend>, LedgerError> {
+        let days = day_range(from_day, to_day)?;
+        if !self.budgets.campaigns.contains_key(campaign) {
+            return Err(LedgerError::UnknownCampaign(campaign.to_owned()));
+        }
+        let mut key = (campaign.to_owned(), String::new());
+        let mut v = Vec::new();
+        for day in days {
+            key.1 = day;
+            if let Some(t) = self.day.get(&key).filter(|t| t.offers > 0) {
+                v.push(DaySpend {
+                    day: key.1.clone(),
+                    reserved_cents: t.reserved,
+                    captured_cents: t.captured,
+                    offers: t.offers,
+                    learning_reserved_cents: t.learning_reserved,
+                    learning_captured_cents: t.learning_captured,
+                });
+            }
+        }
+        Ok(v)
     }
 
     pub fn budgets(&self) -> &Budgets {
@@ -133,6 +220,11 @@ impl LedgerCore {
             }
             self.offers.insert(row.code.clone(), row);
         }
+        // What was committed is there, whatever the caps now are (they may
+        // have been lowered, or raised at run time and not applied yet).
+        self.day_allowance.clear();
+        self.total_allowance.clear();
+        self.allow_current(None);
     }
 
     /// Reverts effects this core made that a durable backend could not
@@ -170,6 +262,9 @@ impl LedgerCore {
                 }
             }
         }
+        // A cap lowered while the undone batch was open may be below what
+        // is back now, which the disk held all along.
+        self.allow_current(None);
         debug_assert!(self.invariant_holds());
     }
 
@@ -476,8 +571,21 @@ impl LedgerCore {
 
     /// captured + reserved <= cap for every campaign day (and lifetime),
     /// the learning part <= the learning cap for every day, and the
-    /// counters equal the sums over the rows.
+    /// counters equal the sums over the rows. A day whose cap was lowered
+    /// under its spend may keep that spend (see the module docs), never
+    /// more.
     pub fn invariant_holds(&self) -> bool {
+        self.check(true)
+    }
+
+    /// Whether every day and lifetime is within its cap in force, with no
+    /// allowance for a lowered cap (a warning at open: the caps given are
+    /// below what the ledger already holds).
+    pub fn within_caps(&self) -> bool {
+        self.check(false)
+    }
+
+    fn check(&self, allowance: bool) -> bool {
         // (reserved, captured, learning reserved, learning captured)
         let mut sums: HashMap<(String, String), (i64, i64, i64, i64)> = HashMap::new();
         for r in self.offers.values() {
@@ -511,7 +619,17 @@ impl LedgerCore {
                 return false;
             }
             if let Some(b) = self.budgets.campaigns.get(campaign) {
-                if res + cap > b.daily_cap_cents || lres + lcap > b.learning_cap_cents {
+                let (allowed, learning_allowed) = match allowance {
+                    true => self
+                        .day_allowance
+                        .get(&(campaign.clone(), day.clone()))
+                        .copied()
+                        .unwrap_or_default(),
+                    false => (0, 0),
+                };
+                if res + cap > b.daily_cap_cents.max(allowed)
+                    || lres + lcap > b.learning_cap_cents.max(learning_allowed)
+                {
                     return false;
                 }
             }
@@ -523,7 +641,11 @@ impl LedgerCore {
                 .get(campaign)
                 .and_then(|b| b.total_cap_cents)
             {
-                if t.reserved + t.captured > total {
+                let allowed = match allowance {
+                    true => self.total_allowance.get(campaign).copied().unwrap_or(0),
+                    false => 0,
+                };
+                if t.reserved + t.captured > total.max(allowed) {
                     return false;
                 }
             }
@@ -704,5 +826,161 @@ mod tests {
             .offer_for(crate::ledger::DEFAULT_CAMPAIGN, "s")
             .expect("the old offer is the session's again");
         assert_eq!(live.voucher_code, old.voucher_code);
+    }
+
+    fn caps(daily: i64, learning: i64) -> CampaignBudget {
+        CampaignBudget {
+            daily_cap_cents: daily,
+            total_cap_cents: None,
+            learning_cap_cents: learning,
+        }
+    }
+
+    #[test]
+    fn a_lower_revision_never_undoes_a_newer_cap() {
+        let d = crate::ledger::DEFAULT_CAMPAIGN;
+        let mut core = LedgerCore::new(Budgets::single(10_000), VoucherKey::random());
+        assert_eq!(core.revision(d), 0);
+        assert!(core.set_budget(d, caps(3_000, 300), 3));
+        assert!(!core.set_budget(d, caps(9_000, 900), 2), "stale");
+        assert_eq!(core.snapshot(d, NOW).unwrap().cap_cents, 3_000);
+        assert!(
+            core.set_budget(d, caps(3_000, 300), 3),
+            "same revision again"
+        );
+        assert!(
+            !core.set_budget(d, caps(9_000, 900), 0),
+            "the config's seed"
+        );
+        assert!(core.set_budget(d, caps(1_000, 100), 4));
+        let snap = core.snapshot(d, NOW).unwrap();
+        assert_eq!((snap.cap_cents, snap.learning_cap_cents), (1_000, 100));
+        assert_eq!(core.revision(d), 4);
+        // A campaign unknown until now is known from its first caps on.
+        assert!(matches!(
+            core.snapshot("autumn", NOW),
+            Err(LedgerError::UnknownCampaign(_))
+        ));
+        assert!(core.set_budget("autumn", caps(500, 0), 0));
+        assert_eq!(core.snapshot("autumn", NOW).unwrap().remaining_cents, 500);
+    }
+
+    #[test]
+    fn a_cap_lowered_under_the_spend_refuses_new_offers_and_keeps_old_ones() {
+        let d = crate::ledger::DEFAULT_CAMPAIGN;
+        let mut core = LedgerCore::new(Budgets::single(10_000), VoucherKey::random());
+        let (ReserveOutcome::Reserved(kept), _) = reserve(&mut core, "a") else {
+            panic!("reserved")
+        };
+        reserve(&mut core, "b");
+        assert!(core.set_budget(d, caps(1_500, 0), 1));
+        assert!(core.invariant_holds());
+        assert!(!core.within_caps());
+        assert_eq!(
+            reserve(&mut core, "c").0,
+            ReserveOutcome::Exhausted { remaining_cents: 0 }
+        );
+        let (outcome, _) = core.redeem(&RedeemRequest {
+            code: &kept.voucher_code,
+            session_id: "a",
+            order_value_cents: 20_000,
+            min_order_cents: 0,
+            now_ms: NOW + 1,
+        });
+        assert!(matches!(outcome, RedeemOutcome::Accepted { .. }));
+        assert!(core.invariant_holds());
+    }
+
+    proptest::proptest! {
+        /// Whatever order changes arrive in, the caps in force are those
+        /// of the latest change among the highest revision, every change is
+        /// answered applied exactly when its revision is not below the one
+        /// in force, and no reservation made after a change takes the day
+        /// above the cap then in force.
+        #[test]
+        fn caps_follow_the_highest_revision(
+            steps in proptest::collection::vec((0u64..6, 0i64..8, proptest::bool::ANY), 1..40),
+        ) {
+            let d = crate::ledger::DEFAULT_CAMPAIGN;
+            let mut core = LedgerCore::new(Budgets::single(4_000), VoucherKey::random());
+            let (mut rev, mut cap) = (0u64, 4_000i64);
+            for (i, (r, thousands, change)) in steps.into_iter().enumerate() {
+                if change {
+                    let daily = thousands * 1_000;
+                    let applied = core.set_budget(d, caps(daily, 0), r);
+                    proptest::prop_assert_eq!(applied, r >= rev);
+                    if applied {
+                        (rev, cap) = (r, daily);
+                    }
+                } else {
+                    let before = core.snapshot(d, NOW).unwrap();
+                    let (outcome, _) = reserve(&mut core, &format!("s{i}"));
+                    let after = core.snapshot(d, NOW).unwrap();
+                    if let ReserveOutcome::Reserved(_) = outcome {
+                        proptest::prop_assert!(
+                            after.reserved_cents <= cap,
+                            "{} reserved under a cap of {} (before: {})",
+                            after.reserved_cents, cap, before.reserved_cents
+                        );
+                    } else {
+                        proptest::prop_assert_eq!(after.reserved_cents, before.reserved_cents);
+                        proptest::prop_assert!(before.reserved_cents + 1_000 > cap);
+                    }
+                }
+                let snap = core.snapshot(d, NOW).unwrap();
+                proptest::prop_assert_eq!(snap.cap_cents, cap);
+                proptest::prop_assert_eq!(core.revision(d), rev);
+                proptest::prop_assert!(core.invariant_holds());
+            }
+        }
+    }
+
+    #[test]
+    fn spend_by_day_sums_each_day_with_offers() {
+        let d = crate::ledger::DEFAULT_CAMPAIGN;
+        let mut core = LedgerCore::new(Budgets::single(10_000), VoucherKey::random());
+        reserve(&mut core, "a");
+        let next = NOW + crate::ledger::MS_PER_DAY;
+        core.reserve(&ReserveRequest {
+            campaign: d,
+            session_id: "b",
+            candidates: &[500],
+            now_ms: next,
+            expires_at_ms: next + 60_000,
+            learning: true,
+        })
+        .unwrap();
+        let today = core.budgets().day_of(NOW);
+        let tomorrow = core.budgets().day_of(next);
+        let spend = core.spend_by_day(d, "2020-01-01", "2020-01-31").unwrap();
+        assert!(spend.is_empty());
+        let from = chrono::NaiveDate::parse_from_str(&today, "%Y-%m-%d").unwrap();
+        let from = (from - chrono::Days::new(3)).format("%Y-%m-%d").to_string();
+        let spend = core.spend_by_day(d, &from, &tomorrow).unwrap();
+        assert_eq!(
+            spend,
+            vec![
+                DaySpend {
+                    day: today,
+                    reserved_cents: 1_000,
+                    captured_cents: 0,
+                    offers: 1,
+                    learning_reserved_cents: 0,
+                    learning_captured_cents: 0,
+                },
+                DaySpend {
+                    day: tomorrow,
+                    reserved_cents: 500,
+                    captured_cents: 0,
+                    offers: 1,
+                    learning_reserved_cents: 500,
+                    learning_captured_cents: 0,
+                },
+            ]
+        );
+        assert!(matches!(
+            core.spend_by_day("nope", &from, &from),
+            Err(LedgerError::UnknownCampaign(_))
+        ));
     }
 }

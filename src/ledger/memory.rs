@@ -1,9 +1,9 @@
 //! The ledger in memory (tests, simulation, single-process demos).
 
 use super::{
-    upsert_outcome, BudgetSnapshot, Budgets, Captured, Ledger, LedgerCore, LedgerError, Offer,
-    OfferRow, Outcome, OutcomeRecorded, RedeemOutcome, RedeemRequest, ReserveOutcome,
-    ReserveRequest,
+    check_campaign_id, upsert_outcome, BudgetSnapshot, Budgets, CampaignBudget, Captured, DaySpend,
+    Ledger, LedgerCore, LedgerError, Offer, OfferRow, Outcome, OutcomeRecorded, RedeemOutcome,
+    RedeemRequest, ReserveOutcome, ReserveRequest,
 };
 use crate::domain::voucher::VoucherKey;
 use async_trait::async_trait;
@@ -91,5 +91,27 @@ impl Ledger for MemoryLedger {
             .collect();
         v.sort_by(|a, b| (a.at_ms, &a.session_id).cmp(&(b.at_ms, &b.session_id)));
         Ok(v)
+    }
+
+    /// Under the same lock as reservations: a reservation after this
+    /// returns sees the new caps.
+    async fn set_budget(
+        &self,
+        campaign: &str,
+        budget: CampaignBudget,
+        revision: u64,
+    ) -> Result<bool, LedgerError> {
+        check_campaign_id(campaign)?;
+        budget.check()?;
+        Ok(self.core()?.set_budget(campaign, budget, revision))
+    }
+
+    async fn spend_by_day(
+        &self,
+        campaign: &str,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<DaySpend>, LedgerError> {
+        self.core()?.spend_by_day(campaign, from_day, to_day)
     }
 }

@@ -26,6 +26,19 @@
 //! main counters too. Offer rows and captures carry the flag, so release,
 //! void and capture move learning money exactly like main money.
 //!
+//! **Caps that change at run time** ([`Ledger::set_budget`]). A campaign's
+//! caps may be replaced (or a campaign added) while the service runs: every
+//! later reservation and snapshot uses the new caps, and nothing already
+//! offered is touched, so a cap lowered under the day's spend only refuses
+//! new offers. Changes carry a revision and a lower one than the revision
+//! in force is ignored, so a replica that learns of changes late can never
+//! undo a newer one. The configured caps are revision 0. Caps are not the
+//! ledger's to persist: the settings store keeps them and the service
+//! applies them again at start.
+//!
+//! **Spend history** ([`Ledger::spend_by_day`]): the per-day counters the
+//! cap check uses, for a range of budget days.
+//!
 //! The bookkeeping lives in one place, [`LedgerCore`], a plain in-memory
 //! state machine. [`MemoryLedger`] wraps it in a mutex (tests, simulation);
 //! [`crate::ledger::sqlite::SqliteLedger`] (the embedded default) owns one on
@@ -38,7 +51,10 @@ pub mod core;
 pub mod memory;
 pub mod sqlite;
 
-pub use budget::{Budgets, CampaignBudget, DEFAULT_CAMPAIGN, DEFAULT_LEARNING_SHARE, MS_PER_DAY};
+pub use budget::{
+    check_campaign_id, day_range, Budgets, CampaignBudget, DEFAULT_CAMPAIGN,
+    DEFAULT_LEARNING_SHARE, MS_PER_DAY,
+};
 pub use core::{
     outcome_change, upsert_outcome, upsert_outcome_key, Effect, LedgerCore, OfferRow, OfferState,
     OutcomeRecorded,
@@ -150,12 +166,15 @@ pub struct BudgetSnapshot {
     pub learning_remaining_cents: i64,
 }
 
-/// TEMPORARY
+/// A campaign's spend on one local budget day. Learning amounts are also
+/// counted in `reserved_cents` and `captured_cents`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DaySpend {
+    /// Local day, `YYYY-MM-DD`.
     pub day: String,
     pub reserved_cents: i64,
     pub captured_cents: i64,
+    /// Offers issued that day, whatever became of them.
     pub offers: u64,
     pub learning_reserved_cents: i64,
     pub learning_captured_cents: i64,
@@ -187,6 +206,12 @@ pub enum LedgerError {
     Unavailable(String),
     #[error("unknown campaign {0:?}")]
     UnknownCampaign(String),
+    /// The caller's mistake, naming the offending argument.
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
 }
 
 #[async_trait]
@@ -213,26 +238,25 @@ pub trait Ledger: Send + Sync + 'static {
     async fn captured(&self, since_ms: i64) -> Result<Vec<Captured>, LedgerError>;
     /// Outcomes recorded at or after `since_ms`.
     async fn outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError>;
-
-    /// TEMPORARY until the ledger branch lands.
-    async fn spend_by_day(
-        &self,
-        _campaign: &str,
-        _from_day: &str,
-        _to_day: &str,
-    ) -> Result<Vec<DaySpend>, LedgerError> {
-        Ok(Vec::new())
-    }
-
-    /// TEMPORARY until the ledger branch lands.
+    /// Adds or replaces a campaign's caps. Every later reservation and snapshot uses
+    /// them; no offer already given is touched (a cap lowered under today's spend
+    /// refuses new offers, never cancels one). `revision` orders changes: a change
+    /// with a revision lower than the one in force is ignored (a stale replica
+    /// cannot undo a newer change). Returns whether it was applied.
     async fn set_budget(
         &self,
-        _campaign: &str,
-        _budget: CampaignBudget,
-        _revision: u64,
-    ) -> Result<bool, LedgerError> {
-        Ok(false)
-    }
+        campaign: &str,
+        budget: CampaignBudget,
+        revision: u64,
+    ) -> Result<bool, LedgerError>;
+    /// Spend per local budget day of a campaign, for the days `from_day..=to_day`
+    /// (`YYYY-MM-DD`, at most 366 days apart) that have any offer, oldest first.
+    async fn spend_by_day(
+        &self,
+        campaign: &str,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<DaySpend>, LedgerError>;
 
     /// A cheap probe that the ledger answers (readiness). In memory it
     /// always does.

@@ -24,14 +24,23 @@
 //! outstanding offers are restored exactly after a restart or a crash. A
 //! database written before the learning budget existed gets its `learning`
 //! column on open (every old offer was paid from the main budget).
+//!
+//! **Caps** changed at run time ([`Ledger::set_budget`]) go to the writer
+//! thread on the channel reservations use, so a reservation sent after the
+//! change returns is checked against the new caps. They are not stored
+//! here: the settings store keeps them and the service applies them again
+//! after every open (until then the configured caps hold). The spend
+//! history ([`Ledger::spend_by_day`]) is read from the core, which holds
+//! every day's counters since it is rebuilt from all rows at open.
+//!
 //! Expired offers are voided by a sweeper task (see [`spawn_sweeper`]) that
 //! stops with the server.
 
 use crate::domain::voucher::VoucherKey;
 use crate::ledger::{
-    upsert_outcome, BudgetSnapshot, Budgets, Captured, Effect, Ledger, LedgerCore, LedgerError,
-    Offer, OfferRow, OfferState, Outcome, OutcomeRecorded, RedeemOutcome, RedeemRequest,
-    ReserveOutcome, ReserveRequest,
+    check_campaign_id, upsert_outcome, BudgetSnapshot, Budgets, CampaignBudget, Captured, DaySpend,
+    Effect, Ledger, LedgerCore, LedgerError, Offer, OfferRow, OfferState, Outcome, OutcomeRecorded,
+    RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -131,6 +140,18 @@ enum Cmd {
     Rows {
         reply: oneshot::Sender<Result<Vec<OfferRow>, LedgerError>>,
     },
+    SetBudget {
+        campaign: String,
+        budget: CampaignBudget,
+        revision: u64,
+        reply: oneshot::Sender<Result<bool, LedgerError>>,
+    },
+    SpendByDay {
+        campaign: String,
+        from_day: String,
+        to_day: String,
+        reply: oneshot::Sender<Result<Vec<DaySpend>, LedgerError>>,
+    },
 }
 
 /// A reply to send once the batch is committed.
@@ -168,6 +189,10 @@ enum Pending {
         oneshot::Sender<Result<Vec<OfferRow>, LedgerError>>,
         Vec<OfferRow>,
     ),
+    SpendByDay(
+        oneshot::Sender<Result<Vec<DaySpend>, LedgerError>>,
+        Result<Vec<DaySpend>, LedgerError>,
+    ),
 }
 
 impl Pending {
@@ -184,6 +209,7 @@ impl Pending {
             Pending::Captured(tx, r) => tx.send(Ok(r)).map_err(drop),
             Pending::Outcomes(tx, r) => tx.send(r).map_err(drop),
             Pending::Rows(tx, r) => tx.send(Ok(r)).map_err(drop),
+            Pending::SpendByDay(tx, r) => tx.send(r).map_err(drop),
         };
     }
 
@@ -199,6 +225,7 @@ impl Pending {
             Pending::Captured(tx, _) => tx.send(Err(e())).map_err(drop),
             Pending::Outcomes(tx, _) => tx.send(Err(e())).map_err(drop),
             Pending::Rows(tx, _) => tx.send(Err(e())).map_err(drop),
+            Pending::SpendByDay(tx, _) => tx.send(Err(e())).map_err(drop),
         };
     }
 }
@@ -599,6 +626,28 @@ impl Writer {
                     pending.push(Pending::Outcomes(reply, self.read_outcomes(since_ms)))
                 }
                 Cmd::Rows { reply } => pending.push(Pending::Rows(reply, self.core.rows())),
+                Cmd::SetBudget {
+                    campaign,
+                    budget,
+                    revision,
+                    reply,
+                } => {
+                    // Nothing to write, so nothing to wait for: the caps are
+                    // in force for every request after this one, and a
+                    // failed commit of the batch does not take them back.
+                    let applied = self.core.set_budget(&campaign, budget, revision);
+                    tracing::info!(campaign, revision, applied, "ledger caps set");
+                    let _ = reply.send(Ok(applied));
+                }
+                Cmd::SpendByDay {
+                    campaign,
+                    from_day,
+                    to_day,
+                    reply,
+                } => pending.push(Pending::SpendByDay(
+                    reply,
+                    self.core.spend_by_day(&campaign, &from_day, &to_day),
+                )),
             }
             let wrote = effects.len() > effects_before || outcome_writes.len() > outcomes_before;
             if wrote && !may_write {
@@ -726,7 +775,7 @@ impl SqliteLedger {
         let n = rows.len();
         let mut core = LedgerCore::new(budgets, key);
         core.load(rows);
-        if !core.invariant_holds() {
+        if !core.within_caps() {
             tracing::warn!(path = %path.display(), "ledger on disk exceeds a configured cap (was the cap lowered?)");
         }
         tracing::info!(path = %path.display(), offers = n, "ledger opened");
@@ -835,6 +884,38 @@ impl Ledger for SqliteLedger {
 
     async fn outcomes(&self, since_ms: i64) -> Result<Vec<Outcome>, LedgerError> {
         self.call(|reply| Cmd::Outcomes { since_ms, reply }).await
+    }
+
+    async fn set_budget(
+        &self,
+        campaign: &str,
+        budget: CampaignBudget,
+        revision: u64,
+    ) -> Result<bool, LedgerError> {
+        check_campaign_id(campaign)?;
+        budget.check()?;
+        self.call(|reply| Cmd::SetBudget {
+            campaign: campaign.to_owned(),
+            budget,
+            revision,
+            reply,
+        })
+        .await
+    }
+
+    async fn spend_by_day(
+        &self,
+        campaign: &str,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<DaySpend>, LedgerError> {
+        self.call(|reply| Cmd::SpendByDay {
+            campaign: campaign.to_owned(),
+            from_day: from_day.to_owned(),
+            to_day: to_day.to_owned(),
+            reply,
+        })
+        .await
     }
 
     /// The writer thread answers an empty read (captures after the end of

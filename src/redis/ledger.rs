@@ -1,8 +1,17 @@
 //! The ledger in Redis: every change is one Lua script, so the cap check
 //! and the reservation are one atomic step across replicas.
+//!
+//! **Caps changed at run time** live in Redis too, in the hash
+//! `caps:<campaign>` (`daily`, `total` with -1 for none, `learning`,
+//! `revision`), written only by a revision not lower than the stored one.
+//! The reservation script reads them in the same step as the counters, so
+//! a replica whose own view is stale can never reserve above a cap another
+//! replica lowered; the caps a replica was started with are only the
+//! fallback for a campaign that never had its caps changed.
 
 use super::RedisConn;
 use crate::domain::voucher::{self, VoucherKey};
+use crate::ledger::{check_campaign_id, day_range, CampaignBudget, DaySpend};
 use crate::ledger::{
     upsert_outcome_key, BudgetSnapshot, Budgets, Captured, Ledger, LedgerError, Offer, Outcome,
     OutcomeRecorded, RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
@@ -11,6 +20,8 @@ use crate::ledger::{
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::Script;
+use std::collections::HashMap;
+use std::sync::RwLock;
 
 fn unavailable(e: redis::RedisError) -> LedgerError {
     LedgerError::Unavailable(format!("redis: {e}"))
@@ -25,11 +36,14 @@ fn bad_reply(what: &str) -> LedgerError {
 /// The budget rules are `CampaignBudget::remaining_cents` and
 /// `CampaignBudget::remaining_learning_cents`, here in Lua so that the
 /// check and the reservation are one atomic step.
-/// KEYS: by_session, day, total, reserved, offer key per candidate.
-/// ARGV: field, daily cap, total cap (-1: none), n, (amount, code) * n,
-/// campaign, session, day, issued, expires, prefix, learning (1/0),
-/// learning cap. Answers the offer with its amount and expiry (no second
-/// round trip). The session's offer, when reserved but past its expiry, is
+/// KEYS: by_session, day, total, reserved, caps, offer key per candidate.
+/// ARGV: field, daily cap ('' when the replica does not know the campaign),
+/// total cap (-1: none), n, (amount, code) * n, campaign, session, day,
+/// issued, expires, prefix, learning (1/0), learning cap. The caps in the
+/// `caps` hash, when it exists, take the place of the three caps given
+/// (they are the latest, whoever set them); a campaign with neither is
+/// answered `unknown`. Answers the offer with its amount and expiry (no
+/// second round trip). The session's offer, when reserved but past its expiry, is
 /// voided first and, voided, frees the session (as `LedgerCore::reserve`). A learning reservation must fit both remainders and is
 /// counted in the day's `learning_reserved` as well as in `reserved`.
 const RESERVE: &str = r#"
@@ -37,6 +51,11 @@ local n = tonumber(ARGV[4])
 local base = 4 + 2 * n
 local prefix = ARGV[base + 6]
 local learning = ARGV[base + 7] == '1'
+local dcap, tcap, lcap = ARGV[2], ARGV[3], ARGV[base + 8]
+local caps = redis.call('HMGET', KEYS[5], 'daily', 'total', 'learning')
+if caps[1] then dcap, tcap, lcap = caps[1], caps[2], caps[3] end
+if dcap == '' then return {'unknown'} end
+dcap, tcap, lcap = tonumber(dcap), tonumber(tcap), tonumber(lcap)
 local code = redis.call('HGET', KEYS[1], ARGV[1])
 if code then
   local o = redis.call('HMGET', prefix .. ':offer:' .. code,
@@ -48,14 +67,13 @@ if code then
   if o[3] ~= 'voided' then return {'already', code, o[1] or '', o[2] or ''} end
 end
 local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end
-local rem = tonumber(ARGV[2]) - num(KEYS[2], 'reserved') - num(KEYS[2], 'captured')
-local tcap = tonumber(ARGV[3])
+local rem = dcap - num(KEYS[2], 'reserved') - num(KEYS[2], 'captured')
 if tcap >= 0 then
   local t = tcap - num(KEYS[3], 'reserved') - num(KEYS[3], 'captured')
   if t < rem then rem = t end
 end
 if rem < 0 then rem = 0 end
-local lrem = tonumber(ARGV[base + 8]) - num(KEYS[2], 'learning_reserved')
+local lrem = lcap - num(KEYS[2], 'learning_reserved')
   - num(KEYS[2], 'learning_captured')
 if rem < lrem then lrem = rem end
 if lrem < 0 then lrem = 0 end
@@ -67,7 +85,7 @@ for i = 1, n do
   local a = tonumber(amount)
   if a > 0 and a <= fits then
     if c == '' then return {'unmintable', amount} end
-    local okey = KEYS[4 + i]
+    local okey = KEYS[5 + i]
     if redis.call('EXISTS', okey) == 1 then return {'collision', c} end
     redis.call('HSET', okey, 'campaign', ARGV[base + 1], 'session', ARGV[base + 2],
       'day', ARGV[base + 3], 'amount', amount, 'issued', ARGV[base + 4],
@@ -140,6 +158,19 @@ settle(prefix, code, r, 'captured', ARGV[4], ARGV[5])
 return {'accepted', r[3]}
 "#;
 
+/// KEYS: caps. ARGV: daily, total (-1: none), learning, revision. Writes
+/// the caps unless the stored revision is higher; 1 when written. Revisions
+/// are compared as decimal strings: exact over all of u64, which Lua's
+/// numbers are not.
+const SET_BUDGET: &str = r#"
+local cur = redis.call('HGET', KEYS[1], 'revision')
+local new = ARGV[4]
+if cur and (#cur > #new or (#cur == #new and cur > new)) then return 0 end
+redis.call('HSET', KEYS[1], 'daily', ARGV[1], 'total', ARGV[2], 'learning', ARGV[3],
+  'revision', new)
+return 1
+"#;
+
 /// ARGV: prefix, now, batch. Returns {voided, scanned}.
 const VOID_EXPIRED: &str = r#"
 local prefix = ARGV[1]
@@ -206,27 +237,65 @@ const READ_PAGE: usize = 1_000;
 /// The ledger in Redis: any number of replicas share one budget.
 pub struct RedisLedger {
     conn: RedisConn,
-    budgets: Budgets,
+    /// The caps this replica knows (configured, or set through it) with
+    /// their revisions, and the time zone: the fallback of a campaign with
+    /// no `caps` hash. Never locked across an `.await`.
+    local: RwLock<(Budgets, HashMap<String, u64>)>,
     key: VoucherKey,
     reserve: Script,
     offer_for: Script,
     redeem: Script,
     void: Script,
     record_outcome: Script,
+    set_budget: Script,
+}
+
+/// The fields of a `caps` hash, in this order.
+const CAPS_FIELDS: [&str; 3] = ["daily", "total", "learning"];
+
+/// Caps read from a `caps` hash: `None` when it does not exist.
+fn parse_caps(
+    fields: (Option<i64>, Option<i64>, Option<i64>),
+) -> Result<Option<CampaignBudget>, LedgerError> {
+    match fields {
+        (None, None, None) => Ok(None),
+        (Some(daily), Some(total), Some(learning)) => Ok(Some(CampaignBudget {
+            daily_cap_cents: daily,
+            total_cap_cents: (total >= 0).then_some(total),
+            learning_cap_cents: learning,
+        })),
+        _ => Err(bad_reply("a caps lookup")),
+    }
 }
 
 impl RedisLedger {
     pub fn new(conn: RedisConn, budgets: Budgets, key: VoucherKey) -> Self {
         RedisLedger {
             conn,
-            budgets,
+            local: RwLock::new((budgets, HashMap::new())),
             key,
             reserve: Script::new(&format!("{SETTLE_FN}{RESERVE}")),
             offer_for: Script::new(OFFER_FOR),
             redeem: Script::new(&format!("{SETTLE_FN}{REDEEM}")),
             void: Script::new(&format!("{SETTLE_FN}{VOID_EXPIRED}")),
             record_outcome: Script::new(RECORD_OUTCOME),
+            set_budget: Script::new(SET_BUDGET),
         }
+    }
+
+    /// The local day of `now_ms` and the caps this replica knows for the
+    /// campaign, if any.
+    fn local(
+        &self,
+        campaign: &str,
+        now_ms: i64,
+    ) -> Result<(String, Option<CampaignBudget>), LedgerError> {
+        let local = self
+            .local
+            .read()
+            .map_err(|_| LedgerError::Unavailable("ledger caps lock poisoned".into()))?;
+        let b = &local.0;
+        Ok((b.day_of(now_ms), b.campaigns.get(campaign).cloned()))
     }
 
     fn session_field(campaign: &str, session_id: &str) -> String {
@@ -258,12 +327,17 @@ impl RedisLedger {
 #[async_trait]
 impl Ledger for RedisLedger {
     async fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, LedgerError> {
-        let b = self
-            .budgets
-            .campaigns
-            .get(req.campaign)
-            .ok_or_else(|| LedgerError::UnknownCampaign(req.campaign.to_owned()))?;
-        let day = self.budgets.day_of(req.now_ms);
+        let (day, local) = self.local(req.campaign, req.now_ms)?;
+        // Unknown here may still be known in Redis (caps set through
+        // another replica): the script decides.
+        let (daily, total, learning) = match &local {
+            Some(b) => (
+                b.daily_cap_cents.to_string(),
+                b.total_cap_cents.unwrap_or(-1),
+                b.learning_cap_cents,
+            ),
+            None => (String::new(), -1, 0),
+        };
         for _ in 0..MINT_TRIES {
             let nonce = rand::random::<u32>();
             let mut codes = Vec::with_capacity(req.candidates.len());
@@ -283,13 +357,14 @@ impl Ledger for RedisLedger {
             inv.key(self.conn.key(&["by_session"]))
                 .key(self.conn.key(&["day", req.campaign, &day]))
                 .key(self.conn.key(&["total", req.campaign]))
-                .key(self.conn.key(&["reserved"]));
+                .key(self.conn.key(&["reserved"]))
+                .key(self.conn.key(&["caps", req.campaign]));
             for c in &codes {
                 inv.key(self.conn.key(&["offer", c]));
             }
             inv.arg(Self::session_field(req.campaign, req.session_id))
-                .arg(b.daily_cap_cents)
-                .arg(b.total_cap_cents.unwrap_or(-1))
+                .arg(&daily)
+                .arg(total)
                 .arg(codes.len());
             for (amount, code) in req.candidates.iter().zip(&codes) {
                 inv.arg(*amount).arg(code);
@@ -301,7 +376,7 @@ impl Ledger for RedisLedger {
                 .arg(req.expires_at_ms)
                 .arg(&self.conn.prefix)
                 .arg(if req.learning { "1" } else { "0" })
-                .arg(b.learning_cap_cents);
+                .arg(learning);
             let mut con = self.conn.con();
             let reply: Vec<String> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
             match reply.as_slice() {
@@ -329,6 +404,9 @@ impl Ledger for RedisLedger {
                         remaining_cents,
                         learning_remaining_cents,
                     });
+                }
+                [tag] if tag == "unknown" => {
+                    return Err(LedgerError::UnknownCampaign(req.campaign.to_owned()))
                 }
                 [tag, _] if tag == "collision" => continue,
                 [tag, amount] if tag == "unmintable" => {
@@ -419,12 +497,7 @@ impl Ledger for RedisLedger {
     }
 
     async fn snapshot(&self, campaign: &str, now_ms: i64) -> Result<BudgetSnapshot, LedgerError> {
-        let b = self
-            .budgets
-            .campaigns
-            .get(campaign)
-            .ok_or_else(|| LedgerError::UnknownCampaign(campaign.to_owned()))?;
-        let day = self.budgets.day_of(now_ms);
+        let (day, local) = self.local(campaign, now_ms)?;
         let day_fields = &[
             "reserved",
             "captured",
@@ -440,18 +513,30 @@ impl Ledger for RedisLedger {
             Option<i64>,
             Option<i64>,
         );
-        let ((dr, dc, doffers, dlr, dlc), (tr, tc)): (DayRow, (Option<i64>, Option<i64>)) =
-            redis::pipe()
-                .atomic()
-                .cmd("HMGET")
-                .arg(self.conn.key(&["day", campaign, &day]))
-                .arg(day_fields)
-                .cmd("HMGET")
-                .arg(self.conn.key(&["total", campaign]))
-                .arg(&["reserved", "captured"][..])
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
+        type CapsRow = (Option<i64>, Option<i64>, Option<i64>);
+        // The caps are read with the counters (one atomic round trip), so
+        // the remainder is the one a reservation would see.
+        let ((dr, dc, doffers, dlr, dlc), (tr, tc), caps): (
+            DayRow,
+            (Option<i64>, Option<i64>),
+            CapsRow,
+        ) = redis::pipe()
+            .atomic()
+            .cmd("HMGET")
+            .arg(self.conn.key(&["day", campaign, &day]))
+            .arg(day_fields)
+            .cmd("HMGET")
+            .arg(self.conn.key(&["total", campaign]))
+            .arg(&["reserved", "captured"][..])
+            .cmd("HMGET")
+            .arg(self.conn.key(&["caps", campaign]))
+            .arg(&CAPS_FIELDS[..])
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let b = parse_caps(caps)?
+            .or(local)
+            .ok_or_else(|| LedgerError::UnknownCampaign(campaign.to_owned()))?;
         let (dr, dc, tr, tc) = (
             dr.unwrap_or(0),
             dc.unwrap_or(0),
@@ -590,6 +675,106 @@ impl Ledger for RedisLedger {
         }
         let mut v: Vec<Outcome> = by_session.into_values().collect();
         v.sort_by(|a, b| (a.at_ms, &a.session_id).cmp(&(b.at_ms, &b.session_id)));
+        Ok(v)
+    }
+
+    /// The caps go to Redis first (every replica's reservations read them
+    /// there), then to this replica's own view.
+    async fn set_budget(
+        &self,
+        campaign: &str,
+        budget: CampaignBudget,
+        revision: u64,
+    ) -> Result<bool, LedgerError> {
+        check_campaign_id(campaign)?;
+        budget.check()?;
+        let mut con = self.conn.con();
+        let applied: i64 = self
+            .set_budget
+            .key(self.conn.key(&["caps", campaign]))
+            .arg(budget.daily_cap_cents)
+            .arg(budget.total_cap_cents.unwrap_or(-1))
+            .arg(budget.learning_cap_cents)
+            .arg(revision.to_string())
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let applied = applied == 1;
+        if applied {
+            let mut local = self
+                .local
+                .write()
+                .map_err(|_| LedgerError::Unavailable("ledger caps lock poisoned".into()))?;
+            let (budgets, revisions) = &mut *local;
+            // Two changes through this replica may return in either order.
+            if revisions.get(campaign).is_none_or(|r| *r <= revision) {
+                revisions.insert(campaign.to_owned(), revision);
+                budgets.campaigns.insert(campaign.to_owned(), budget);
+            }
+        }
+        tracing::info!(campaign, revision, applied, "ledger caps set");
+        Ok(applied)
+    }
+
+    /// One round trip: whether Redis knows the campaign's caps, then the
+    /// day hashes of the range.
+    async fn spend_by_day(
+        &self,
+        campaign: &str,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<DaySpend>, LedgerError> {
+        let days = day_range(from_day, to_day)?;
+        let (_, local) = self.local(campaign, 0)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXISTS").arg(self.conn.key(&["caps", campaign]));
+        for day in &days {
+            pipe.cmd("HMGET")
+                .arg(self.conn.key(&["day", campaign, day]))
+                .arg(
+                    &[
+                        "reserved",
+                        "captured",
+                        "offers",
+                        "learning_reserved",
+                        "learning_captured",
+                    ][..],
+                );
+        }
+        let mut con = self.conn.con();
+        let values: Vec<redis::Value> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        let mut values = values.into_iter();
+        let known: bool = values
+            .next()
+            .and_then(|v| redis::from_redis_value::<i64>(v).ok())
+            .ok_or_else(|| bad_reply("a spend history"))?
+            == 1;
+        if !known && local.is_none() {
+            return Err(LedgerError::UnknownCampaign(campaign.to_owned()));
+        }
+        type DayRow = (
+            Option<i64>,
+            Option<i64>,
+            Option<u64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let mut v = Vec::new();
+        for (day, value) in days.into_iter().zip(values) {
+            let (r, c, offers, lr, lc): DayRow =
+                redis::from_redis_value(value).map_err(|_| bad_reply("a spend history"))?;
+            let offers = offers.unwrap_or(0);
+            if offers > 0 {
+                v.push(DaySpend {
+                    day,
+                    reserved_cents: r.unwrap_or(0),
+                    captured_cents: c.unwrap_or(0),
+                    offers,
+                    learning_reserved_cents: lr.unwrap_or(0),
+                    learning_captured_cents: lc.unwrap_or(0),
+                });
+            }
+        }
         Ok(v)
     }
 

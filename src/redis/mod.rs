@@ -38,6 +38,7 @@
 //! | `by_session` | hash | `<campaign> 0x1f <session>` -> code (the session's latest offer; one live offer per session and campaign) |
 //! | `day:<campaign>:<YYYY-MM-DD>` | hash | reserved, captured, offers of the budget day; learning_reserved, learning_captured: the exploration vouchers' part of them |
 //! | `total:<campaign>` | hash | the same over the campaign's lifetime |
+//! | `caps:<campaign>` | hash | caps changed at run time: daily, total (-1: none), learning, revision; read by every reservation |
 //! | `reserved` / `captured` | sorted sets | codes by expiry / by capture time (sweeper, ROI report) |
 //! | `outcomes` / `outcome_at` | hash / sorted set | session -> `converted:order:at`, and by time |
 //! | `sess:<session>` | string | a session's state as JSON, with its last-touch time |

@@ -6,8 +6,8 @@ use nudge::domain::session::SessionState;
 use nudge::engine::{Engine, Reason};
 use nudge::grpc::validate;
 use nudge::ledger::{
-    BudgetSnapshot, Captured, Ledger, LedgerError, MemoryLedger, Offer, Outcome, OutcomeRecorded,
-    RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
+    BudgetSnapshot, CampaignBudget, Captured, DaySpend, Ledger, LedgerError, MemoryLedger, Offer,
+    Outcome, OutcomeRecorded, RedeemOutcome, RedeemRequest, ReserveOutcome, ReserveRequest,
 };
 use nudge::store::{MemorySessionStore, SessionStore, SessionUpdate, StoreError};
 use std::sync::Arc;
@@ -49,6 +49,12 @@ impl Ledger for DownLedger {
         Err(LedgerError::Unavailable("connection refused".into()))
     }
     async fn outcomes(&self, _: i64) -> Result<Vec<Outcome>, LedgerError> {
+        Err(LedgerError::Unavailable("connection refused".into()))
+    }
+    async fn set_budget(&self, _: &str, _: CampaignBudget, _: u64) -> Result<bool, LedgerError> {
+        Err(LedgerError::Unavailable("connection refused".into()))
+    }
+    async fn spend_by_day(&self, _: &str, _: &str, _: &str) -> Result<Vec<DaySpend>, LedgerError> {
         Err(LedgerError::Unavailable("connection refused".into()))
     }
 }

@@ -42,6 +42,8 @@ mod pacing_state;
 mod redis;
 // The Redis ledger against the core, faults, the binary on Redis, TLS.
 mod redis_more;
+// Caps changed at run time on a budget shared by replicas.
+mod redis_caps;
 // Sessions apart from money in Redis: a flood of new sessions, startup checks.
 mod redis_flood;
 // A full disk under the ledger and the decision log; file modes.
