@@ -40,10 +40,7 @@ pub async fn gather(api: &Api) -> StatusView {
                 (0..CURVE_POINTS)
                     .map(|i| {
                         let x = i as f64 / (CURVE_POINTS - 1) as f64;
-                        (
-                            x,
-                            crate::domain::pacing::target_fraction(c.pacer.config(), x),
-                        )
+                        (x, crate::domain::pacing::target_fraction(c.pacer.config(), x))
                     })
                     .collect(),
                 c.pacer.lambda(),
@@ -86,8 +83,9 @@ pub async fn gather(api: &Api) -> StatusView {
             captured_cents: snap.map_or(0, |b| b.captured_cents),
             remaining_cents: snap.map_or(0, |b| b.remaining_cents),
             learning_cap_cents: s.learning_cap_cents,
-            learning_spent_cents: snap
-                .map_or(0, |b| b.learning_reserved_cents + b.learning_captured_cents),
+            learning_spent_cents: snap.map_or(0, |b| {
+                b.learning_reserved_cents + b.learning_captured_cents
+            }),
             tiers_cents: s.tiers_cents.clone(),
             min_intent_cents: s.min_intent_cents,
             holdout_share: s.holdout_share,
@@ -158,11 +156,7 @@ fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -182,7 +176,11 @@ fn sign_in_csp() -> &'static str {
     CSP.get_or_init(|| {
         use sha2::Digest;
         let hash = base64(&sha2::Sha256::digest(SIGN_IN_SCRIPT.as_bytes()));
-        super::page::PAGE_CSP.replacen("script-src ", &format!("script-src 'sha256-{hash}' "), 1)
+        super::page::PAGE_CSP.replacen(
+            "script-src ",
+            &format!("script-src 'sha256-{hash}' "),
+            1,
+        )
     })
 }
 

@@ -39,12 +39,7 @@ fn commit(s: CampaignSettings, expected: Option<u64>, reason: &str) -> Commit {
             at_ms: 1_000 + s.revision as i64,
             actor: "ops".into(),
             campaign: s.id.clone(),
-            action: if expected.is_none() {
-                "create"
-            } else {
-                "update"
-            }
-            .into(),
+            action: if expected.is_none() { "create" } else { "update" }.into(),
             before: None,
             after: s.clone(),
             changes: String::new(),
@@ -61,21 +56,13 @@ fn commit(s: CampaignSettings, expected: Option<u64>, reason: &str) -> Commit {
 async fn conformance(store: Arc<dyn SettingsStore>, reopen: impl Fn() -> Arc<dyn SettingsStore>) {
     assert_eq!(store.load().await.unwrap(), (vec![], 0));
 
-    let a = store
-        .commit(commit(settings("a", 100, 1), None, "new a"))
-        .await
-        .unwrap();
+    let a = store.commit(commit(settings("a", 100, 1), None, "new a")).await.unwrap();
     assert_eq!(a.seq, 1);
     assert!(matches!(
-        store
-            .commit(commit(settings("a", 200, 1), None, "twice"))
-            .await,
+        store.commit(commit(settings("a", 200, 1), None, "twice")).await,
         Err(CommitError::Stale)
     ));
-    store
-        .commit(commit(settings("b", 300, 1), None, "new b"))
-        .await
-        .unwrap();
+    store.commit(commit(settings("b", 300, 1), None, "new b")).await.unwrap();
     // An update on the revision in force, then one on a stale revision.
     let up = store
         .commit(commit(settings("a", 150, 2), Some(1), "raise a"))
@@ -83,15 +70,11 @@ async fn conformance(store: Arc<dyn SettingsStore>, reopen: impl Fn() -> Arc<dyn
         .unwrap();
     assert_eq!(up.seq, 3);
     assert!(matches!(
-        store
-            .commit(commit(settings("a", 10, 2), Some(1), "stale"))
-            .await,
+        store.commit(commit(settings("a", 10, 2), Some(1), "stale")).await,
         Err(CommitError::Stale)
     ));
     assert!(matches!(
-        store
-            .commit(commit(settings("zz", 10, 2), Some(1), "missing"))
-            .await,
+        store.commit(commit(settings("zz", 10, 2), Some(1), "missing")).await,
         Err(CommitError::Stale)
     ));
     assert_eq!(store.version().await.unwrap(), 3);
@@ -106,10 +89,7 @@ async fn conformance(store: Arc<dyn SettingsStore>, reopen: impl Fn() -> Arc<dyn
         reasons(store.audit(Some("a"), 10, None).await.unwrap()),
         ["raise a", "new a"]
     );
-    assert_eq!(
-        reasons(store.audit(None, 1, Some(3)).await.unwrap()),
-        ["new b"]
-    );
+    assert_eq!(reasons(store.audit(None, 1, Some(3)).await.unwrap()), ["new b"]);
     let newest = &store.audit(None, 1, None).await.unwrap()[0];
     assert_eq!((newest.seq, newest.actor.as_str()), (3, "ops"));
 
@@ -138,8 +118,7 @@ async fn sqlite_settings_conform_and_persist() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("campaigns.sqlite3");
     let store: Arc<dyn SettingsStore> = Arc::new(SqliteSettings::open(&path).unwrap());
-    let reopen =
-        move || -> Arc<dyn SettingsStore> { Arc::new(SqliteSettings::open(&path).unwrap()) };
+    let reopen = move || -> Arc<dyn SettingsStore> { Arc::new(SqliteSettings::open(&path).unwrap()) };
     conformance(store, reopen).await;
 }
 
@@ -148,13 +127,11 @@ async fn redis_settings_conform_and_are_shared() {
     let Some(redis) = crate::redis::redis_server() else {
         return;
     };
-    let store: Arc<dyn SettingsStore> = Arc::new(nudge::redis::RedisSettingsStore::new(
-        redis.conn("settings"),
-    ));
+    let store: Arc<dyn SettingsStore> =
+        Arc::new(nudge::redis::RedisSettingsStore::new(redis.conn("settings")));
     let conn = redis.conn("settings");
-    let reopen = move || -> Arc<dyn SettingsStore> {
-        Arc::new(nudge::redis::RedisSettingsStore::new(conn.clone()))
-    };
+    let reopen =
+        move || -> Arc<dyn SettingsStore> { Arc::new(nudge::redis::RedisSettingsStore::new(conn.clone())) };
     conformance(store, reopen).await;
 }
 
@@ -164,10 +141,7 @@ async fn concurrent_commits_on_one_revision_apply_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("campaigns.sqlite3");
     let store: Arc<dyn SettingsStore> = Arc::new(SqliteSettings::open(&path).unwrap());
-    store
-        .commit(commit(settings("a", 100, 1), None, "new"))
-        .await
-        .unwrap();
+    store.commit(commit(settings("a", 100, 1), None, "new")).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..8 {
         let store = store.clone();

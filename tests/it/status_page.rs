@@ -65,10 +65,7 @@ async fn pausing_through_the_status_page_changes_what_decide_answers() {
             "--data-dir".as_ref(),
             data.as_os_str(),
         ],
-        &[(
-            "NUDGE_VOUCHER_SECRET",
-            "status-page test secret, not for production",
-        )],
+        &[("NUDGE_VOUCHER_SECRET", "status-page test secret, not for production")],
     );
     let admin = admin_addr(&logs);
     let mut client = pb::offers_client::OffersClient::connect(format!("http://{addr}"))
@@ -76,10 +73,8 @@ async fn pausing_through_the_status_page_changes_what_decide_answers() {
         .unwrap();
     let mut authed = |session: &str| {
         let mut r = tonic::Request::new(eligible(session.to_owned()));
-        r.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {OPERATOR}").parse().unwrap(),
-        );
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {OPERATOR}").parse().unwrap());
         r
     };
     let first = client.decide(authed("page-1")).await.unwrap().into_inner();
@@ -112,10 +107,7 @@ async fn pausing_through_the_status_page_changes_what_decide_answers() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(
-        page_text.contains("stock-out, from the page"),
-        "{page_text}"
-    );
+    assert!(page_text.contains("stock-out, from the page"), "{page_text}");
     assert!(page_text.contains("ops"), "{page_text}");
 
     b.mark().await;
