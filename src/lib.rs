@@ -69,10 +69,13 @@
 //!   [`app::listener`] (the accept loop: connection cap, silent
 //!   connections, backoff), [`app::admission`] (requests in flight, the
 //!   body deadline) and [`app::report_files`] (`nudge report`: the report
-//!   from the service's files, read-only).
+//!   from the service's files, read-only), [`app::tls`] (`[tls]`: the
+//!   certificate loaded once, the admin server's TLS accept loop).
 //! - [`admin`]: the admin HTTP server on its own address: Prometheus
 //!   metrics, liveness and readiness; [`app::rpc_metrics`] counts gRPC
 //!   calls; [`app::readiness`] probes the stores every second.
+//! - [`auth`]: bearer tokens with roles (client, viewer, operator) for both
+//!   ports, compared in constant time; the axum helpers and the gRPC layer.
 //! - [`sim`]: the policy simulator on generated traffic (an offline tool):
 //!   [`sim::synth`] (the seeded visitor generator with its true behaviour;
 //!   [`sim::synth::world`]: the response worlds and their measurement),
@@ -88,7 +91,8 @@
 //! - [`throttle`]: repeating errors logged once per interval with a count;
 //!   the subscriber a writer thread logs to.
 //!
-//! Protobuf and `tonic` appear only in [`grpc`], [`app`] and the binary.
+//! Protobuf and `tonic` appear only in [`grpc`], [`app`], the adapter
+//! sections of [`auth`] and the binary.
 pub mod admin;
 pub mod app;
 pub mod auth;

@@ -185,12 +185,16 @@ pub fn router(metrics: PrometheusHandle, readiness: watch::Receiver<Readiness>) 
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
 }
 
-/// Serves the admin routes on `listener` until `shutdown` resolves. Histograms are compacted every
-/// few seconds so that memory stays bounded between scrapes.
+/// Serves the admin routes on `listener` until `shutdown` resolves; with
+/// `tls`, over TLS only, each handshake within `handshake_timeout`.
+/// Histograms are compacted every few seconds so that memory stays bounded
+/// between scrapes.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     metrics: PrometheusHandle,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handshake_timeout: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep_handle = metrics.clone();
@@ -202,9 +206,7 @@ pub async fn serve(
             upkeep_handle.run_upkeep();
         }
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = crate::app::tls::serve_http(listener, app, tls, handshake_timeout, shutdown).await;
     upkeep.abort();
     tracing::info!("admin stopped");
     served

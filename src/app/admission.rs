@@ -13,7 +13,13 @@
 //! server as dead would restart it), and Report calls have a small pool of
 //! their own ([`REPORT_IN_FLIGHT`]): they wait on one shared pass over the
 //! log, and must not hold the permits Decide needs while they wait.
+//!
+//! Before admission, [`GrpcAuthLayer`] refuses a call whose method needs a
+//! role ([`crate::auth::grpc_needs`]) from its `authorization` header
+//! alone: UNAUTHENTICATED without a known token, PERMISSION_DENIED with a
+//! token of another role.
 
+use crate::auth::{AuthError, Tokens};
 use crate::engine::error::ServiceError;
 use crate::throttle::LogThrottle;
 use bytes::Bytes;
@@ -303,6 +309,88 @@ impl http_body::Body for Deadline {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bearer tokens.
+// ---------------------------------------------------------------------------
+
+impl From<AuthError> for tonic::Status {
+    fn from(e: AuthError) -> tonic::Status {
+        match e {
+            AuthError::Missing | AuthError::Unknown => {
+                tonic::Status::unauthenticated(e.to_string())
+            }
+            AuthError::Forbidden { .. } => tonic::Status::permission_denied(e.to_string()),
+        }
+    }
+}
+
+/// The tower layer of [`GrpcAuth`].
+#[derive(Clone, Debug, Default)]
+pub struct GrpcAuthLayer {
+    tokens: Tokens,
+}
+
+impl GrpcAuthLayer {
+    pub fn new(tokens: Tokens) -> GrpcAuthLayer {
+        GrpcAuthLayer { tokens }
+    }
+}
+
+impl<S> tower::Layer<S> for GrpcAuthLayer {
+    type Service = GrpcAuth<S>;
+
+    fn layer(&self, inner: S) -> GrpcAuth<S> {
+        GrpcAuth {
+            inner,
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+/// Answers UNAUTHENTICATED or PERMISSION_DENIED from the `authorization`
+/// header and the method path alone, the body unread.
+#[derive(Clone, Debug)]
+pub struct GrpcAuth<S> {
+    inner: S,
+    tokens: Tokens,
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for GrpcAuth<S>
+where
+    S: tower::Service<
+        http::Request<tonic::body::Body>,
+        Response = http::Response<tonic::body::Body>,
+    >,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(needed) = crate::auth::grpc_needs(&self.tokens, req.uri().path()) {
+            let header = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap_or_default());
+            if let Err(e) = self.tokens.authorize(header, needed) {
+                tracing::debug!(path = req.uri().path(), error = %e, "grpc call refused");
+                let status = tonic::Status::from(e);
+                return Box::pin(std::future::ready(Ok(status.into_http())));
+            }
+        }
+        Box::pin(self.inner.call(req))
     }
 }
 

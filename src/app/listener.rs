@@ -3,6 +3,9 @@
 //! for its stores and a fresh client is refused rather than left hanging);
 //! when the process is out of file descriptors or memory, accepting backs
 //! off instead of spinning; a connection that sends nothing is closed.
+//! With TLS, the handshake runs when the connection is first read or
+//! written, on the connection's own task, so a slow or silent client never
+//! holds up the accept loop; it must end within the handshake timeout.
 
 use crate::throttle::LogThrottle;
 use std::future::Future;
@@ -82,6 +85,7 @@ pub struct Incoming {
     timeouts: Timeouts,
     backoff: Option<Pin<Box<Sleep>>>,
     delay: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Incoming {
@@ -93,7 +97,14 @@ impl Incoming {
             timeouts,
             backoff: None,
             delay: BACKOFF_MIN,
+            tls: None,
         }
+    }
+
+    /// Every connection speaks TLS through `acceptor` (None: plaintext).
+    pub fn with_tls(mut self, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Incoming {
+        self.tls = acceptor;
+        self
     }
 
     /// Connections open now.
@@ -148,7 +159,16 @@ impl Stream for Incoming {
             match this.permits.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let _ = stream.set_nodelay(true);
-                    return Poll::Ready(Some(Ok(Conn::new(stream, permit, this.timeouts))));
+                    let info = stream.connect_info();
+                    let timed = Timed::new(stream, permit, this.timeouts);
+                    let io = match &this.tls {
+                        None => Io::Plain(timed),
+                        Some(acceptor) => Io::Handshake(
+                            Box::new(acceptor.accept(timed)),
+                            Box::pin(tokio::time::sleep(this.timeouts.handshake)),
+                        ),
+                    };
+                    return Poll::Ready(Some(Ok(Conn { io, info })));
                 }
                 Err(_) => {
                     drop(stream);
@@ -171,10 +191,141 @@ impl Stream for Incoming {
     }
 }
 
-/// An accepted connection: its permit is released when it closes; reading
+/// An accepted connection, plaintext or TLS, for tonic.
+pub struct Conn {
+    io: Io,
+    info: TcpConnectInfo,
+}
+
+enum Io {
+    Plain(Timed),
+    /// The TLS handshake, and the moment it must have ended by.
+    Handshake(Box<tokio_rustls::Accept<Timed>>, Pin<Box<Sleep>>),
+    Tls(Box<tokio_rustls::server::TlsStream<Timed>>),
+    Failed,
+}
+
+impl Conn {
+    /// Drives the TLS handshake, if one is under way, to its end.
+    fn poll_established(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Io::Handshake(accept, deadline) = &mut self.io else {
+            return match self.io {
+                Io::Failed => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the tls handshake failed",
+                ))),
+                _ => Poll::Ready(Ok(())),
+            };
+        };
+        let failed = match Pin::new(accept.as_mut()).poll(cx) {
+            Poll::Ready(Ok(tls)) => {
+                self.io = Io::Tls(Box::new(tls));
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(e)) => e,
+            Poll::Pending => {
+                if deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no tls handshake within the handshake timeout",
+                )
+            }
+        };
+        crate::app::tls::handshake_failed("grpc", &failed);
+        self.io = Io::Failed;
+        Poll::Ready(Err(failed))
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.info.clone()
+    }
+}
+
+macro_rules! established {
+    ($this:ident, $cx:ident, $plain:ident => $on_plain:expr, $tls:ident => $on_tls:expr) => {{
+        if let Poll::Ready(Err(e)) = $this.poll_established($cx) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut $this.io {
+            Io::Plain($plain) => $on_plain,
+            Io::Tls($tls) => $on_tls,
+            Io::Handshake(..) | Io::Failed => Poll::Pending,
+        }
+    }};
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        established!(this, cx,
+            s => Pin::new(s).poll_read(cx, buf),
+            s => Pin::new(s.as_mut()).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        established!(this, cx,
+            s => Pin::new(s).poll_write(cx, buf),
+            s => Pin::new(s.as_mut()).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        established!(this, cx,
+            s => Pin::new(s).poll_write_vectored(cx, bufs),
+            s => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+            _ => false,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        established!(this, cx,
+            s => Pin::new(s).poll_flush(cx),
+            s => Pin::new(s.as_mut()).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            // Nothing was established: dropping closes the socket.
+            Io::Handshake(..) | Io::Failed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// An accepted TCP connection: its permit is released when it closes; reading
 /// fails with `TimedOut` once nothing arrived for the handshake timeout (no
 /// byte yet) or the idle timeout (since the last byte).
-pub struct Conn {
+pub struct Timed {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
     timeouts: Timeouts,
@@ -183,10 +334,10 @@ pub struct Conn {
     timer: Pin<Box<Sleep>>,
 }
 
-impl Conn {
-    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, timeouts: Timeouts) -> Conn {
+impl Timed {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, timeouts: Timeouts) -> Timed {
         let now = Instant::now();
-        Conn {
+        Timed {
             stream,
             _permit: permit,
             timeouts,
@@ -205,15 +356,7 @@ impl Conn {
     }
 }
 
-impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
-    }
-}
-
-impl AsyncRead for Conn {
+impl AsyncRead for Timed {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -256,7 +399,7 @@ impl AsyncRead for Conn {
     }
 }
 
-impl AsyncWrite for Conn {
+impl AsyncWrite for Timed {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -12,13 +12,14 @@ pub mod rpc_metrics;
 pub mod secrets;
 pub mod serve;
 pub mod tasks;
+pub mod tls;
 pub mod wiring;
 
 pub use model_source::{load_model, EMBEDDED_DEFAULT_MODEL};
 pub use pacing_state::{load_pacing, pacing_file, save_pacing, PACING_FILE};
 pub use report_files::{report_from_files, FileReport};
 pub use secrets::{voucher_key, VOUCHER_KEY_FILE};
-pub use serve::{run, run_with, run_with_readiness, DRAIN_GRACE};
+pub use serve::{run, run_with, run_with_options, run_with_readiness, ServeOptions, DRAIN_GRACE};
 pub use tasks::{spawn_sweeper, Background, PACING_TICK, RETENTION_TICK};
 pub use wiring::{
     build_engine, build_engine_with, memory_engine, settings_store, CAMPAIGNS_FILE, LEDGER_FILE,
@@ -36,4 +37,6 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("{0}")]
     Setup(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }

@@ -3,7 +3,9 @@
 //! limits (`[server]`) bound what any client can make the process hold:
 //! connections ([`crate::app::listener`]), streams per connection, frame and
 //! header sizes, requests in flight and their bodies' deadline
-//! ([`crate::app::admission`]).
+//! ([`crate::app::admission`]). With tokens configured, a call whose
+//! method needs a role is refused from its headers alone
+//! ([`crate::app::admission::GrpcAuthLayer`]); with TLS, every connection speaks it.
 
 use crate::app::admission::AdmissionLayer;
 use crate::app::listener::{connection_cap, Incoming, Timeouts};
@@ -52,6 +54,40 @@ pub async fn run_with_readiness(
     readiness: Option<tokio::sync::watch::Receiver<Readiness>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    let options = ServeOptions {
+        server,
+        readiness,
+        ..ServeOptions::default()
+    };
+    run_with_options(listener, engine, options, shutdown).await
+}
+
+/// How to serve: the transport limits, the readiness gRPC health follows,
+/// the tokens and TLS. The default: default limits, always SERVING, auth
+/// off, plaintext.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    pub server: ServerLimits,
+    pub readiness: Option<tokio::sync::watch::Receiver<Readiness>>,
+    pub tokens: crate::auth::Tokens,
+    /// `None`: plaintext.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Serves with every option until `shutdown` resolves, then drains
+/// in-flight calls.
+pub async fn run_with_options(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let ServeOptions {
+        server,
+        readiness,
+        tokens,
+        tls,
+    } = options;
     let max_message = engine.limits.max_message_bytes();
     // The in-flight bound is validated against the configured message size;
     // an engine built with other limits gets the bound that fits its own.
@@ -99,7 +135,7 @@ pub async fn run_with_readiness(
 
     let max_connections = connection_cap(server.max_connections);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, max_connections, max_concurrent_requests = in_flight, "serving grpc");
+        tracing::info!(%addr, max_connections, max_concurrent_requests = in_flight, tls = tls.is_some(), auth = !tokens.is_off(), "serving grpc");
     }
     let incoming = Incoming::new(
         listener,
@@ -108,7 +144,8 @@ pub async fn run_with_readiness(
             handshake: server.handshake_timeout,
             idle: server.idle_timeout,
         },
-    );
+    )
+    .with_tls(tls);
     // Graceful: on shutdown stop accepting, let in-flight calls finish, but
     // never wait more than DRAIN_GRACE for clients that keep connections open.
     let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
@@ -126,6 +163,8 @@ pub async fn run_with_readiness(
         // streams the server resets for protocol errors, are bounded too.
         .http2_max_pending_accept_reset_streams(Some(server.max_concurrent_streams as usize))
         .layer(crate::app::rpc_metrics::RpcMetricsLayer)
+        // Before admission: a refused call holds no in-flight permit.
+        .layer(crate::app::admission::GrpcAuthLayer::new(tokens))
         .layer(AdmissionLayer::new(in_flight, server.request_timeout))
         .add_service(health)
         .add_service(reflection)

@@ -158,6 +158,9 @@ fn settings(args: &ServeArgs) -> Result<nudge::config::Settings, Box<dyn std::er
     if let Some(d) = &args.data_dir {
         raw.data_dir = Some(d.clone());
     }
+    raw.admin.env_tokens = std::env::var(nudge::auth::ENV_TOKENS)
+        .ok()
+        .map(nudge::config::Secret);
     Ok(raw.validate()?)
 }
 
@@ -241,6 +244,13 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         data_dir = %settings.data_dir.display(),
         "state backends"
     );
+    // The certificate and key are read and checked before anything binds,
+    // by check-config too.
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(app::tls::ServerTls::load)
+        .transpose()?;
     if check_only {
         // The settings in force as a config file (secrets left out); the
         // lines above the settings are TOML comments, so the whole output
@@ -255,6 +265,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     // The environment is read here, once, and passed in.
     let env_secret = std::env::var("NUDGE_VOUCHER_SECRET").ok();
     let key = app::voucher_key(&settings, env_secret.as_deref())?;
+    nudge::auth::warn_if_open(settings.listen, &settings.admin_tokens);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
@@ -315,20 +326,27 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         let api = nudge::admin::api::Api {
             engine: engine.clone(),
             campaigns: campaigns.clone(),
-            tokens: Arc::new(nudge::auth::Tokens::default()),
+            tokens: Arc::new(settings.admin_tokens.clone()),
         };
         tokio::spawn(nudge::admin::serve(
             l,
             nudge::admin::app(handle.clone(), readiness.clone(), Some(api)),
             handle,
+            tls.as_ref().map(|t| t.admin.clone()),
+            settings.server.handshake_timeout,
             signalled(stopped.clone()),
         ))
     });
-    let served = app::run_with_readiness(
+    let options = app::ServeOptions {
+        server: settings.server,
+        readiness: Some(readiness),
+        tokens: settings.admin_tokens.clone(),
+        tls: tls.map(|t| t.grpc),
+    };
+    let served = app::run_with_options(
         listener,
         engine.clone(),
-        settings.server,
-        Some(readiness),
+        options,
         signalled(stopped.clone()),
     )
     .await;
@@ -397,6 +415,10 @@ async fn report(args: ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(d) = &args.data_dir {
         raw.data_dir = Some(d.clone());
     }
+    // The same tokens as the service, so that a config valid for it is here.
+    raw.admin.env_tokens = std::env::var(nudge::auth::ENV_TOKENS)
+        .ok()
+        .map(nudge::config::Secret);
     let settings = raw.validate()?;
     let since = args
         .since

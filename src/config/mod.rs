@@ -14,8 +14,8 @@ mod sections;
 
 pub use raw::*;
 use sections::{
-    validate_admin_listen, validate_backends, validate_listen, validate_redis,
-    validate_session_redis,
+    validate_admin, validate_admin_listen, validate_backends, validate_listen, validate_redis,
+    validate_session_redis, validate_tls,
 };
 
 use std::net::SocketAddr;
@@ -127,6 +127,19 @@ pub struct Settings {
     pub experiment: Experiment,
     pub pacing: crate::domain::pacing::PacingConfig,
     pub log: Option<LogConfig>,
+    /// Bearer tokens of both ports (`[admin] tokens` and
+    /// `NUDGE_ADMIN_TOKENS`); none: auth is off.
+    pub admin_tokens: crate::auth::Tokens,
+    /// `None`: plaintext on both ports.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[tls]`: both files given. They are read when serving starts (and by
+/// `check-config`), see `app::tls`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// Where offers are kept.
@@ -188,6 +201,9 @@ pub enum ConfigError {
         field: &'static str,
         message: String,
     },
+    /// A field in a list (`admin.tokens[2].token`).
+    #[error("config: {field}: {message}")]
+    InvalidAt { field: String, message: String },
 }
 
 pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -272,6 +288,8 @@ impl RawConfig {
             ..self.limits.validate()?
         };
         let server = self.server.validate(&limits)?;
+        let admin_tokens = validate_admin(self.admin, admin_listen)?;
+        let tls = validate_tls(self.tls)?;
         Ok(Settings {
             listen,
             admin_listen,
@@ -297,6 +315,8 @@ impl RawConfig {
             experiment,
             pacing: self.pacing,
             log,
+            admin_tokens,
+            tls,
         })
     }
 }
@@ -523,6 +543,17 @@ mod tests {
             ("[budget]\ndaily_cap_cents = -1", "budget.daily_cap_cents"),
             ("listen = \"nope\"", "listen"),
             ("admin_listen = \"nope\"", "admin_listen"),
+            ("admin_listen = \"0.0.0.0:9464\"", "admin_listen"),
+            (
+                "[admin]\ntokens = [{ name = \"a\", role = \"viewer\", token = \"short\" }]",
+                "admin.tokens[0].token",
+            ),
+            (
+                "[admin]\ntokens = [{ name = \"a\", role = \"root\", token = \"0123456789abcdef\" }]",
+                "admin.tokens[0].role",
+            ),
+            ("[tls]\ncert_file = \"server.crt\"", "tls.key_file"),
+            ("[tls]\nkey_file = \"server.key\"", "tls.cert_file"),
             ("[budget]\ntimezone = \"Mars/Olympus\"", "budget.timezone"),
             ("[voucher]\nsecret = \"short\"", "voucher.secret"),
             (

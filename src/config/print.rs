@@ -3,7 +3,9 @@
 //! file accepts; fed back as the config file, the output gives the same
 //! settings. Secrets are never printed: the voucher secret is left out
 //! (a comment says whether one is set) and a password in a Redis URL reads
-//! `<set>`.
+//! `<set>`. Admin tokens are listed with their names and roles, each value
+//! `"<redacted>"` (so output with tokens is not a config file as is: put
+//! the tokens back first).
 
 use super::{LedgerBackend, SessionBackend, Settings};
 use crate::domain::policy::OfferTrigger;
@@ -239,6 +241,37 @@ impl Settings {
         };
         doc.insert("log".into(), log);
 
+        // Tokens of the config file; those of NUDGE_ADMIN_TOKENS are named
+        // in a comment (they are not the file's).
+        let tokens: Vec<Value> = self
+            .admin_tokens
+            .list()
+            .into_iter()
+            .filter(|t| !t.from_env)
+            .map(|t| {
+                section([
+                    ("name", text(t.name)),
+                    ("role", text(t.role.as_str())),
+                    ("token", text("<redacted>")),
+                ])
+            })
+            .collect();
+        let mut admin = Table::new();
+        if !tokens.is_empty() {
+            admin.insert("tokens".into(), Value::Array(tokens));
+        }
+        doc.insert("admin".into(), Value::Table(admin));
+
+        if let Some(t) = &self.tls {
+            doc.insert(
+                "tls".into(),
+                section([
+                    ("cert_file", path(&t.cert_file)),
+                    ("key_file", path(&t.key_file)),
+                ]),
+            );
+        }
+
         let body = toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
         self.with_comments(body)
     }
@@ -265,6 +298,29 @@ impl Settings {
                 "[server]",
                 "# max_connections: not set: 4096, or less under a lower open-file limit (at start)"
                     .to_owned(),
+            ));
+        }
+        let from_env: Vec<String> = self
+            .admin_tokens
+            .list()
+            .into_iter()
+            .filter(|t| t.from_env)
+            .map(|t| format!("{} ({})", t.name, t.role))
+            .collect();
+        if self.admin_tokens.is_off() {
+            notes.push((
+                "",
+                "# admin tokens: none: auth is off (every call allowed, both ports on loopback by default)"
+                    .to_owned(),
+            ));
+        } else if !from_env.is_empty() {
+            notes.push((
+                "",
+                format!(
+                    "# admin tokens from {}: {}",
+                    crate::auth::ENV_TOKENS,
+                    from_env.join(", ")
+                ),
             ));
         }
         let mut out = String::new();
@@ -368,5 +424,31 @@ mod tests {
         assert!(!s.contains("horse") && !s.contains("hunter2"), "{s}");
         assert!(s.contains("redis://user:<set>@h:6379/0"), "{s}");
         assert!(s.contains("# secret = \"<set>\""), "{s}");
+        let mut raw = RawConfig::from_toml(
+            "[admin]\ntokens = [{ name = \"ops\", role = \"operator\", token = \"correct-horse-battery\" }]",
+        )
+        .unwrap();
+        raw.admin.env_tokens = Some(crate::config::Secret(
+            "web:client:staple-staple-staple".into(),
+        ));
+        let raw_copy = format!("{raw:?}");
+        let settings = raw.validate().unwrap();
+        let s = settings.to_toml();
+        assert!(!s.contains("horse") && !s.contains("staple"), "{s}");
+        assert!(s.contains("token = \"<redacted>\""), "{s}");
+        assert!(
+            s.contains("# admin tokens from NUDGE_ADMIN_TOKENS: web (client)"),
+            "{s}"
+        );
+        let debug = format!("{settings:?}");
+        let raw_debug = raw_copy;
+        assert!(
+            !raw_debug.contains("horse") && !raw_debug.contains("staple"),
+            "{raw_debug}"
+        );
+        assert!(
+            !debug.contains("horse") && !debug.contains("staple"),
+            "{debug}"
+        );
     }
 }

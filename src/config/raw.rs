@@ -42,6 +42,56 @@ pub struct RawConfig {
     pub pacing: crate::domain::pacing::PacingConfig,
     #[serde(default)]
     pub log: RawLog,
+    /// Bearer tokens for the admin and gRPC ports (see `auth`).
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// TLS for both ports.
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Tokens with their names and roles (`client`, `viewer`, `operator`).
+    /// Default: none; with none at all (here and in `NUDGE_ADMIN_TOKENS`)
+    /// auth is off.
+    pub tokens: Option<Vec<RawToken>>,
+    /// `NUDGE_ADMIN_TOKENS` as the binary read it (`name:role:token`,
+    /// separated by `,`), merged with `tokens`. Not a config file field.
+    #[serde(skip)]
+    pub env_tokens: Option<super::Secret>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    /// 1 to 64 printable ASCII characters, unique; logged and shown.
+    pub name: String,
+    /// At least 16 visible ASCII bytes, unique; a secret, never shown.
+    pub token: String,
+    /// `client`, `viewer` or `operator`.
+    pub role: String,
+}
+
+impl std::fmt::Debug for RawToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawToken")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM file of the server's certificate chain, leaf first. With
+    /// `key_file`, both ports speak TLS only. Default: plaintext.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,10 +1,10 @@
 //! Validation of each config section into the types the service uses.
 
 use super::{
-    invalid, ConfigError, LedgerBackend, Limits, LogConfig, RawBudget, RawCampaign, RawExperiment,
-    RawLedger, RawLimits, RawLog, RawOfferOn, RawPolicy, RawRedis, RawServer, RawSessions, RawTier,
-    RawVoucher, Secret, ServerLimits, SessionBackend, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
-    DEFAULT_TIERS, MAX_IN_FLIGHT_BYTES, MIN_SECRET_BYTES,
+    invalid, ConfigError, LedgerBackend, Limits, LogConfig, RawAdmin, RawBudget, RawCampaign,
+    RawExperiment, RawLedger, RawLimits, RawLog, RawOfferOn, RawPolicy, RawRedis, RawServer,
+    RawSessions, RawTier, RawTls, RawVoucher, Secret, ServerLimits, SessionBackend, TlsFiles,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_TIERS, MAX_IN_FLIGHT_BYTES, MIN_SECRET_BYTES,
 };
 use crate::domain::experiment::Experiment;
 use crate::domain::policy::{OfferTrigger, Policy, Tier, MAX_TIERS};
@@ -99,6 +99,62 @@ pub(super) fn validate_session_redis(
         url,
         ..redis.clone()
     }))
+}
+
+/// `[admin]`: the tokens of the file and of `NUDGE_ADMIN_TOKENS` merged.
+/// An admin server beyond loopback needs a viewer or operator token: its
+/// pages show budgets and, later, change them.
+pub(super) fn validate_admin(
+    raw: RawAdmin,
+    admin_listen: Option<SocketAddr>,
+) -> Result<crate::auth::Tokens, ConfigError> {
+    use crate::auth::{parse_env_tokens, Role, TokenSpec, Tokens, ENV_TOKENS};
+    let at = |e: crate::auth::TokenConfigError| ConfigError::InvalidAt {
+        field: e.field,
+        message: e.message,
+    };
+    let mut specs: Vec<TokenSpec> = raw
+        .tokens
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| TokenSpec {
+            field: format!("admin.tokens[{i}]"),
+            name: t.name,
+            role: t.role,
+            token: t.token,
+            from_env: false,
+        })
+        .collect();
+    if let Some(env) = &raw.env_tokens {
+        specs.extend(parse_env_tokens(&env.0).map_err(at)?);
+    }
+    let tokens = Tokens::new(specs).map_err(at)?;
+    if let Some(addr) = admin_listen {
+        if !addr.ip().is_loopback()
+            && !tokens.has_role(Role::Viewer)
+            && !tokens.has_role(Role::Operator)
+        {
+            return Err(invalid(
+                "admin_listen",
+                format!("{addr} is beyond loopback: configure a viewer or operator token ([admin] tokens or {ENV_TOKENS}) first"),
+            ));
+        }
+    }
+    Ok(tokens)
+}
+
+/// `[tls]`: both files or neither.
+pub(super) fn validate_tls(raw: RawTls) -> Result<Option<TlsFiles>, ConfigError> {
+    match (raw.cert_file, raw.key_file) {
+        (None, None) => Ok(None),
+        (Some(cert_file), Some(key_file)) => Ok(Some(TlsFiles {
+            cert_file,
+            key_file,
+        })),
+        (Some(_), None) => Err(invalid("tls.key_file", "required with tls.cert_file")),
+        (None, Some(_)) => Err(invalid("tls.cert_file", "required with tls.key_file")),
+    }
 }
 
 /// The admin address; an empty string turns the admin server off.

@@ -54,6 +54,10 @@ mod transport;
 mod decode;
 // The admin server: liveness, and Prometheus metrics that move with the calls.
 mod metrics;
+// Bearer tokens with roles on both ports.
+mod auth;
+// TLS on both ports.
+mod tls;
 // Ops changing campaigns at run time through the admin API.
 mod ops;
 // Campaign settings stores: one conformance suite on every backend.
