@@ -35,6 +35,9 @@
 //!   - [`engine::assess`]: features -> score -> segment -> verdict, pure.
 //!   - [`engine::decide`]: Decide as its steps (session, assess, money step).
 //!   - [`engine::records`]: what a decision writes to the log.
+//!   - [`engine::campaigns`]: a campaign change committed with its audit
+//!     entry, given to the ledger and swapped in, and the refresh that
+//!     brings every replica's changes.
 //!   - [`engine::report`]: the ROI report over the log and the ledger (one
 //!     shared pass over the bytes appended since the last).
 //!   - [`engine::error`]: the engine's one error type.
@@ -43,14 +46,22 @@
 //!     and its learning-budget companion.
 //!   - [`ledger::core`]: the bookkeeping state machine every local ledger wraps.
 //!   - [`ledger::memory`]: in memory (tests, simulation).
-//!   - [`ledger::sqlite`]: the embedded durable default (`sqlite_tests`: its
-//!     writer against real storage faults; `sqlite_read`: the file read
-//!     without writing, for `nudge report`).
+//!   - [`ledger::sqlite`]: the embedded durable default (`sqlite_health`:
+//!     the writer's view of a failing disk; `core_tests`: the core's own;
+//!     `sqlite_tests`: its writer
+//!     against real storage faults; `sqlite_read`: the file read without
+//!     writing, for `nudge report`).
+//! - [`campaigns`]: campaign settings that change at run time (caps, pause,
+//!   tiers, intent floor, shares, schedule), validated like the config;
+//!   the [`campaigns::Catalog`] snapshot Decide reads;
+//!   [`campaigns::store`]: where they and the audit trail are kept (memory,
+//!   SQLite).
 //! - [`store`]: the session store trait; [`store::memory`], the moka default.
 //! - [`redis`]: shared state for several replicas: the connection
 //!   ([`redis::RedisConn`]), the ledger in Lua scripts (`ledger`:
 //!   [`redis::RedisLedger`]) and the session store (`sessions`:
-//!   [`redis::RedisSessionStore`]); `checks`: what each instance's settings
+//!   [`redis::RedisSessionStore`]), the campaign settings (`campaigns`:
+//!   [`redis::RedisSettingsStore`]); `checks`: what each instance's settings
 //!   risk (money evictable, sessions sharing it or never evicting), read
 //!   and logged at start ([`redis::check_instances`]).
 //! - [`decision_log`]: the JSON-lines record format; [`decision_log::writer`]
@@ -72,8 +83,11 @@
 //!   from the service's files, read-only), [`app::tls`] (`[tls]`: the
 //!   certificate loaded once, the admin server's TLS accept loop).
 //! - [`admin`]: the admin HTTP server on its own address: Prometheus
-//!   metrics, liveness and readiness; [`app::rpc_metrics`] counts gRPC
-//!   calls; [`app::readiness`] probes the stores every second.
+//!   metrics, liveness and readiness; [`admin::api`]: the JSON API
+//!   (campaigns, spend history, audit trail); [`admin::page`]: the status
+//!   page's HTML; [`admin::status`]: what the page shows, gathered, and its
+//!   sign-in; [`app::rpc_metrics`] counts gRPC calls; [`app::readiness`]
+//!   probes the stores every second.
 //! - [`auth`]: bearer tokens with roles (client, viewer, operator) for both
 //!   ports, compared in constant time; the axum helpers and the gRPC layer.
 //! - [`sim`]: the policy simulator on generated traffic (an offline tool):

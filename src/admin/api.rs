@@ -10,9 +10,9 @@
 //! cannot be driven from elsewhere.
 
 use crate::auth::{AuthError, Role, Tokens};
-use crate::campaigns::service::CampaignService;
 use crate::campaigns::store::AuditEntry;
 use crate::campaigns::{rfc3339, CampaignError, CampaignPatch, CampaignSettings, NewCampaign};
+use crate::engine::campaigns::CampaignService;
 use crate::engine::Engine;
 use crate::ledger::BudgetSnapshot;
 use axum::body::Bytes;

@@ -294,7 +294,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     // Campaign settings changed at run time (stored beside the ledger)
     // replace the config's before the first call is served.
     let campaigns = Arc::new(
-        nudge::campaigns::service::CampaignService::start(
+        nudge::engine::campaigns::CampaignService::start(
             engine.clone(),
             app::settings_store(&settings)?,
         )
@@ -320,7 +320,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     let refresh = tokio::spawn(
         campaigns
             .clone()
-            .run_refresh(nudge::campaigns::service::REFRESH_EVERY, stopped.clone()),
+            .run_refresh(nudge::engine::campaigns::REFRESH_EVERY, stopped.clone()),
     );
     let admin = admin.map(|(l, handle)| {
         let api = nudge::admin::api::Api {

@@ -15,7 +15,6 @@
 //! Caps reach the ledger first ([`crate::ledger::Ledger::set_budget`]), so
 //! a cap lowered under load is enforced by the ledger's atomic step itself.
 
-pub mod service;
 pub mod store;
 
 use crate::domain::experiment::Experiment;
@@ -554,12 +553,18 @@ mod tests {
     use super::*;
 
     fn base() -> Base {
-        let s = crate::config::RawConfig::default().validate().unwrap();
+        let tier = |amount_cents, lift| Tier { amount_cents, lift };
         Base {
-            policy: s.policy.clone(),
-            experiment: s.experiment.clone(),
+            policy: Policy {
+                min_intent_cents: 9_900,
+                margin_rate: 0.3,
+                tiers: vec![tier(500, 0.25), tier(1_000, 0.45), tier(2_000, 0.7)],
+                trigger: Default::default(),
+                offer_on_priors: false,
+            },
+            experiment: Experiment::default(),
             learning_share: 0.1,
-            pacing: s.pacing.clone(),
+            pacing: PacingConfig::default(),
             timezone: chrono_tz::UTC,
             default_campaign: "default".into(),
         }

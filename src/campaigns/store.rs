@@ -7,7 +7,7 @@
 //! A change is one atomic compare-and-set on the campaign's revision, with
 //! its audit entry in the same step: two operators changing one campaign at
 //! once never lose a change silently (the second is applied on top of the
-//! first, see [`super::service`]).
+//! first, see [`crate::engine::campaigns`]).
 
 use super::{CampaignError, CampaignSettings};
 use async_trait::async_trait;

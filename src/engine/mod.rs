@@ -10,6 +10,7 @@
 //! ([`records`]) for retraining and the ROI report.
 
 pub mod assess;
+pub mod campaigns;
 pub mod decide;
 pub mod error;
 pub mod inputs;
@@ -57,7 +58,7 @@ pub struct Engine {
     pub budgets: Budgets,
     pub default_campaign: String,
     /// The campaigns in force with their pacers: one snapshot per request,
-    /// swapped whole by a change ([`crate::campaigns::service`]).
+    /// swapped whole by a change ([`crate::engine::campaigns`]).
     pub catalog: ArcSwap<Catalog>,
     /// What campaign changes are validated against and built from.
     pub base: Base,

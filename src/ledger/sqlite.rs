@@ -51,7 +51,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::files::DiskFull;
-use crate::throttle::LogThrottle;
 
 /// Most requests committed in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -413,91 +412,6 @@ fn persist(tx: &rusqlite::Transaction<'_>, effect: &Effect) -> rusqlite::Result<
         )?,
     };
     Ok(())
-}
-
-/// The writer's view of its storage: healthy, or failing since when and
-/// when the disk may be tried again.
-struct Health {
-    /// Set while failing: writes before this instant are refused unattempted.
-    retry_at: Option<Instant>,
-    backoff: Duration,
-    down_since: Option<Instant>,
-    last_error: String,
-    failed_commits: u64,
-    refused: u64,
-    commit_failed: LogThrottle,
-    /// A flapping disk recovers again and again: one line per interval too.
-    recovered: LogThrottle,
-}
-
-impl Health {
-    fn new() -> Self {
-        Health {
-            retry_at: None,
-            backoff: BACKOFF_MIN,
-            down_since: None,
-            last_error: String::new(),
-            failed_commits: 0,
-            refused: 0,
-            commit_failed: LogThrottle::new(LOG_EVERY),
-            recovered: LogThrottle::new(LOG_EVERY),
-        }
-    }
-
-    /// Whether a write may try the disk now.
-    fn may_write(&self, now: Instant) -> bool {
-        self.retry_at.is_none_or(|t| now >= t)
-    }
-
-    /// Why `n` writes are refused while the storage is failing.
-    fn refusal(&mut self, n: usize) -> String {
-        self.refused += n as u64;
-        format!(
-            "ledger storage failing, writes refused until it recovers: {}",
-            self.last_error
-        )
-    }
-
-    fn failed(&mut self, error: &rusqlite::Error, batch: usize) {
-        let now = Instant::now();
-        if self.down_since.is_some() {
-            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        } else {
-            self.down_since = Some(now);
-            self.backoff = BACKOFF_MIN;
-        }
-        self.retry_at = Some(now + self.backoff);
-        self.failed_commits += 1;
-        self.last_error = error.to_string();
-        if let Some(count) = self.commit_failed.hit() {
-            tracing::error!(
-                error = %error,
-                count,
-                batch,
-                writes_refused = self.refused,
-                retry_in_ms = self.backoff.as_millis() as u64,
-                "ledger commit failed, batch undone, writes refused until the storage recovers"
-            );
-        }
-    }
-
-    fn succeeded(&mut self) {
-        if let Some(since) = self.down_since.take() {
-            if let Some(count) = self.recovered.hit() {
-                tracing::warn!(
-                    count,
-                    down_ms = since.elapsed().as_millis() as u64,
-                    failed_commits = self.failed_commits,
-                    writes_refused = self.refused,
-                    "ledger storage recovered"
-                );
-            }
-        }
-        self.retry_at = None;
-        self.backoff = BACKOFF_MIN;
-        self.failed_commits = 0;
-        self.refused = 0;
-    }
 }
 
 struct Writer {
@@ -928,6 +842,10 @@ impl Ledger for SqliteLedger {
 #[path = "sqlite_read.rs"]
 mod read;
 pub use read::read_only;
+
+#[path = "sqlite_health.rs"]
+mod health;
+use health::Health;
 
 #[cfg(test)]
 #[path = "sqlite_tests.rs"]

@@ -16,6 +16,8 @@ mod server;
 mod binary;
 // Conformance suites for every store and ledger implementation.
 mod store;
+// Live caps and spend history on every ledger backend.
+mod store_caps;
 // The outcome rule and re-offers after expiry, on every ledger.
 mod store_rules;
 // Invariants over random event streams.

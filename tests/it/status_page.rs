@@ -74,7 +74,7 @@ async fn pausing_through_the_status_page_changes_what_decide_answers() {
     let mut client = pb::offers_client::OffersClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
-    let mut authed = |session: &str| {
+    let authed = |session: &str| {
         let mut r = tonic::Request::new(eligible(session.to_owned()));
         r.metadata_mut().insert(
             "authorization",

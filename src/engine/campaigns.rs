@@ -4,8 +4,8 @@
 //! (and this one, should a step after the commit fail) picks stored
 //! changes up on its next [`CampaignService::refresh`], run every second.
 
-use super::store::{AuditEntry, Commit, CommitError, SettingsStore, Stored};
-use super::{CampaignError, CampaignPatch, CampaignSettings, Catalog, NewCampaign};
+use crate::campaigns::store::{AuditEntry, Commit, CommitError, SettingsStore, Stored};
+use crate::campaigns::{CampaignError, CampaignPatch, CampaignSettings, Catalog, NewCampaign};
 use crate::engine::Engine;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
