@@ -487,3 +487,59 @@ async fn two_replicas_see_a_change_within_a_second_and_never_overspend_together(
     drop(a);
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_need_an_operator_token_and_the_audit_names_it() {
+    const OPS: &str = "operator-token-of-the-ops-test";
+    const DASH: &str = "viewer-token-of-the-ops-test";
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("nudge.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "{}[admin]\ntokens = [\n  {{ name = \"ops\", token = \"{OPS}\", role = \"operator\" }},\n  \
+             {{ name = \"dash\", token = \"{DASH}\", role = \"viewer\" }},\n]\n",
+            config("daily_cap_cents = 150000")
+        ),
+    )
+    .unwrap();
+    let nudge = Nudge::start(&config_path, &dir.path().join("data"), &[]);
+    let change = r#"{"paused": true, "reason": "token drill"}"#;
+    let path = "/api/v1/campaigns/default";
+
+    let (status, body) = api(&nudge.admin, "PATCH", path, None, change);
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = api(&nudge.admin, "GET", path, None, "");
+    assert_eq!(status, 401, "reads need a token too");
+    let (status, _) = api(
+        &nudge.admin,
+        "PATCH",
+        path,
+        Some("not-a-token-at-all"),
+        change,
+    );
+    assert_eq!(status, 401);
+    let (status, body) = api(&nudge.admin, "PATCH", path, Some(DASH), change);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = api(&nudge.admin, "GET", path, Some(DASH), "");
+    assert_eq!(
+        (status, &body["paused"]),
+        (200, &Value::Bool(false)),
+        "{body}"
+    );
+    let (status, body) = api(&nudge.admin, "PATCH", path, Some(OPS), change);
+    assert_eq!(status, 200, "{body}");
+    // Probes and metrics stay open for orchestrators and Prometheus.
+    assert_eq!(http_get(&nudge.admin, "/healthz").0, 200);
+    assert_eq!(http_get(&nudge.admin, "/metrics").0, 200);
+
+    let (status, body) = api(&nudge.admin, "GET", "/api/v1/audit?limit=1", Some(DASH), "");
+    assert_eq!(status, 200);
+    let entry = &body["entries"][0];
+    assert_eq!(entry["actor"], "ops", "{entry}");
+    assert_eq!(entry["reason"], "token drill");
+    assert!(
+        !body.to_string().contains(OPS),
+        "the audit never holds a token"
+    );
+}
