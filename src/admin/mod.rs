@@ -107,6 +107,10 @@ fn describe() {
         "1 while a campaign is paused, by campaign"
     );
     describe_gauge!("nudge_sessions", "sessions held in memory");
+    describe_counter!(
+        "nudge_tls_handshakes_failed_total",
+        "TLS handshakes that failed or timed out, by port"
+    );
     describe_gauge!(
         "nudge_decision_log_queue",
         "decision records waiting to be written"
