@@ -34,20 +34,11 @@ pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
 }
 
 /// Records the build and the served model's version at start (a reload
-/// moves the latter with [`record_model_swap`]).
+/// moves the latter: the old version's series to 0, the live one to 1).
 pub fn record_static(model_version: &str) {
     describe();
     metrics::gauge!("nudge_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("nudge_model_info", "version" => model_version.to_owned()).set(1.0);
-}
-
-/// Moves the `nudge_model_info` gauge to the model a reload put in force:
-/// the old version's series drops to 0, the live one is 1.
-pub fn record_model_swap(old_version: &str, new_version: &str) {
-    if old_version != new_version {
-        metrics::gauge!("nudge_model_info", "version" => old_version.to_owned()).set(0.0);
-    }
-    metrics::gauge!("nudge_model_info", "version" => new_version.to_owned()).set(1.0);
 }
 
 /// HELP lines: what each family counts.

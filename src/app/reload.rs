@@ -159,7 +159,7 @@ impl Reloader {
                 let old = self.engine.model();
                 self.engine.set_model(Arc::new(next));
                 let new = self.engine.model();
-                crate::admin::record_model_swap(old.version(), new.version());
+                record_model_swap(old.version(), new.version());
                 tracing::info!(
                     path = %w.path.display(),
                     old_version = old.version(),
@@ -209,6 +209,16 @@ impl Reloader {
             ),
         }
     }
+}
+
+/// Moves the `nudge_model_info` gauge (set at start with the build's) to
+/// the model a reload put in force: the old version's series drops to 0,
+/// the live one is 1.
+fn record_model_swap(old_version: &str, new_version: &str) {
+    if old_version != new_version {
+        metrics::gauge!("nudge_model_info", "version" => old_version.to_owned()).set(0.0);
+    }
+    metrics::gauge!("nudge_model_info", "version" => new_version.to_owned()).set(1.0);
 }
 
 /// The settings, as config names, that differ between `running` and
