@@ -76,6 +76,8 @@
 //! - [`app`]: the running service: [`app::wiring`] (engine from settings),
 //!   [`app::model_source`], [`app::secrets`] (the voucher key),
 //!   [`app::pacing_state`], [`app::tasks`] (sweeper, pacing loop),
+//!   [`app::reload`] (the model and the config's policy sections go live
+//!   without a restart),
 //!   [`app::serve`] (gRPC with graceful shutdown and the transport limits),
 //!   [`app::listener`] (the accept loop: connection cap, silent
 //!   connections, backoff), [`app::admission`] (requests in flight, the

@@ -33,8 +33,8 @@ pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
         .install_recorder()
 }
 
-/// Records what never changes while the process runs: the build and the
-/// served model's version.
+/// Records the build and the served model's version at start (a reload
+/// moves the latter: the old version's series to 0, the live one to 1).
 pub fn record_static(model_version: &str) {
     describe();
     metrics::gauge!("nudge_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);

@@ -115,8 +115,8 @@ pub async fn gather(api: &Api) -> StatusView {
     StatusView {
         generated_at: rfc3339(now_ms).replace('T', " ").replace('Z', " UTC"),
         timezone: engine.budgets.timezone.name().to_owned(),
-        model_version: engine.model.version().to_owned(),
-        model_metrics: engine.model.quality().to_vec(),
+        model_version: engine.model().version().to_owned(),
+        model_metrics: engine.model().quality().to_vec(),
         auth_required: !api.tokens.is_empty(),
         campaigns,
         audit,

@@ -1,12 +1,13 @@
 //! The running service: builds the engine from settings (backends, the
-//! voucher secret, restored pacing state), runs its background tasks and
-//! serves gRPC until shutdown.
+//! voucher secret, restored pacing state), runs its background tasks
+//! (reloads included) and serves gRPC until shutdown.
 
 pub mod admission;
 pub mod listener;
 pub mod model_source;
 pub mod pacing_state;
 pub mod readiness;
+pub mod reload;
 pub mod report_files;
 pub mod rpc_metrics;
 pub mod secrets;
@@ -15,7 +16,7 @@ pub mod tasks;
 pub mod tls;
 pub mod wiring;
 
-pub use model_source::{load_model, EMBEDDED_DEFAULT_MODEL};
+pub use model_source::{load_model, model_file, EMBEDDED_DEFAULT_MODEL};
 pub use pacing_state::{load_pacing, pacing_file, save_pacing, PACING_FILE};
 pub use report_files::{report_from_files, FileReport};
 pub use secrets::{voucher_key, VOUCHER_KEY_FILE};

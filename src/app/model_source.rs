@@ -25,3 +25,13 @@ pub fn load_model(settings: &Settings) -> Result<(Model, String), ModelError> {
         })?;
     Ok((file.compile()?, "<embedded default>".to_owned()))
 }
+
+/// The model file `load_model` reads, when it is a file (a reload watches
+/// it); `None` for the embedded copy, which cannot change.
+pub fn model_file(settings: &Settings) -> Option<std::path::PathBuf> {
+    if let Some(path) = &settings.model {
+        return Some(path.clone());
+    }
+    let default = std::path::Path::new(DEFAULT_MODEL);
+    default.exists().then(|| default.to_path_buf())
+}

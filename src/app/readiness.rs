@@ -19,6 +19,8 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Readiness {
     pub failed: Vec<(&'static str, String)>,
+    /// The version of the model in force, so that ops see which one is live.
+    pub model_version: String,
 }
 
 impl Readiness {
@@ -26,15 +28,21 @@ impl Readiness {
         self.failed.is_empty()
     }
 
-    /// The body `/readyz` answers: `{"failed":{"ledger":"..."},"model":"loaded","ready":false}`.
+    /// The body `/readyz` answers:
+    /// `{"failed":{"ledger":"..."},"model":"loaded","model_version":"v3","ready":false}`.
     pub fn to_json(&self) -> String {
         let failed: serde_json::Map<String, serde_json::Value> = self
             .failed
             .iter()
             .map(|(what, why)| ((*what).to_owned(), why.clone().into()))
             .collect();
-        serde_json::json!({ "ready": self.ready(), "model": "loaded", "failed": failed })
-            .to_string()
+        serde_json::json!({
+            "ready": self.ready(),
+            "model": "loaded",
+            "model_version": self.model_version,
+            "failed": failed,
+        })
+        .to_string()
     }
 }
 
@@ -56,7 +64,10 @@ pub async fn probe(engine: &Engine) -> Readiness {
         Ok(Err(e)) => failed.push(("sessions", e.to_string())),
         Err(_) => failed.push(("sessions", timed_out())),
     }
-    Readiness { failed }
+    Readiness {
+        failed,
+        model_version: engine.model().version().to_owned(),
+    }
 }
 
 /// Probes every [`PROBE_TICK`] until `shutdown` fires; the receiver sees
@@ -75,6 +86,11 @@ pub fn spawn(
             tx.send_if_modified(|was| {
                 if *was == now {
                     return false;
+                }
+                // A new model alone changes the answer, not the verdict.
+                if was.ready() == now.ready() && was.failed == now.failed {
+                    *was = now;
+                    return true;
                 }
                 if now.ready() {
                     tracing::info!("ready again: the stores answer");

@@ -221,6 +221,13 @@ async fn main() -> std::process::ExitCode {
 
 async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let settings = settings(&args)?;
+    let reload_args = ServeArgs {
+        config: args.config.clone(),
+        listen: args.listen.clone(),
+        admin_listen: args.admin_listen.clone(),
+        model: args.model.clone(),
+        data_dir: args.data_dir.clone(),
+    };
     let (model, source) = app::load_model(&settings)?;
     tracing::info!(model = %source, version = model.version(), "model loaded");
     let learned = model.learns_any(&settings.policy.tiers);
@@ -322,6 +329,15 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
             .clone()
             .run_refresh(nudge::engine::campaigns::REFRESH_EVERY, stopped.clone()),
     );
+    // SIGHUP and a changed model file: the same flags and environment as
+    // this start.
+    let reload = app::reload::Reloader {
+        engine: engine.clone(),
+        campaigns: campaigns.clone(),
+        running: settings.clone(),
+        load_settings: Box::new(move || crate::settings(&reload_args).map_err(|e| e.to_string())),
+    }
+    .spawn(stopped.clone());
     let admin = admin.map(|(l, handle)| {
         let api = nudge::admin::api::Api {
             engine: engine.clone(),
@@ -361,6 +377,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     }
     let _ = probe.await;
     let _ = refresh.await;
+    let _ = reload.await;
     background.stop().await;
     engine.log.flush().await;
     tracing::info!(

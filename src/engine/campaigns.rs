@@ -56,8 +56,17 @@ impl CampaignService {
     }
 
     async fn seed(&self) -> Result<(), CampaignError> {
+        let seeds = self.engine.catalog.load().settings();
+        self.seed_with(seeds).await?;
+        self.seeded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Commits each seed the store does not hold as its campaign's config
+    /// seed yet (audited as actor `config`); a campaign whose seed is
+    /// unchanged keeps what was changed at run time.
+    async fn seed_with(&self, seeds: Vec<CampaignSettings>) -> Result<(), CampaignError> {
         let svc = self;
-        let seeds = svc.engine.catalog.load().settings();
         let (stored, _) = svc.store.load().await?;
         let by_id: HashMap<&str, &Stored> =
             stored.iter().map(|s| (s.settings.id.as_str(), s)).collect();
@@ -96,8 +105,45 @@ impl CampaignService {
                 Err(CommitError::Store(e)) => return Err(e),
             }
         }
-        self.seeded.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Puts a reloaded config's policy sections in force: `base` (policy,
+    /// experiment, pacing) replaces the engine's, the catalog is rebuilt on
+    /// it, and `seeds` (the config's campaigns built on `base`) are
+    /// reconciled with the store like at start, so that a campaign whose
+    /// config values changed takes them (caps reach the ledger with a new
+    /// revision) while one changed only at run time keeps its values.
+    ///
+    /// Pacers keep their state; with a changed `[pacing]` each campaign
+    /// gets a pacer on the new settings that starts from the old one's
+    /// saved lambda and integral.
+    pub async fn reconfigure(
+        &self,
+        base: crate::campaigns::Base,
+        seeds: Vec<CampaignSettings>,
+    ) -> Result<(), CampaignError> {
+        let _guard = self.write.lock().await;
+        let pacing_changed = self.engine.base.load().pacing != base.pacing;
+        self.engine.base.store(Arc::new(base));
+        let current = self.engine.catalog.load_full();
+        let base = self.engine.base.load();
+        let next = if pacing_changed {
+            let next = Catalog::build(current.settings(), &base, None);
+            let day = self.engine.budgets.day_of(self.engine.now_ms());
+            for (id, c) in &next.campaigns {
+                if let Some(old) = current.campaigns.get(id) {
+                    c.pacer.restore(&old.pacer.save(&day), &day);
+                }
+            }
+            next
+        } else {
+            Catalog::build(current.settings(), &base, Some(&current))
+        };
+        self.engine.catalog.store(Arc::new(next));
+        self.seed_with(seeds).await?;
+        self.seeded.store(true, Ordering::Release);
+        self.apply_stored().await
     }
 
     /// Puts every stored change in force here if the store moved on: caps
@@ -146,7 +192,7 @@ impl CampaignService {
                 announce(was, s);
             }
         }
-        let next = Catalog::build(settings, &self.engine.base, Some(&current));
+        let next = Catalog::build(settings, &self.engine.base.load(), Some(&current));
         self.engine.catalog.store(Arc::new(next));
         self.applied.store(version, Ordering::Release);
         Ok(())
@@ -183,7 +229,7 @@ impl CampaignService {
                 .find(|s| s.settings.id == id)
                 .ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
             let now_ms = self.engine.now_ms();
-            let next = patch.apply(&current.settings, &self.engine.base, now_ms)?;
+            let next = patch.apply(&current.settings, &self.engine.base.load(), now_ms)?;
             let commit = Commit {
                 expected: Some(current.settings.revision),
                 stored: Stored {
@@ -222,7 +268,7 @@ impl CampaignService {
     ) -> Result<(CampaignSettings, AuditEntry), CampaignError> {
         let _guard = self.write.lock().await;
         let now_ms = self.engine.now_ms();
-        let settings = new.settings(&self.engine.base, now_ms)?;
+        let settings = new.settings(&self.engine.base.load(), now_ms)?;
         let commit = Commit {
             expected: None,
             stored: Stored {

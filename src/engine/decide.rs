@@ -17,6 +17,7 @@
 
 use crate::campaigns::Campaign;
 use crate::domain::experiment::Experiment;
+use crate::domain::model::Model;
 use crate::domain::policy::{self, Verdict, MAX_TIERS};
 use crate::domain::session::SessionState;
 use crate::engine::assess::{assess, Assessment};
@@ -110,9 +111,12 @@ impl Engine {
         // The campaign's settings as in force now: this decision finishes
         // on them whatever changes meanwhile.
         let c = self.campaign(&input.campaign)?;
+        // Likewise the model: a reload meanwhile does not change the
+        // score, the answer's version or the log record of this one.
+        let model = self.model();
         // Client-feature mismatches are caller mistakes: refuse before any
         // state changes.
-        self.model.check_client(&input.client)?;
+        model.check_client(&input.client)?;
         let session = self.decision_session(&input, now_ms).await;
         let lambda = c.pacer.lambda();
         let a = assess(
@@ -120,11 +124,11 @@ impl Engine {
             &input.client,
             input.intent_value_cents,
             now_ms,
-            &self.model,
+            &model,
             &c.policy,
             lambda,
         )?;
-        let mut d = self.answer(&input, c.settings.id.clone(), &a);
+        let mut d = self.answer(&model, &input, c.settings.id.clone(), &a);
         let propensity = if session.store_down {
             d.reason = Reason::SessionStoreUnavailable;
             1.0
@@ -170,7 +174,13 @@ impl Engine {
 
     /// The answer as the assessment alone gives it: no offer yet, and the
     /// reason and net value the rule's verdict implies.
-    fn answer(&self, input: &DecideInput, campaign: String, a: &Assessment) -> Decision {
+    fn answer(
+        &self,
+        model: &Model,
+        input: &DecideInput,
+        campaign: String,
+        a: &Assessment,
+    ) -> Decision {
         let (reason, expected_net_value_cents) = match a.verdict {
             Verdict::NotHesitant => (Reason::NotHesitant, 0),
             Verdict::IntentTooLow => (Reason::IntentTooLow, 0),
@@ -200,12 +210,12 @@ impl Engine {
             reason,
             expected_net_value_cents,
             best_tier_cents: a.greedy_tier(),
-            model_version: self.model.version().to_owned(),
+            model_version: model.version().to_owned(),
             top_signals: a
                 .score
                 .top
                 .iter()
-                .filter_map(|(i, c)| self.model.term_name(*i).map(|n| (n.to_owned(), *c)))
+                .filter_map(|(i, c)| model.term_name(*i).map(|n| (n.to_owned(), *c)))
                 .collect(),
             holdout: false,
             explored: false,

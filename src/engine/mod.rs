@@ -42,8 +42,10 @@ use std::sync::Arc;
 pub struct Engine {
     pub sessions: Arc<dyn SessionStore>,
     pub ledger: Arc<dyn Ledger>,
-    pub model: Arc<Model>,
-    /// The config's policy; each campaign's own (its tiers and intent
+    /// The served model, swapped whole by a reload ([`crate::app::reload`]);
+    /// read it with [`Engine::model`], once per request.
+    model: ArcSwap<Model>,
+    /// The config's policy at start; each campaign's own (its tiers and intent
     /// floor) is in [`Engine::catalog`].
     pub policy: Policy,
     pub limits: Limits,
@@ -60,8 +62,9 @@ pub struct Engine {
     /// The campaigns in force with their pacers: one snapshot per request,
     /// swapped whole by a change ([`crate::engine::campaigns`]).
     pub catalog: ArcSwap<Catalog>,
-    /// What campaign changes are validated against and built from.
-    pub base: Base,
+    /// What campaign changes are validated against and built from;
+    /// swapped by a reload of the config's policy sections.
+    pub base: ArcSwap<Base>,
     pub log: DecisionLog,
     /// The ROI report's maintained state (see [`report`]).
     pub report_state: Arc<report::ReportState>,
@@ -77,19 +80,12 @@ impl Engine {
         key: VoucherKey,
         log: DecisionLog,
     ) -> Self {
-        let base = Base {
-            policy: settings.policy.clone(),
-            experiment: settings.experiment.clone(),
-            learning_share: settings.learning_share,
-            pacing: settings.pacing.clone(),
-            timezone: settings.budgets.timezone,
-            default_campaign: settings.default_campaign.clone(),
-        };
+        let base = Engine::base_of(settings);
         let catalog = Catalog::from_config(&settings.budgets, &base, &settings.campaign_overrides);
         Engine {
             sessions,
             ledger,
-            model,
+            model: ArcSwap::new(model),
             policy: settings.policy.clone(),
             limits: settings.limits,
             offer_ttl_ms: i64::try_from(settings.offer_ttl.as_millis()).unwrap_or(i64::MAX),
@@ -100,7 +96,7 @@ impl Engine {
             budgets: settings.budgets.clone(),
             default_campaign: settings.default_campaign.clone(),
             catalog: ArcSwap::from_pointee(catalog),
-            base,
+            base: ArcSwap::from_pointee(base),
             log,
             report_state: Arc::new(report::ReportState::new(
                 settings
@@ -115,6 +111,29 @@ impl Engine {
                     }),
             )),
         }
+    }
+
+    /// What the config gives every campaign (policy, experiment, pacing).
+    pub fn base_of(settings: &Settings) -> Base {
+        Base {
+            policy: settings.policy.clone(),
+            experiment: settings.experiment.clone(),
+            learning_share: settings.learning_share,
+            pacing: settings.pacing.clone(),
+            timezone: settings.budgets.timezone,
+            default_campaign: settings.default_campaign.clone(),
+        }
+    }
+
+    /// The model in force now. A request takes it once and finishes on
+    /// that same model whatever a reload swaps in meanwhile.
+    pub fn model(&self) -> Arc<Model> {
+        self.model.load_full()
+    }
+
+    /// Puts `model` in force for the requests that start from now on.
+    pub fn set_model(&self, model: Arc<Model>) {
+        self.model.store(model);
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -173,7 +173,7 @@ impl Engine {
         let state = self.report_state.clone();
         let log = self.log.clone();
         let ledger = self.ledger.clone();
-        let margin_rate = self.policy.margin_rate;
+        let margin_rate = self.base.load().policy.margin_rate;
         tokio::spawn(async move {
             // Frees the slot however the pass ends (a panic included), so a
             // failed pass never leaves every later Report waiting on it.

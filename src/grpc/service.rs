@@ -82,6 +82,7 @@ impl pb::offers_server::Offers for OffersService {
             learning_remaining_cents: s.learning_remaining_cents,
             paused: b.paused,
             active: b.active,
+            model_version: self.engine.model().version().to_owned(),
         }))
     }
 

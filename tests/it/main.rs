@@ -30,6 +30,8 @@ mod money;
 mod ledger_props;
 // SIGKILL mid-load and restart: no offer lost or duplicated.
 mod crash;
+// The model and the policy sections go live without a restart.
+mod reload;
 // The ROI report over gRPC and from the CLI.
 mod report;
 // Decide's latency under concurrent Reports (a measurement, run by hand).
