@@ -81,7 +81,9 @@
 //!   connections, backoff), [`app::admission`] (requests in flight, the
 //!   body deadline) and [`app::report_files`] (`nudge report`: the report
 //!   from the service's files, read-only), [`app::tls`] (`[tls]`: the
-//!   certificate loaded once, the admin server's TLS accept loop).
+//!   certificate loaded once, the admin server's TLS accept loop),
+//!   [`app::autotrain`] (`[autotrain]`: the daily `nudge-train retrain`
+//!   run as a child process on a single node).
 //! - [`admin`]: the admin HTTP server on its own address: Prometheus
 //!   metrics, liveness and readiness; [`admin::api`]: the JSON API
 //!   (campaigns, spend history, audit trail); [`admin::page`]: the status

@@ -3,6 +3,7 @@
 //! serves gRPC until shutdown.
 
 pub mod admission;
+pub mod autotrain;
 pub mod listener;
 pub mod model_source;
 pub mod pacing_state;

@@ -322,6 +322,8 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
             .clone()
             .run_refresh(nudge::engine::campaigns::REFRESH_EVERY, stopped.clone()),
     );
+    // The daily retraining, when `[autotrain]` is enabled.
+    let autotrain = app::autotrain::spawn(&settings, stopped.clone());
     let admin = admin.map(|(l, handle)| {
         let api = nudge::admin::api::Api {
             engine: engine.clone(),
@@ -361,6 +363,9 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     }
     let _ = probe.await;
     let _ = refresh.await;
+    if let Some(autotrain) = autotrain {
+        let _ = autotrain.await;
+    }
     background.stop().await;
     engine.log.flush().await;
     tracing::info!(
