@@ -15,7 +15,8 @@
 //!
 //! - `bin/nudge.rs`: the binary; parses flags and calls [`app`] or [`sim`].
 //! - [`config`]: the TOML configuration (`raw`: as written; `sections`: each
-//!   section validated once) into [`config::Settings`], and the one loader;
+//!   section validated once) into [`config::Settings`] (`autotrain`: the `[autotrain]` section), and
+//!   the one loader;
 //!   `print`: the settings in force written back as TOML (`check-config`).
 //! - [`domain`]: pure, no I/O, no transport.
 //!   - [`domain::session`]: validated events and the fixed-size per-session aggregate.
