@@ -15,7 +15,8 @@
 //!
 //! - `bin/nudge.rs`: the binary; parses flags and calls [`app`] or [`sim`].
 //! - [`config`]: the TOML configuration (`raw`: as written; `sections`: each
-//!   section validated once) into [`config::Settings`], and the one loader;
+//!   section validated once) into [`config::Settings`] (`autotrain`: the `[autotrain]` section), and
+//!   the one loader;
 //!   `print`: the settings in force written back as TOML (`check-config`).
 //! - [`domain`]: pure, no I/O, no transport.
 //!   - [`domain::session`]: validated events and the fixed-size per-session aggregate.
@@ -83,7 +84,9 @@
 //!   connections, backoff), [`app::admission`] (requests in flight, the
 //!   body deadline) and [`app::report_files`] (`nudge report`: the report
 //!   from the service's files, read-only), [`app::tls`] (`[tls]`: the
-//!   certificate loaded once, the admin server's TLS accept loop).
+//!   certificate loaded once, the admin server's TLS accept loop),
+//!   [`app::autotrain`] (`[autotrain]`: the daily `nudge-train retrain`
+//!   run as a child process on a single node).
 //! - [`admin`]: the admin HTTP server on its own address: Prometheus
 //!   metrics, liveness and readiness; [`admin::api`]: the JSON API
 //!   (campaigns, spend history, audit trail); [`admin::page`]: the status

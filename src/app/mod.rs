@@ -3,6 +3,7 @@
 //! (reloads included) and serves gRPC until shutdown.
 
 pub mod admission;
+pub mod autotrain;
 pub mod listener;
 pub mod model_source;
 pub mod pacing_state;

@@ -338,6 +338,8 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         load_settings: Box::new(move || crate::settings(&reload_args).map_err(|e| e.to_string())),
     }
     .spawn(stopped.clone());
+    // The daily retraining, when `[autotrain]` is enabled.
+    let autotrain = app::autotrain::spawn(&settings, stopped.clone());
     let admin = admin.map(|(l, handle)| {
         let api = nudge::admin::api::Api {
             engine: engine.clone(),
@@ -378,6 +380,9 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     let _ = probe.await;
     let _ = refresh.await;
     let _ = reload.await;
+    if let Some(autotrain) = autotrain {
+        let _ = autotrain.await;
+    }
     background.stop().await;
     engine.log.flush().await;
     tracing::info!(

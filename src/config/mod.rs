@@ -8,10 +8,12 @@
 use crate::domain::experiment::Experiment;
 use crate::domain::policy::Policy;
 use crate::ledger::Budgets;
+mod autotrain;
 mod print;
 mod raw;
 mod sections;
 
+pub use autotrain::{parse_at, AutotrainSettings, RawAutotrain};
 pub use raw::*;
 use sections::{
     validate_admin, validate_admin_listen, validate_backends, validate_listen, validate_redis,
@@ -132,6 +134,8 @@ pub struct Settings {
     pub admin_tokens: crate::auth::Tokens,
     /// `None`: plaintext on both ports.
     pub tls: Option<TlsFiles>,
+    /// `[autotrain]`: the daily retraining (off by default).
+    pub autotrain: AutotrainSettings,
 }
 
 /// `[tls]`: both files given. They are read when serving starts (and by
@@ -290,6 +294,7 @@ impl RawConfig {
         let server = self.server.validate(&limits)?;
         let admin_tokens = validate_admin(self.admin, admin_listen)?;
         let tls = validate_tls(self.tls)?;
+        let autotrain = self.autotrain.validate(ledger_backend)?;
         Ok(Settings {
             listen,
             admin_listen,
@@ -317,6 +322,7 @@ impl RawConfig {
             log,
             admin_tokens,
             tls,
+            autotrain,
         })
     }
 }

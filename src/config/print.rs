@@ -272,6 +272,18 @@ impl Settings {
             );
         }
 
+        let a = &self.autotrain;
+        let mut autotrain = Table::new();
+        autotrain.insert("enabled".into(), Value::Boolean(a.enabled));
+        autotrain.insert("at".into(), text(a.at.format("%H:%M").to_string()));
+        autotrain.insert("min_new_sessions".into(), int(a.min_new_sessions));
+        if let Some(t) = &a.trainer {
+            autotrain.insert("trainer".into(), path(t));
+        }
+        let args = a.extra_args.iter().map(|x| text(x.as_str())).collect();
+        autotrain.insert("extra_args".into(), Value::Array(args));
+        doc.insert("autotrain".into(), Value::Table(autotrain));
+
         let body = toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
         self.with_comments(body)
     }
@@ -297,6 +309,13 @@ impl Settings {
             notes.push((
                 "[server]",
                 "# max_connections: not set: 4096, or less under a lower open-file limit (at start)"
+                    .to_owned(),
+            ));
+        }
+        if self.autotrain.trainer.is_none() {
+            notes.push((
+                "[autotrain]",
+                "# trainer: not set: nudge-train beside the nudge executable, else on PATH"
                     .to_owned(),
             ));
         }
@@ -364,7 +383,8 @@ mod tests {
              [budget]\ntimezone = \"Europe/Berlin\"\nlearning_share = 0.2\ndefault_campaign = \"b\"\n\
              campaigns = [{ id = \"b\", daily_cap_cents = 1001 }, { id = \"a\", daily_cap_cents = 5000, total_cap_cents = 90000, paused = true, tiers_cents = [700], min_intent_cents = 5000, holdout_share = 0.2, explore_share = 0.1, starts_at = \"2026-12-24T00:00:00Z\", ends_at = \"2026-12-27T00:00:00Z\" }]\n\
              [server]\nmax_connections = 100\n[log]\nretain_days = 3\n\
-             [pacing]\nenabled = false\nkp = 12.5",
+             [pacing]\nenabled = false\nkp = 12.5\n\
+             [autotrain]\nenabled = true\nat = \"04:05\"\nmin_new_sessions = 50\ntrainer = \"/opt/nudge-train\"\nextra_args = [\"--seed\", \"3\"]",
             "[ledger]\nbackend = \"redis\"\n[sessions]\nbackend = \"redis\"\nredis_url = \"redis://s:6379/1\"\n\
              [redis]\nurl = \"redis://money:6379/0\"\nkey_prefix = \"shop\"\ntimeout_ms = 300",
             "[log]\nenabled = false\n[ledger]\nbackend = \"memory\"",
@@ -397,6 +417,9 @@ mod tests {
         assert_eq!(s.matches("# model: not set").count(), 1, "{s}");
         for line in [
             "listen = \"127.0.0.1:50051\"",
+            "[autotrain]",
+            "at = \"03:30\"",
+            "min_new_sessions = 2000",
             "[sessions]",
             "idle_ttl_secs = 1800",
             "margin_rate = 0.3",

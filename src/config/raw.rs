@@ -48,6 +48,9 @@ pub struct RawConfig {
     /// TLS for both ports.
     #[serde(default)]
     pub tls: RawTls,
+    /// The daily retraining of a single-node service.
+    #[serde(default)]
+    pub autotrain: super::RawAutotrain,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -124,7 +124,8 @@ impl Retrain for TrainerProcess {
         let run = cmd
             .output()
             .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
-        if !run.status.success() {
+        // Exit status 3 is the trainer's "kept": not an error.
+        if !run.status.success() && run.status.code() != Some(3) {
             return Err(format!(
                 "{TRAINER} retrain after day {day} failed ({}): {} \
                  ({} may be older than this nudge: `cargo build --release --workspace`)",

@@ -70,3 +70,5 @@ mod settings_store;
 mod browser;
 // The real binary's status page in headless Chromium.
 mod status_page;
+// `[autotrain]`: one daily run against a stand-in trainer.
+mod autotrain;

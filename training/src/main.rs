@@ -64,8 +64,20 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+/// Exit status of `retrain` when the serving model stays (not an error:
+/// nothing was written). Errors exit 1, bad arguments 2.
+pub const EXIT_KEPT: u8 = 3;
+
+fn main() -> Result<std::process::ExitCode> {
+    let done = match Cli::parse().command {
+        Command::Retrain(a) => {
+            let promoted = retrain::run(*a)?;
+            return Ok(if promoted {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(EXIT_KEPT)
+            });
+        }
         Command::Uplift(a) => uplift::run(&a),
         Command::Generate(a) => generate::run(a),
         Command::Fit(a) => fit::run(*a),
@@ -74,7 +86,7 @@ fn main() -> Result<()> {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Replay(a) => replay::run(a),
-        Command::Retrain(a) => retrain::run(*a),
         Command::Bench(a) => bench::run(a),
-    }
+    };
+    done.map(|()| std::process::ExitCode::SUCCESS)
 }

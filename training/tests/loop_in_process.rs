@@ -83,11 +83,18 @@ async fn the_loop_runs_on_the_trainers_own_code_and_keeps_its_money_promises() {
             let s = summary.as_ref().expect("the night's report");
             assert_eq!(s["format"], "nudge-retrain/1");
             assert_eq!(d.model.replaced, Some(t.decisions[i] == Decision::Replaced));
-            // The next day is served by what the night wrote.
-            let written = std::fs::read(dir.join(format!("models/after-day-{:02}.json", i + 1)))
-                .expect("the night's model file");
-            let file: nudge::domain::model::ModelFile = serde_json::from_slice(&written).unwrap();
-            assert_eq!(r.days[i + 1].model.version, file.version);
+            // The next day is served by what the night wrote; a night that
+            // kept the model writes nothing.
+            let path = dir.join(format!("models/after-day-{:02}.json", i + 1));
+            if d.model.replaced == Some(true) {
+                let written = std::fs::read(&path).expect("the night's model file");
+                let file: nudge::domain::model::ModelFile =
+                    serde_json::from_slice(&written).unwrap();
+                assert_eq!(r.days[i + 1].model.version, file.version);
+            } else {
+                assert!(!path.exists(), "a kept night writes nothing");
+                assert_eq!(r.days[i + 1].model.version, d.model.version);
+            }
         } else {
             assert!(d.model.replaced.is_none());
         }

@@ -201,6 +201,11 @@ fn retrain_replaces_the_priors_with_a_response_that_beats_no_voucher() {
 /// with `sign = -1` its lifts are inverted: large for everyone but the
 /// seekers, the visitors a voucher does not move.
 fn hand_model(sign: f64) -> Model {
+    hand_file(sign).compile().unwrap()
+}
+
+/// [`hand_model`]'s file.
+fn hand_file(sign: f64) -> ModelFile {
     let mut f = ModelFile::load(&default_model_path()).unwrap();
     f.version = format!("hand-{}", if sign > 0.0 { "right" } else { "inverted" });
     let term = |feature: &str, transforms, coef| Term {
@@ -241,7 +246,7 @@ fn hand_model(sign: f64) -> Model {
         lower_bound_z: None,
         training: serde_json::Value::Null,
     });
-    f.compile().unwrap()
+    f
 }
 
 /// The true expected net value per session (cents) of taking `actions[i]`
@@ -359,7 +364,11 @@ fn retrain_json_shape_is_stable() {
         keys(&v),
         [
             "candidate",
+            "candidate_value",
+            "candidate_version",
             "current",
+            "current_value",
+            "current_version",
             "decision",
             "difference",
             "evaluation",
@@ -367,6 +376,7 @@ fn retrain_json_shape_is_stable() {
             "gain_over_no_voucher",
             "no_voucher",
             "out",
+            "promoted",
             "reasons",
             "rule",
             "selection",
@@ -420,14 +430,101 @@ fn retrain_json_shape_is_stable() {
         ]
     );
     assert_eq!(keys(&sel[0]["value"]), ["actions", "dr", "ips", "sessions"]);
-    // What was written matches the decision.
-    let written = std::fs::read(&out).unwrap();
+    assert_eq!(v["current_value"], v["current"]["dr"]["estimate"]);
+    assert_eq!(v["candidate_value"], v["candidate"]["dr"]["estimate"]);
+    assert_eq!(v["current_version"], v["current"]["version"]);
+    assert_eq!(v["candidate_version"], v["candidate"]["version"]);
+    // What was written, and the exit status, match the decision.
     match v["written"].as_str().unwrap() {
-        "current" => assert_eq!(written, std::fs::read(&current).unwrap()),
+        "nothing" => {
+            assert_eq!(v["promoted"], false);
+            assert_eq!(o.status.code(), Some(3));
+            assert!(!out.exists());
+        }
         "candidate" => {
+            assert_eq!(v["promoted"], true);
+            assert_eq!(o.status.code(), Some(0));
             let m = Model::load(&out).unwrap();
             assert_eq!(m.version(), v["candidate"]["version"].as_str().unwrap());
         }
         other => panic!("written {other}"),
     }
+}
+
+/// `nudge-train retrain` with `current` as the serving model on `logs`:
+/// its exit status and JSON report.
+fn retrain_cli(logs: &Path, current: &Path, out: &Path) -> (Option<i32>, serde_json::Value) {
+    let o = Command::new(env!("CARGO_BIN_EXE_nudge-train"))
+        .args(["retrain", "--json", "--intent-alpha", "1"])
+        .args(["--learner", "pooled", "--interactions", "signals"])
+        .args(["--alphas", "1", "--evaluation-share", "0.4"])
+        .arg("--logs")
+        .arg(logs)
+        .arg("--current")
+        .arg(current)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&o.stderr)));
+    (o.status.code(), v)
+}
+
+/// The promotion contract on one log: against a serving model that offers
+/// the largest voucher to every hesitant visitor the fitted candidate is
+/// promoted (exit 0, written, its
+/// lineage naming the parent); against one the candidate values below it
+/// is refused (exit 3, the existing `--out` untouched).
+#[test]
+fn retrain_promotes_a_better_candidate_and_leaves_out_alone_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write_log(dir.path(), 12_000, 23);
+    let write = |name: &str, f: &ModelFile| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, serde_json::to_vec_pretty(f).unwrap()).unwrap();
+        p
+    };
+    // A serving model that believes every voucher moves everyone: it
+    // gives the largest tier to every hesitant visitor, which only pays
+    // for the deal seekers.
+    let mut generous = hand_file(1.0);
+    generous.version = "generous".into();
+    for arm in &mut generous.uplift.as_mut().unwrap().arms {
+        if arm.amount_cents > 0 {
+            arm.terms.clear();
+            arm.intercept = 3.0;
+        }
+    }
+    // The hand-written response with its lifts inverted: on this log's
+    // evaluation sessions it values above the candidate fitted from them
+    // (9.45 against 9.21 EUR/session), so the candidate is refused.
+    let (worse, better) = (
+        write("generous.json", &generous),
+        write("inverted.json", &hand_file(-1.0)),
+    );
+
+    let out = dir.path().join("next.json");
+    let (code, v) = retrain_cli(&logs, &worse, &out);
+    println!("against the generous model: {code:?} {:#}", v["reasons"]);
+    assert_eq!(code, Some(0), "{:#}", v["reasons"]);
+    assert_eq!(v["promoted"], true);
+    assert_eq!(v["current_version"], "generous");
+    assert!(v["candidate_value"].as_f64().unwrap() > v["current_value"].as_f64().unwrap());
+    let written = ModelFile::load(&out).unwrap();
+    assert_eq!(written.version, v["candidate_version"].as_str().unwrap());
+    assert_eq!(written.training["parent_version"], "generous");
+    assert!(written.training["trainer"].is_string(), "the lineage stays");
+
+    let before = b"the previous night's file".to_vec();
+    std::fs::write(&out, &before).unwrap();
+    let (code, v) = retrain_cli(&logs, &better, &out);
+    println!("against the inverted model: {code:?} {:#}", v["reasons"]);
+    assert_eq!(code, Some(3), "{:#}", v["reasons"]);
+    assert_eq!(v["promoted"], false);
+    assert_eq!(v["written"], "nothing");
+    assert_eq!(v["current_version"], "hand-inverted");
+    assert!(v["candidate_value"].is_number() && v["current_value"].is_number());
+    assert_eq!(std::fs::read(&out).unwrap(), before, "--out untouched");
 }

@@ -1,6 +1,8 @@
 //! `nudge-train retrain`: the nightly loop (fit a candidate from the logs,
-//! compare it with the serving model off-policy, write the better one),
-//! printing the library's report.
+//! compare it with the serving model off-policy, write the candidate only
+//! when it is better), printing the library's report. Exit status 0: the
+//! candidate was promoted; 3: the serving model stays and nothing was
+//! written; 1: an error; 2: bad arguments.
 
 use super::command_line;
 use anyhow::Result;
@@ -20,7 +22,8 @@ pub struct RetrainArgs {
     /// The serving model file.
     #[arg(long)]
     current: PathBuf,
-    /// Where the chosen model file is written (atomically).
+    /// Where the candidate is written (atomically) when it is promoted;
+    /// left untouched when the serving model stays.
     #[arg(long)]
     out: PathBuf,
     /// Service config: the policy (margin, tiers, minimum order) the models
@@ -64,7 +67,10 @@ pub struct RetrainArgs {
     json: bool,
 }
 
-pub fn run(a: RetrainArgs) -> Result<()> {
+/// Runs the loop and prints its report; `Ok(true)` when the candidate was
+/// promoted (written to `--out`), `Ok(false)` when the serving model stays
+/// (nothing written; `main` exits with status 3).
+pub fn run(a: RetrainArgs) -> Result<bool> {
     let mut o = retrain::Options::new(a.logs, a.current, a.out);
     o.config = a.config;
     o.seed = a.seed;
@@ -87,5 +93,5 @@ pub fn run(a: RetrainArgs) -> Result<()> {
     } else {
         print!("{}", report.text());
     }
-    Ok(())
+    Ok(report.promoted)
 }

@@ -30,9 +30,12 @@
 //!    lucky draw; the lower-bound condition asks that its pessimistic case
 //!    is no worse either. A candidate that cannot be fitted is not a
 //!    candidate: kept, with the reason.
-//! 6. **Write** `out` atomically: the candidate when replaced, else the
-//!    serving model's bytes (nothing is written when `out` is the serving
-//!    file itself). The report says what and why ([`RetrainReport`]).
+//! 6. **Write** `out` atomically with the candidate when replaced; when
+//!    the serving model is kept nothing is written (a caller that watches
+//!    `out` sees no change, and an `out` that existed keeps its bytes). The
+//!    candidate's `training` lineage names the serving model it replaces
+//!    (`parent_version`). The report says what and why
+//!    ([`RetrainReport`]).
 //!
 //! The evaluation sessions are the only ones the decision reads, and no
 //! fit, CV or setting choice read them, so the comparison is fair to both
@@ -234,6 +237,23 @@ fn intent_rows(
     (out, index.len())
 }
 
+/// Adds `parent_version` to a model file's `training` lineage (an object;
+/// anything else there is kept under `previous`), so that a chain of
+/// nightly models can be followed back.
+pub fn name_parent(training: &mut serde_json::Value, parent: &str) {
+    if !training.is_object() {
+        let previous = std::mem::take(training);
+        *training = if previous.is_null() {
+            json!({})
+        } else {
+            json!({ "previous": previous })
+        };
+    }
+    if let Some(t) = training.as_object_mut() {
+        t.insert("parent_version".into(), json!(parent));
+    }
+}
+
 /// At most `cap` distinct sessions of `ids`: those with the smallest
 /// seeded SHA-256 of their id, a uniform draw that does not depend on the
 /// logs' order and keeps a session whole.
@@ -269,6 +289,7 @@ fn fit_candidate(
     sha256: &str,
     o: &Options,
     judge: (&Policy, &replay::Options),
+    parent: &str,
 ) -> Result<(ModelFile, uplift::LogsUplift)> {
     let (rows, n) = intent_rows(records, o, exclude);
     let info = DataInfo {
@@ -297,10 +318,11 @@ fn fit_candidate(
         value: judge.1,
     };
     let r = fit_logs(train, &o.uplift, &j, lineage).context("voucher response")?;
-    let file = ModelFile {
+    let mut file = ModelFile {
         uplift: Some(r.uplift.clone()),
         ..intent
     };
+    name_parent(&mut file.training, parent);
     file.compile()
         .context("the candidate model does not validate")?;
     Ok((file, r))
@@ -368,7 +390,15 @@ pub fn run(o: &Options) -> Result<RetrainReport> {
         seed: o.seed,
         randomised_sessions: rows.len(),
     };
-    let fitted = fit_candidate(&records, &train, &exclude, &sha256, o, (policy, &value));
+    let fitted = fit_candidate(
+        &records,
+        &train,
+        &exclude,
+        &sha256,
+        o,
+        (policy, &value),
+        current.version(),
+    );
     let (decision, reasons, comparison, selection, candidate_bytes) = match fitted {
         Ok((file, r)) => {
             let candidate = file.compile()?;
@@ -408,20 +438,12 @@ pub fn run(o: &Options) -> Result<RetrainReport> {
             )
         }
     };
-    let same_file = match (o.out.canonicalize(), o.current.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
     let written = match (decision, &candidate_bytes) {
         (Decision::Replaced, Some(b)) => {
             output::write_atomic(&o.out, b)?;
             Written::Candidate
         }
-        _ if same_file => Written::Unchanged,
-        _ => {
-            output::write_atomic(&o.out, &current_bytes)?;
-            Written::Current
-        }
+        _ => Written::Nothing,
     };
     Ok(RetrainReport::new(
         decision, reasons, o, written, evaluation, comparison, selection,

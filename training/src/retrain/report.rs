@@ -28,10 +28,8 @@ pub enum Decision {
 pub enum Written {
     /// The candidate model file.
     Candidate,
-    /// A copy of the serving model file.
-    Current,
-    /// Nothing: `out` is the serving model file.
-    Unchanged,
+    /// Nothing: the serving model stays, `out` is left as it was.
+    Nothing,
 }
 
 /// One model's value on the evaluation sessions (cents per session).
@@ -78,11 +76,20 @@ pub struct EvaluationSet {
 #[derive(Clone, Debug, Serialize)]
 pub struct RetrainReport {
     pub format: &'static str,
+    /// The candidate was written to `out` (`decision` is `replaced`).
+    pub promoted: bool,
     pub decision: Decision,
     pub reasons: Vec<String>,
     pub rule: &'static str,
     pub out: String,
     pub written: Written,
+    /// The serving model's version and DR value (cents per session): the
+    /// headline numbers, also under `current`.
+    pub current_version: String,
+    pub current_value: f64,
+    /// The candidate's, `null` when none could be fitted.
+    pub candidate_version: Option<String>,
+    pub candidate_value: Option<f64>,
     /// The values' unit.
     pub unit: &'static str,
     pub evaluation: EvaluationSet,
@@ -122,6 +129,11 @@ impl RetrainReport {
         };
         RetrainReport {
             format: FORMAT,
+            promoted: written == Written::Candidate,
+            current_version: current.version.clone(),
+            current_value: current.dr.estimate,
+            candidate_version: candidate.as_ref().map(|c| c.version.clone()),
+            candidate_value: candidate.as_ref().map(|c| c.dr.estimate),
             decision,
             reasons,
             rule: RULE,
@@ -150,11 +162,19 @@ impl RetrainReport {
                 i.hi / 100.0
             )
         };
-        let _ = writeln!(
-            s,
-            "retrain   {:?} -> {} ({:?})",
-            self.decision, self.out, self.written
-        );
+        let _ = match self.written {
+            Written::Candidate => writeln!(
+                s,
+                "retrain   promoted: candidate {} written to {}",
+                self.candidate_version.as_deref().unwrap_or(""),
+                self.out
+            ),
+            Written::Nothing => writeln!(
+                s,
+                "retrain   kept: the serving model {} stays, nothing written to {}",
+                self.current_version, self.out
+            ),
+        };
         let _ = writeln!(
             s,
             "evaluated on {} of {} randomised sessions (share {}, seed {}), per logged action {:?}",
