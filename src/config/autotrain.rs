@@ -122,7 +122,6 @@ impl RawAutotrain {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::config::RawConfig;
 
     fn err(text: &str) -> String {
