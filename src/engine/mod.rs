@@ -27,10 +27,8 @@ use crate::clock::Clock;
 use crate::config::{Limits, Settings};
 use crate::decision_log::writer::DecisionLog;
 use crate::decision_log::{LogRecord, OutcomeRecord, LOG_FORMAT_VERSION};
-use crate::domain::experiment::Experiment;
 use crate::domain::model::Model;
 use crate::domain::pacing;
-use crate::domain::policy::Policy;
 use crate::domain::voucher::{self, VoucherKey};
 use crate::engine::error::ServiceError;
 use crate::ledger::{Budgets, Ledger, Outcome, OutcomeRecorded, RedeemOutcome, RedeemRequest};
@@ -45,17 +43,11 @@ pub struct Engine {
     /// The served model, swapped whole by a reload ([`crate::app::reload`]);
     /// read it with [`Engine::model`], once per request.
     model: ArcSwap<Model>,
-    /// The config's policy at start; each campaign's own (its tiers and intent
-    /// floor) is in [`Engine::catalog`].
-    pub policy: Policy,
     pub limits: Limits,
     pub offer_ttl_ms: i64,
     pub clock: Arc<dyn Clock>,
     pub key: VoucherKey,
     pub min_order_cents: i64,
-    /// The config's experiment; each campaign's shares are in its
-    /// catalog entry.
-    pub experiment: Experiment,
     /// The config's budgets: their time zone counts the budget days.
     pub budgets: Budgets,
     pub default_campaign: String,
@@ -86,13 +78,11 @@ impl Engine {
             sessions,
             ledger,
             model: ArcSwap::new(model),
-            policy: settings.policy.clone(),
             limits: settings.limits,
             offer_ttl_ms: i64::try_from(settings.offer_ttl.as_millis()).unwrap_or(i64::MAX),
             clock,
             key,
             min_order_cents: settings.min_order_cents,
-            experiment: settings.experiment.clone(),
             budgets: settings.budgets.clone(),
             default_campaign: settings.default_campaign.clone(),
             catalog: ArcSwap::from_pointee(catalog),

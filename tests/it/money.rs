@@ -234,7 +234,7 @@ async fn holdout_never_gets_a_voucher_but_is_logged_with_the_tier_it_would_have_
     );
     // The same visitor is always held out (keyed by visitor id).
     let again = c.decide(decide("h0", vec![])).await.unwrap().into_inner();
-    let first_is_held = s.engine.experiment.in_holdout("v-h0");
+    let first_is_held = s.engine.base.load().experiment.in_holdout("v-h0");
     assert_eq!(again.holdout, first_is_held);
 
     s.shutdown().await;
