@@ -39,6 +39,9 @@
 //!   - [`engine::campaigns`]: a campaign change committed with its audit
 //!     entry, given to the ledger and swapped in, and the refresh that
 //!     brings every replica's changes.
+//!   - [`engine::models`]: the model in service, published to the model
+//!     history, swapped whole, rolled back; the poll that brings every
+//!     replica the live one.
 //!   - [`engine::report`]: the ROI report over the log and the ledger (one
 //!     shared pass over the bytes appended since the last).
 //!   - [`engine::error`]: the engine's one error type.
@@ -57,12 +60,18 @@
 //!   the [`campaigns::Catalog`] snapshot Decide reads;
 //!   [`campaigns::store`]: where they and the audit trail are kept (memory,
 //!   SQLite).
+//! - [`models`]: the served model's history (who published which model
+//!   when, rollbacks), kept to go back to and shared by replicas: the
+//!   [`models::ModelRegistry`] trait, memory and
+//!   [`models::sqlite`] (`models.sqlite3`); the Redis one is
+//!   `redis::models`. [`engine::models`] publishes, serves and rolls back.
 //! - [`store`]: the session store trait; [`store::memory`], the moka default.
 //! - [`redis`]: shared state for several replicas: the connection
 //!   ([`redis::RedisConn`]), the ledger in Lua scripts (`ledger`:
 //!   [`redis::RedisLedger`]) and the session store (`sessions`:
 //!   [`redis::RedisSessionStore`]), the campaign settings (`campaigns`:
-//!   [`redis::RedisSettingsStore`]); `checks`: what each instance's settings
+//!   [`redis::RedisSettingsStore`]), the model history (`models`:
+//!   [`redis::RedisModelRegistry`]); `checks`: what each instance's settings
 //!   risk (money evictable, sessions sharing it or never evicting), read
 //!   and logged at start ([`redis::check_instances`]).
 //! - [`decision_log`]: the JSON-lines record format; [`decision_log::writer`]
@@ -86,7 +95,8 @@
 //!   from the service's files, read-only), [`app::tls`] (`[tls]`: the
 //!   certificate loaded once, the admin server's TLS accept loop),
 //!   [`app::autotrain`] (`[autotrain]`: the daily `nudge-train retrain`
-//!   run as a child process on a single node).
+//!   run as a child process on a single node), [`app::model_cli`]
+//!   (`nudge model`: list, publish, roll back, pull).
 //! - [`admin`]: the admin HTTP server on its own address: Prometheus
 //!   metrics, liveness and readiness; [`admin::api`]: the JSON API
 //!   (campaigns, spend history, audit trail); [`admin::page`]: the status
@@ -125,6 +135,7 @@ pub mod files;
 pub mod grpc;
 pub mod html;
 pub mod ledger;
+pub mod models;
 pub mod redis;
 pub mod report;
 pub mod sim;

@@ -13,8 +13,10 @@ use crate::auth::{AuthError, Role, Tokens};
 use crate::campaigns::store::AuditEntry;
 use crate::campaigns::{rfc3339, CampaignError, CampaignPatch, CampaignSettings, NewCampaign};
 use crate::engine::campaigns::CampaignService;
+use crate::engine::models::{ModelService, ModelServiceError};
 use crate::engine::Engine;
 use crate::ledger::BudgetSnapshot;
+use crate::models::{ModelEntry, RegistryError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -38,6 +40,7 @@ pub const MAX_AUDIT_PAGE: usize = 1_000;
 pub struct Api {
     pub engine: Arc<Engine>,
     pub campaigns: Arc<CampaignService>,
+    pub models: Arc<ModelService>,
     pub tokens: Arc<Tokens>,
 }
 
@@ -100,6 +103,28 @@ impl From<CampaignError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
         }
+    }
+}
+
+/// The one mapping of the model history's errors to HTTP.
+impl From<ModelServiceError> for ApiError {
+    fn from(e: ModelServiceError) -> Self {
+        let status = match &e {
+            ModelServiceError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ModelServiceError::Registry(r) => match r {
+                RegistryError::Empty | RegistryError::NoEarlier(_) | RegistryError::Conflict(_) => {
+                    StatusCode::CONFLICT
+                }
+                RegistryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        ModelServiceError::Registry(e).into()
     }
 }
 
@@ -397,6 +422,73 @@ async fn spend(
     ))
 }
 
+/// A model history entry as the API shows it (times in RFC 3339 too).
+#[derive(Debug, Serialize)]
+pub struct ModelView {
+    #[serde(flatten)]
+    pub entry: ModelEntry,
+    pub published_at: String,
+    /// Served by this process now.
+    pub live: bool,
+}
+
+impl ModelView {
+    fn new(entry: ModelEntry, live_seq: Option<u64>) -> Self {
+        ModelView {
+            published_at: rfc3339(entry.published_at_ms),
+            live: Some(entry.seq) == live_seq,
+            entry,
+        }
+    }
+}
+
+async fn models(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+    api.caller(&headers, Role::Viewer)?;
+    let history = api.models.history().await?;
+    let live_seq = api.models.live_seq();
+    let served = api.engine.model().version().to_owned();
+    let entries: Vec<ModelView> = history
+        .into_iter()
+        .map(|e| ModelView::new(e, live_seq))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "serving": served, "models": entries }),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn rollback(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = api.caller(&headers, Role::Operator)?;
+    same_origin_json(&headers)?;
+    let b: RollbackBody = parse_body(&body)?;
+    if b.reason.chars().count() > crate::campaigns::MAX_REASON_CHARS {
+        return Err(ApiError::invalid(
+            "reason",
+            format!("at most {} characters", crate::campaigns::MAX_REASON_CHARS),
+        ));
+    }
+    let (live, rolled_back) = api.models.rollback(&actor, &b.reason).await?;
+    let seq = Some(live.seq);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "live": ModelView::new(live, seq),
+            "rolled_back": ModelView::new(rolled_back, seq),
+        }),
+    ))
+}
+
 /// The `/api/v1` routes.
 pub fn routes(api: Api) -> axum::Router {
     axum::Router::new()
@@ -404,6 +496,8 @@ pub fn routes(api: Api) -> axum::Router {
         .route("/api/v1/campaigns/{id}", get(get_one).patch(patch))
         .route("/api/v1/spend", get(spend))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/models", get(models))
+        .route("/api/v1/models/rollback", axum::routing::post(rollback))
         .route("/", get(super::status::page))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)

@@ -11,19 +11,28 @@ pub const EMBEDDED_DEFAULT_MODEL: &str = include_str!("../../models/default.json
 /// Loads the configured model; with no model configured, `models/default.json`
 /// if present, else the embedded copy. Returns the model and where it came from.
 pub fn load_model(settings: &Settings) -> Result<(Model, String), ModelError> {
-    if let Some(path) = &settings.model {
-        return Ok((Model::load(path)?, path.display().to_string()));
-    }
-    let default = std::path::Path::new(DEFAULT_MODEL);
-    if default.exists() {
-        return Ok((Model::load(default)?, DEFAULT_MODEL.to_owned()));
-    }
-    let file: ModelFile =
-        serde_json::from_str(EMBEDDED_DEFAULT_MODEL).map_err(|source| ModelError::Parse {
-            path: "<embedded>".into(),
-            source,
-        })?;
-    Ok((file.compile()?, "<embedded default>".to_owned()))
+    let (model, source, _) = load_model_text(settings)?;
+    Ok((model, source))
+}
+
+/// [`load_model`], with the text the model was read from (the model
+/// history keeps it).
+pub fn load_model_text(settings: &Settings) -> Result<(Model, String, String), ModelError> {
+    let (text, source) = match model_file(settings) {
+        Some(path) => (
+            std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+                path: path.display().to_string(),
+                source,
+            })?,
+            path.display().to_string(),
+        ),
+        None => (
+            EMBEDDED_DEFAULT_MODEL.to_owned(),
+            "<embedded default>".to_owned(),
+        ),
+    };
+    let model = ModelFile::parse(&text, &source)?.compile()?;
+    Ok((model, source, text))
 }
 
 /// The model file `load_model` reads, when it is a file (a reload watches

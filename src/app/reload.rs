@@ -5,6 +5,11 @@
 //! the old one) is served within seconds. A file that fails validation
 //! leaves the old model serving.
 //!
+//! A model that goes live is published to the model history
+//! ([`crate::engine::models`]); the history's live model is polled every
+//! [`MODEL_POLL`] too, so a model published elsewhere (another replica,
+//! `nudge model publish`, a rollback) is served here within seconds.
+//!
 //! SIGHUP re-reads the config file and the model. A config that fails
 //! validation changes nothing. Of a valid one, `[policy]`, `[experiment]`,
 //! `[pacing]` and the `[budget]` campaigns' caps go live (through the
@@ -14,8 +19,8 @@
 
 use crate::campaigns::Catalog;
 use crate::config::Settings;
-use crate::domain::model::Model;
 use crate::engine::campaigns::CampaignService;
+use crate::engine::models::{Adopted, ModelService};
 use crate::engine::Engine;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +43,7 @@ pub type LoadSettings = Box<dyn Fn() -> Result<Settings, String> + Send + Sync>;
 pub struct Reloader {
     pub engine: Arc<Engine>,
     pub campaigns: Arc<CampaignService>,
+    pub models: Arc<ModelService>,
     /// The settings the process started with: what cannot change at run
     /// time is compared with them.
     pub running: Settings,
@@ -100,6 +106,7 @@ impl Reloader {
                     if let Some(w) = model.as_mut() {
                         self.poll_model(w, &shutdown).await;
                     }
+                    self.models.sync().await;
                 }
                 _ = hangup => {
                     tracing::info!(signal = "sighup", "reloading the config and the model");
@@ -144,35 +151,42 @@ impl Reloader {
         self.load_model(w, Some(now)).await;
     }
 
-    /// Reads, validates and puts in force the model file; a failure leaves
-    /// the model in force and is logged once per distinct reason.
+    /// Reads, validates and puts in force the model file (publishing it
+    /// to the model history); a failure leaves the model in force and is
+    /// logged once per distinct reason.
     async fn load_model(&self, w: &mut ModelWatch, now: Option<Stamp>) {
         w.seen = now;
         let path = w.path.clone();
-        let loaded = tokio::task::spawn_blocking(move || Model::load(&path))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        match loaded {
-            Ok(next) => {
+        let text = match tokio::task::spawn_blocking(move || std::fs::read_to_string(&path)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return self.model_refused(w, e.to_string()),
+            Err(e) => return self.model_refused(w, e.to_string()),
+        };
+        match self.models.adopt_file(text).await {
+            Ok(adopted) => {
                 w.failure = None;
-                let old = self.engine.model();
-                self.engine.set_model(Arc::new(next));
-                let new = self.engine.model();
-                record_model_swap(old.version(), new.version());
-                tracing::info!(
-                    path = %w.path.display(),
-                    old_version = old.version(),
-                    new_version = new.version(),
-                    "model reloaded"
-                );
-            }
-            Err(e) => {
-                if w.failure.as_deref() != Some(e.as_str()) {
-                    tracing::warn!(path = %w.path.display(), error = %e, "model file refused: the model in force stays");
-                    w.failure = Some(e);
+                match adopted {
+                    Adopted::Published(e) => tracing::info!(
+                        path = %w.path.display(),
+                        version = %e.version,
+                        seq = e.seq,
+                        "model file reloaded and published"
+                    ),
+                    Adopted::ServedHere(e) => tracing::warn!(
+                        path = %w.path.display(),
+                        error = %e,
+                        "model file reloaded here only: the model history did not answer, other replicas keep theirs"
+                    ),
                 }
             }
+            Err(e) => self.model_refused(w, e.to_string()),
+        }
+    }
+
+    fn model_refused(&self, w: &mut ModelWatch, e: String) {
+        if w.failure.as_deref() != Some(e.as_str()) {
+            tracing::warn!(path = %w.path.display(), error = %e, "model file refused: the model in force stays");
+            w.failure = Some(e);
         }
     }
 
@@ -211,16 +225,6 @@ impl Reloader {
     }
 }
 
-/// Moves the `nudge_model_info` gauge (set at start with the build's) to
-/// the model a reload put in force: the old version's series drops to 0,
-/// the live one is 1.
-fn record_model_swap(old_version: &str, new_version: &str) {
-    if old_version != new_version {
-        metrics::gauge!("nudge_model_info", "version" => old_version.to_owned()).set(0.0);
-    }
-    metrics::gauge!("nudge_model_info", "version" => new_version.to_owned()).set(1.0);
-}
-
 /// The settings, as config names, that differ between `running` and
 /// `next` and cannot change while the process runs.
 pub fn needs_restart(running: &Settings, next: &Settings) -> Vec<&'static str> {
@@ -233,6 +237,10 @@ pub fn needs_restart(running: &Settings, next: &Settings) -> Vec<&'static str> {
     check("listen", running.listen == next.listen);
     check("admin_listen", running.admin_listen == next.admin_listen);
     check("model", running.model == next.model);
+    check(
+        "model_history.keep",
+        running.model_history_keep == next.model_history_keep,
+    );
     check("data_dir", running.data_dir == next.data_dir);
     check(
         "ledger.backend",

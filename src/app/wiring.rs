@@ -12,8 +12,11 @@ use crate::engine::Engine;
 use crate::files::DiskFull;
 use crate::ledger::sqlite::SqliteLedger;
 use crate::ledger::{Ledger, MemoryLedger};
+use crate::models::sqlite::SqliteRegistry;
+use crate::models::{MemoryRegistry, ModelRegistry};
 use crate::redis::{
-    check_instances, RedisConn, RedisLedger, RedisSessionStore, RedisSettingsStore,
+    check_instances, RedisConn, RedisLedger, RedisModelRegistry, RedisSessionStore,
+    RedisSettingsStore,
 };
 use crate::store::{MemorySessionStore, SessionStore};
 use std::sync::Arc;
@@ -146,6 +149,36 @@ pub fn settings_store(settings: &Settings) -> Result<Arc<dyn SettingsStore>, Ser
             ))
         }
         LedgerBackend::Memory => Arc::new(MemorySettings::default()),
+    })
+}
+
+/// File (under the data directory) of the model history, beside the
+/// SQLite ledger.
+pub const MODELS_FILE: &str = "models.sqlite3";
+
+/// The model history that goes with the configured ledger: SQLite beside
+/// the SQLite ledger, Redis with the Redis ledger (shared by every
+/// replica), memory with the memory ledger.
+pub fn model_registry(settings: &Settings) -> Result<Arc<dyn ModelRegistry>, ServerError> {
+    Ok(match settings.ledger_backend {
+        LedgerBackend::Sqlite => {
+            std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+                ServerError::Setup(format!("data_dir {}: {e}", settings.data_dir.display()))
+            })?;
+            Arc::new(
+                SqliteRegistry::open(&settings.data_dir.join(MODELS_FILE))
+                    .map_err(|e| ServerError::Setup(e.to_string()))?,
+            )
+        }
+        LedgerBackend::Redis => {
+            let redis = settings.redis.as_ref().ok_or_else(|| {
+                ServerError::Setup("a redis backend is configured without [redis] settings".into())
+            })?;
+            Arc::new(RedisModelRegistry::new(
+                RedisConn::new(redis).map_err(ServerError::Setup)?,
+            ))
+        }
+        LedgerBackend::Memory => Arc::new(MemoryRegistry::default()),
     })
 }
 

@@ -28,6 +28,10 @@ enum Command {
     CheckConfig(ServeArgs),
     /// Print the incremental ROI report from the data directory.
     Report(ReportArgs),
+    /// The model history: list it, publish a model to every replica, roll
+    /// back to the previous model, or pull the live one.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Compare policies (none, blanket, heat-tier, nudge, oracle) on the same
     /// generated visitors through the real decision code, on a virtual clock.
     Simulate(SimulateCli),
@@ -100,6 +104,54 @@ struct SimulateCli {
     /// service's format, for nudge-train.
     #[arg(long)]
     log_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// List the kept models, newest first (which is live, which rolled back).
+    List(ModelArgs),
+    /// Validate a model file and put it in service on every replica (they
+    /// poll the history every second).
+    Publish {
+        #[command(flatten)]
+        args: ModelArgs,
+        /// The model file (for example `nudge-train retrain --out`).
+        file: PathBuf,
+        /// Why, for the history.
+        #[arg(long, default_value = "published from the command line")]
+        reason: String,
+        /// Publish even when the model was trained from another model than
+        /// the live one.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Take the live model out of service: the previous one is served again.
+    Rollback {
+        #[command(flatten)]
+        args: ModelArgs,
+        /// Why, for the history.
+        #[arg(long, default_value = "rolled back from the command line")]
+        reason: String,
+    },
+    /// Write the live model's file (for `nudge-train retrain --current`).
+    Pull {
+        #[command(flatten)]
+        args: ModelArgs,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// TOML config file: the same as the service's (its ledger backend
+    /// names where the history is kept).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory, overriding the config (default `data`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -208,6 +260,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Serve(a)) => serve(false, a).await,
         Some(Command::CheckConfig(a)) => serve(true, a).await,
         Some(Command::Report(a)) => report(a).await,
+        Some(Command::Model(c)) => model(c).await,
         Some(Command::Simulate(a)) => simulate(a).await,
     };
     match result {
@@ -228,7 +281,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         model: args.model.clone(),
         data_dir: args.data_dir.clone(),
     };
-    let (model, source) = app::load_model(&settings)?;
+    let (model, source, model_text) = app::load_model_text(&settings)?;
     tracing::info!(model = %source, version = model.version(), "model loaded");
     let learned = model.learns_any(&settings.policy.tiers);
     tracing::info!(
@@ -307,6 +360,21 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         )
         .await,
     );
+    // The model history's live model replaces a stale model file (an old
+    // image, a rollback) before the first call; a new file is published.
+    let models = Arc::new(nudge::engine::models::ModelService::new(
+        engine.clone(),
+        app::model_registry(&settings)?,
+        settings.model_history_keep,
+        &model_text,
+    ));
+    let model_origin = if app::model_file(&settings).is_some() {
+        "file"
+    } else {
+        "embedded"
+    };
+    models.start(&model_text, model_origin).await;
+    drop(model_text);
     let background = app::Background::spawn(
         engine.clone(),
         settings.sweep_interval,
@@ -334,6 +402,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     let reload = app::reload::Reloader {
         engine: engine.clone(),
         campaigns: campaigns.clone(),
+        models: models.clone(),
         running: settings.clone(),
         load_settings: Box::new(move || crate::settings(&reload_args).map_err(|e| e.to_string())),
     }
@@ -344,6 +413,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         let api = nudge::admin::api::Api {
             engine: engine.clone(),
             campaigns: campaigns.clone(),
+            models: models.clone(),
             tokens: Arc::new(settings.admin_tokens.clone()),
         };
         tokio::spawn(nudge::admin::serve(
@@ -420,6 +490,58 @@ async fn simulate(a: SimulateCli) -> Result<(), Box<dyn std::error::Error>> {
     };
     let text = nudge::sim::run_cli(args).await.map_err(|e| e.to_string())?;
     print!("{text}");
+    Ok(())
+}
+
+async fn model(command: ModelCommand) -> Result<(), Box<dyn std::error::Error>> {
+    use nudge::app::model_cli;
+    let args = match &command {
+        ModelCommand::List(a) => a,
+        ModelCommand::Publish { args, .. }
+        | ModelCommand::Rollback { args, .. }
+        | ModelCommand::Pull { args, .. } => args,
+    };
+    let settings = settings(&ServeArgs {
+        config: args.config.clone(),
+        data_dir: args.data_dir.clone(),
+        ..ServeArgs::default()
+    })?;
+    let registry = model_cli::registry(&settings)?;
+    match command {
+        ModelCommand::List(_) => print!("{}", model_cli::list(&*registry).await?),
+        ModelCommand::Publish {
+            file,
+            reason,
+            force,
+            ..
+        } => {
+            let e = model_cli::publish(
+                &*registry,
+                settings.model_history_keep,
+                &file,
+                &reason,
+                force,
+            )
+            .await?;
+            println!("live: seq {} version {}", e.seq, e.version);
+        }
+        ModelCommand::Rollback { reason, .. } => {
+            let (live, back) = model_cli::rollback(&*registry, &reason).await?;
+            println!(
+                "rolled back seq {} ({}); live: seq {} version {}",
+                back.seq, back.version, live.seq, live.version
+            );
+        }
+        ModelCommand::Pull { out, .. } => {
+            let e = model_cli::pull(&*registry, &out).await?;
+            println!(
+                "wrote {} (seq {} version {})",
+                out.display(),
+                e.seq,
+                e.version
+            );
+        }
+    }
     Ok(())
 }
 

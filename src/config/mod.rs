@@ -136,6 +136,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// `[autotrain]`: the daily retraining (off by default).
     pub autotrain: AutotrainSettings,
+    /// `[model_history] keep`: earlier models kept to go back to.
+    pub model_history_keep: usize,
 }
 
 /// `[tls]`: both files given. They are read when serving starts (and by
@@ -295,6 +297,19 @@ impl RawConfig {
         let admin_tokens = validate_admin(self.admin, admin_listen)?;
         let tls = validate_tls(self.tls)?;
         let autotrain = self.autotrain.validate(ledger_backend)?;
+        let model_history_keep = match self.model_history.keep {
+            None => crate::models::DEFAULT_KEEP_PREVIOUS,
+            Some(n) if (1..=crate::models::MAX_KEEP_PREVIOUS).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid(
+                    "model_history.keep",
+                    format!(
+                        "{n}: must be 1..={} (earlier models kept to go back to)",
+                        crate::models::MAX_KEEP_PREVIOUS
+                    ),
+                ))
+            }
+        };
         Ok(Settings {
             listen,
             admin_listen,
@@ -323,6 +338,7 @@ impl RawConfig {
             admin_tokens,
             tls,
             autotrain,
+            model_history_keep,
         })
     }
 }

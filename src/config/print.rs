@@ -283,6 +283,10 @@ impl Settings {
         let args = a.extra_args.iter().map(|x| text(x.as_str())).collect();
         autotrain.insert("extra_args".into(), Value::Array(args));
         doc.insert("autotrain".into(), Value::Table(autotrain));
+        doc.insert(
+            "model_history".into(),
+            section([("keep", int(self.model_history_keep))]),
+        );
 
         let body = toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
         self.with_comments(body)

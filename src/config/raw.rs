@@ -51,6 +51,16 @@ pub struct RawConfig {
     /// The daily retraining of a single-node service.
     #[serde(default)]
     pub autotrain: super::RawAutotrain,
+    /// The models kept to go back to.
+    #[serde(default)]
+    pub model_history: RawModelHistory,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelHistory {
+    /// Earlier models kept besides the live one (default 5, at most 100).
+    pub keep: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,6 +14,7 @@ pub mod campaigns;
 pub mod decide;
 pub mod error;
 pub mod inputs;
+pub mod models;
 pub mod outputs;
 pub mod records;
 pub mod report;

@@ -73,11 +73,13 @@
 mod campaigns;
 mod checks;
 mod ledger;
+mod models;
 mod sessions;
 
 pub use campaigns::RedisSettingsStore;
 pub use checks::{check_instances, findings, Finding, InstanceInfo};
 pub use ledger::RedisLedger;
+pub use models::RedisModelRegistry;
 pub use sessions::RedisSessionStore;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};

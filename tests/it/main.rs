@@ -72,3 +72,6 @@ mod browser;
 mod status_page;
 // `[autotrain]`: one daily run against a stand-in trainer.
 mod autotrain;
+// The model history: publish, rollback, replicas.
+mod model_history;
+mod model_registry;

@@ -17,7 +17,7 @@ const SECRET: &str = "reload-test secret, not for production";
 
 /// The fixture model under which every session is hesitant, as version
 /// `version`.
-fn model_json(version: &str) -> String {
+pub(crate) fn model_json(version: &str) -> String {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flat_hesitant.json"),
     )
@@ -27,13 +27,13 @@ fn model_json(version: &str) -> String {
 
 /// Writes `text` to `path` as a model publisher should: a temporary file
 /// renamed over the old one.
-fn write_atomically(path: &Path, text: &str) {
+pub(crate) fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn config(model: &Path, listen: &str, min_intent_cents: i64) -> String {
+pub(crate) fn config(model: &Path, listen: &str, min_intent_cents: i64) -> String {
     format!(
         "model = {model:?}\nlisten = {listen:?}\n\
          [policy]\noffer_on_priors = true\nmin_intent_cents = {min_intent_cents}\n\
@@ -51,17 +51,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Nudge {
-    child: std::process::Child,
-    addr: String,
-    admin: String,
+pub(crate) struct Nudge {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub admin: String,
     logs: util::NudgeLogs,
 }
 
 impl Nudge {
     /// `nudge serve` on the config file alone, so that a reload sees its
     /// `listen` as the start did.
-    fn start(config: &Path, data: &Path) -> Nudge {
+    pub fn start(config: &Path, data: &Path) -> Nudge {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nudge"));
         cmd.arg("serve")
             .arg("--config")
@@ -84,7 +84,7 @@ impl Nudge {
         }
     }
 
-    async fn client(&self) -> OffersClient<Channel> {
+    pub async fn client(&self) -> OffersClient<Channel> {
         OffersClient::connect(format!("http://{}", self.addr))
             .await
             .unwrap()
@@ -106,7 +106,7 @@ impl Nudge {
     }
 
     /// The log lines so far that contain every one of `parts`.
-    fn lines_with(&mut self, parts: &[&str]) -> Vec<String> {
+    pub fn lines_with(&mut self, parts: &[&str]) -> Vec<String> {
         self.logs
             .collect(Duration::from_millis(200))
             .iter()
@@ -123,7 +123,10 @@ impl Drop for Nudge {
     }
 }
 
-async fn decide(client: &mut OffersClient<Channel>, session: &str) -> pb::DecideResponse {
+pub(crate) async fn decide(
+    client: &mut OffersClient<Channel>,
+    session: &str,
+) -> pb::DecideResponse {
     client
         .decide(eligible(session.to_owned()))
         .await
@@ -136,7 +139,7 @@ fn reason(r: &pb::DecideResponse) -> pb::Reason {
 }
 
 /// Waits up to `within` for `check` to hold on a fresh Decide.
-async fn eventually<F: Fn(&pb::DecideResponse) -> bool>(
+pub(crate) async fn eventually<F: Fn(&pb::DecideResponse) -> bool>(
     client: &mut OffersClient<Channel>,
     prefix: &str,
     within: Duration,
@@ -203,7 +206,10 @@ async fn a_replaced_model_file_goes_live_and_a_corrupt_one_is_refused() {
         assert!(seen[first_b..].iter().all(|v| v == "reload-b"), "{seen:?}");
     }
     nudge.still_running();
-    assert_eq!(nudge.lines_with(&["model reloaded", "reload-b"]).len(), 1);
+    assert_eq!(
+        nudge.lines_with(&["model file reloaded", "reload-b"]).len(),
+        1
+    );
 
     // Ops see which model is live.
     let b = client

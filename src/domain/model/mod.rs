@@ -255,8 +255,13 @@ impl ModelFile {
             path: path.display().to_string(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| ModelError::Parse {
-            path: path.display().to_string(),
+        ModelFile::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses a model file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<ModelFile, ModelError> {
+        serde_json::from_str(text).map_err(|source| ModelError::Parse {
+            path: origin.to_owned(),
             source,
         })
     }
