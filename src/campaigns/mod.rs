@@ -125,6 +125,12 @@ impl CampaignSettings {
         }
     }
 
+    /// Whether every field a change may touch equals `other`'s (revision
+    /// and time aside).
+    pub fn same_values(&self, other: &CampaignSettings) -> bool {
+        self.fields() == other.fields()
+    }
+
     fn fields(&self) -> [(&'static str, String); 10] {
         let opt = |v: Option<i64>| v.map_or("none".to_owned(), |v| v.to_string());
         let at = |v: Option<i64>| v.map_or("none".to_owned(), rfc3339);

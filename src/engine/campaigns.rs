@@ -353,5 +353,11 @@ fn announce(was: Option<&CampaignSettings>, now: &CampaignSettings) {
             tracing::info!(campaign = %now.id, "campaign resumed");
         }
     }
+    if was.is_some_and(|w| w.same_values(now)) {
+        // A new revision with the values in force (the stored revision
+        // met at start): nothing for a reader of the log.
+        tracing::debug!(campaign = %now.id, revision = now.revision, "campaign settings unchanged");
+        return;
+    }
     tracing::info!(campaign = %now.id, revision = now.revision, %changes, "campaign settings changed");
 }
