@@ -172,6 +172,13 @@ impl Reloader {
                         seq = e.seq,
                         "model file reloaded and published"
                     ),
+                    Adopted::Known(e) if self.models.live_seq() == Some(e.seq) => {}
+                    Adopted::Known(e) => tracing::info!(
+                        path = %w.path.display(),
+                        version = %e.version,
+                        seq = e.seq,
+                        "model file holds a model the history already has: the live model stays (nudge model publish serves it again)"
+                    ),
                     Adopted::ServedHere(e) => tracing::warn!(
                         path = %w.path.display(),
                         error = %e,

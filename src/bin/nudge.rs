@@ -362,12 +362,15 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
     );
     // The model history's live model replaces a stale model file (an old
     // image, a rollback) before the first call; a new file is published.
-    let models = Arc::new(nudge::engine::models::ModelService::new(
-        engine.clone(),
-        app::model_registry(&settings)?,
-        settings.model_history_keep,
-        &model_text,
-    ));
+    let models = Arc::new(
+        nudge::engine::models::ModelService::new(
+            engine.clone(),
+            app::model_registry(&settings)?,
+            settings.model_history_keep,
+            &model_text,
+        )
+        .with_file(app::model_file(&settings)),
+    );
     let model_origin = if app::model_file(&settings).is_some() {
         "file"
     } else {

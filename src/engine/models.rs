@@ -23,6 +23,10 @@ pub enum ModelServiceError {
 #[derive(Debug)]
 pub enum Adopted {
     Published(ModelEntry),
+    /// The history already holds these bytes (this service wrote them
+    /// from the history, or an older model was copied back): nothing
+    /// changes; a model leaves the history's order only by a publish.
+    Known(ModelEntry),
     /// Served here only: the history did not answer (replicas keep theirs
     /// until it is published again).
     ServedHere(RegistryError),
@@ -42,6 +46,10 @@ pub struct ModelService {
     /// One change at a time (publish, rollback, sync): rare, off the
     /// request path, which only loads the engine's model.
     changing: tokio::sync::Mutex<()>,
+    /// The model file, rewritten with a model that comes from the history
+    /// (a rollback, a publish elsewhere), so that the file, a restart and
+    /// a retrain's `--current` agree with what is served.
+    file: Option<std::path::PathBuf>,
 }
 
 /// Parses and validates a model file's text.
@@ -67,6 +75,40 @@ impl ModelService {
             served_sha: Mutex::new(sha256_hex(served_text.as_bytes())),
             failure: Mutex::new(None),
             changing: tokio::sync::Mutex::new(()),
+            file: None,
+        }
+    }
+
+    /// Keeps `path` (the served model file) equal to the live model.
+    pub fn with_file(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.file = path;
+        self
+    }
+
+    /// Writes `text` over the model file when it differs (atomically); a
+    /// read-only file is logged, the model stays served.
+    async fn mirror_to_file(&self, text: &str) {
+        let Some(path) = self.file.clone() else {
+            return;
+        };
+        let text = text.to_owned();
+        let written = tokio::task::spawn_blocking(move || {
+            let same = std::fs::read(&path).is_ok_and(|old| old == text.as_bytes());
+            if same {
+                return Ok(false);
+            }
+            crate::files::atomic_write(&path, text.as_bytes(), crate::files::Access::Default)
+                .map(|()| true)
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match written {
+            Ok(true) => tracing::info!("model file rewritten with the live model"),
+            Ok(false) => {}
+            Err(e) => self.note_failure(format!(
+                "cannot rewrite the model file with the live model ({e}); it is served anyway, and a restart serves it too"
+            )),
         }
     }
 
@@ -134,6 +176,7 @@ impl ModelService {
             Ok(model) => {
                 *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 self.swap(model, &body, live.seq, &live.published_by);
+                self.mirror_to_file(&body).await;
             }
             Err(e) => self.note_failure(e.to_string()),
         }
@@ -199,15 +242,31 @@ impl ModelService {
             )
             .await?;
         self.swap(model, &text, entry.seq, by);
+        self.mirror_to_file(&text).await;
         Ok(entry)
     }
 
     /// A model file changed on disk: validated, served here, and published
     /// for the replicas (served here alone when the history does not
-    /// answer: scoring does not wait for a store).
+    /// answer: scoring does not wait for a store). A file whose bytes the
+    /// history already holds changes nothing: it is this service's own
+    /// copy of a history model (the file follows the live model), or an
+    /// old model copied back, which `nudge model publish` serves again.
     pub async fn adopt_file(&self, text: String) -> Result<Adopted, ModelServiceError> {
         let model = validate(&text, "model file")?;
         let _one = self.changing.lock().await;
+        let sha = sha256_hex(text.as_bytes());
+        match self.registry.history().await {
+            Ok(h) => {
+                if let Some(known) = h.into_iter().find(|e| e.sha256 == sha) {
+                    return Ok(Adopted::Known(known));
+                }
+            }
+            Err(e) => {
+                self.swap(model, &text, self.live_seq.load(Ordering::Acquire), "file");
+                return Ok(Adopted::ServedHere(e));
+            }
+        }
         let p = Publish {
             body: text.clone(),
             version: model.version().to_owned(),
@@ -242,6 +301,7 @@ impl ModelService {
         match done {
             Ok(done) => {
                 self.swap(done.model, &done.body, done.live.seq, by);
+                self.mirror_to_file(&done.body).await;
                 Ok((done.live, done.rolled_back))
             }
             Err(e) => {

@@ -92,6 +92,11 @@ async fn a_rollback_serves_the_previous_model_and_survives_a_restart() {
     assert_eq!(body["rolled_back"]["version"], "hist-b");
     assert_eq!(body["rolled_back"]["rolled_back"]["by"], "local");
     assert_eq!(decide(&mut client, "s1").await.model_version, "hist-a");
+    // The model file follows, so a restart and a retrain read A.
+    assert_eq!(
+        std::fs::read_to_string(&model).unwrap(),
+        model_json("hist-a")
+    );
     // Nothing earlier than A: refused, A still served.
     let (status, body) = api(&nudge.admin, "POST", "/api/v1/models/rollback", "{}");
     assert_eq!(status, 409, "{body}");
