@@ -19,6 +19,7 @@ use sections::{
     validate_admin, validate_admin_listen, validate_backends, validate_listen, validate_redis,
     validate_session_redis, validate_tls,
 };
+pub use sections::CorsOrigins;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -136,6 +137,9 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// `[autotrain]`: the daily retraining (off by default).
     pub autotrain: AutotrainSettings,
+    /// `[http] cors_allow_origins`: the browser origins of the JSON API and
+    /// gRPC-Web.
+    pub cors: CorsOrigins,
 }
 
 /// `[tls]`: both files given. They are read when serving starts (and by
@@ -295,6 +299,7 @@ impl RawConfig {
         let admin_tokens = validate_admin(self.admin, admin_listen)?;
         let tls = validate_tls(self.tls)?;
         let autotrain = self.autotrain.validate(ledger_backend)?;
+        let cors = CorsOrigins::validate(self.http.cors_allow_origins)?;
         Ok(Settings {
             listen,
             admin_listen,
@@ -323,6 +328,7 @@ impl RawConfig {
             admin_tokens,
             tls,
             autotrain,
+            cors,
         })
     }
 }

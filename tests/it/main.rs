@@ -72,3 +72,5 @@ mod browser;
 mod status_page;
 // `[autotrain]`: one daily run against a stand-in trainer.
 mod autotrain;
+// JSON and gRPC-Web on the gRPC port: same decisions, errors, CORS, tokens.
+mod web_api;
