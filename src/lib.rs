@@ -82,7 +82,9 @@
 //! - [`grpc`]: the gRPC adapter: [`grpc::service`] (thin handlers),
 //!   [`grpc::validate`], [`grpc::convert`], [`grpc::status`] (errors to
 //!   `tonic::Status`), [`grpc::codec`] (malformed protobuf is
-//!   INVALID_ARGUMENT), [`grpc::pb`] (generated code).
+//!   INVALID_ARGUMENT), [`grpc::pb`] (generated code), [`grpc::web`] (the
+//!   JSON API on the same port: proto3 JSON into the same handlers, gRPC
+//!   codes to HTTP statuses).
 //! - [`app`]: the running service: [`app::wiring`] (engine from settings),
 //!   [`app::model_source`], [`app::secrets`] (the voucher key),
 //!   [`app::pacing_state`], [`app::tasks`] (sweeper, pacing loop),

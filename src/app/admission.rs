@@ -14,6 +14,10 @@
 //! their own ([`REPORT_IN_FLIGHT`]): they wait on one shared pass over the
 //! log, and must not hold the permits Decide needs while they wait.
 //!
+//! A JSON call ([`crate::grpc::web`]) is admitted as its gRPC method: the
+//! same pools, permits and body deadline (its body is not gRPC-framed, so
+//! the framing is not checked), and a refusal is its JSON error body.
+//!
 //! Before admission, [`GrpcAuthLayer`] refuses a call whose method needs a
 //! role ([`crate::auth::grpc_needs`]) from its `authorization` header
 //! alone: UNAUTHENTICATED without a known token, PERMISSION_DENIED with a
@@ -104,7 +108,8 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let path = req.uri().path();
+        let grpc = crate::grpc::web::is_grpc(req.headers());
+        let path = crate::grpc::web::method_path(req.uri().path());
         let pool = if path.starts_with(HEALTH_PREFIX) {
             None
         } else if path == REPORT_PATH {
@@ -130,15 +135,15 @@ where
                     let status = Status::resource_exhausted(format!(
                         "the server is busy ({limit} requests in flight): no voucher this time, retry later"
                     ));
-                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                    return Box::pin(std::future::ready(Ok(refusal(grpc, &status))));
                 }
             },
         };
-        let framing = Framing {
+        let framing = grpc.then(|| Framing {
             compressed_allowed: req.headers().contains_key("grpc-encoding"),
             unary: !path.starts_with(STREAMING_PREFIX),
             ..Framing::default()
-        };
+        });
         let timeout = self.layer.body_timeout;
         let held = permit.clone();
         let req = req.map(|body| Body::new(Deadline::new(body, timeout, held, framing)));
@@ -218,6 +223,15 @@ impl Framing {
     }
 }
 
+/// A refusal before any handler: a gRPC status, or the JSON error body.
+fn refusal(grpc: bool, status: &Status) -> http::Response<Body> {
+    if grpc {
+        status.clone().into_http()
+    } else {
+        crate::grpc::web::error::error_response_tonic(status)
+    }
+}
+
 fn malformed_body(why: impl Into<String>) -> Status {
     Status::from(ServiceError::invalid("body", why))
 }
@@ -229,7 +243,8 @@ struct Deadline {
     timeout: Duration,
     timer: Pin<Box<Sleep>>,
     permit: Option<Arc<OwnedSemaphorePermit>>,
-    framing: Framing,
+    /// `None`: not a gRPC body (JSON), nothing to check.
+    framing: Option<Framing>,
     expired: bool,
 }
 
@@ -238,7 +253,7 @@ impl Deadline {
         inner: Body,
         timeout: Duration,
         permit: Option<Arc<OwnedSemaphorePermit>>,
-        framing: Framing,
+        framing: Option<Framing>,
     ) -> Deadline {
         Deadline {
             inner,
@@ -265,17 +280,25 @@ impl http_body::Body for Deadline {
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(Err(why)) = frame.data_ref().map(|d| this.framing.feed(d)) {
+                let fed = match (frame.data_ref(), this.framing.as_mut()) {
+                    (Some(d), Some(f)) => f.feed(d),
+                    _ => Ok(()),
+                };
+                if let Err(why) = fed {
                     this.expired = true;
                     this.permit = None;
                     return Poll::Ready(Some(Err(malformed_body(why))));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(None) if this.framing.at_end().is_some() => {
+            Poll::Ready(None) if this.framing.as_ref().and_then(Framing::at_end).is_some() => {
                 this.expired = true;
                 this.permit = None;
-                let why = this.framing.at_end().unwrap_or_default();
+                let why = this
+                    .framing
+                    .as_ref()
+                    .and_then(Framing::at_end)
+                    .unwrap_or_default();
                 Poll::Ready(Some(Err(malformed_body(why))))
             }
             Poll::Ready(end_or_error) => {
@@ -304,7 +327,9 @@ impl http_body::Body for Deadline {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.expired || (self.inner.is_end_stream() && self.framing.at_end().is_none())
+        self.expired
+            || (self.inner.is_end_stream()
+                && self.framing.as_ref().and_then(Framing::at_end).is_none())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -379,15 +404,17 @@ where
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        if let Some(needed) = crate::auth::grpc_needs(&self.tokens, req.uri().path()) {
+        let path = crate::grpc::web::method_path(req.uri().path());
+        if let Some(needed) = crate::auth::grpc_needs(&self.tokens, path) {
             let header = req
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.to_str().unwrap_or_default());
             if let Err(e) = self.tokens.authorize(header, needed) {
-                tracing::debug!(path = req.uri().path(), error = %e, "grpc call refused");
+                tracing::debug!(path = req.uri().path(), error = %e, "call refused");
                 let status = tonic::Status::from(e);
-                return Box::pin(std::future::ready(Ok(status.into_http())));
+                let grpc = crate::grpc::web::is_grpc(req.headers());
+                return Box::pin(std::future::ready(Ok(refusal(grpc, &status))));
             }
         }
         Box::pin(self.inner.call(req))

@@ -269,6 +269,7 @@ pub fn needs_restart(running: &Settings, next: &Settings) -> Vec<&'static str> {
     check("server", running.server == next.server);
     check("limits", running.limits == next.limits);
     check("tls", running.tls == next.tls);
+    check("http.cors_allow_origins", running.cors == next.cors);
     check(
         "admin.tokens",
         running.admin_tokens.list() == next.admin_tokens.list(),

@@ -1,6 +1,9 @@
-//! Per-call metrics of the gRPC server: calls by method and status code,
-//! and their latency. A tower layer outside admission, so that shed calls
-//! are counted with the code they were answered with.
+//! Per-call metrics of the gRPC port: calls by method, status code and
+//! protocol, and their latency. A tower layer outside admission, so that
+//! shed calls are counted with the code they were answered with. A JSON
+//! call counts under its gRPC method and code (the same series, told apart
+//! by `protocol`), so a dashboard's totals and error rates cover every
+//! client whichever protocol it speaks.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +24,7 @@ const METHODS: &[&str] = &[
 ];
 
 fn method_label(path: &str) -> &'static str {
+    let path = crate::grpc::web::method_path(path);
     METHODS
         .iter()
         .find(|m| **m == path)
@@ -30,6 +34,10 @@ fn method_label(path: &str) -> &'static str {
 /// The status a response carries in its headers (every error answered by
 /// a handler or a layer); none there means the call succeeded.
 fn code_label<B>(res: &http::Response<B>) -> String {
+    // A JSON answer names its code in the extensions.
+    if let Some(code) = res.extensions().get::<tonic::Code>() {
+        return format!("{code:?}");
+    }
     let code = res
         .headers()
         .get("grpc-status")
@@ -37,6 +45,36 @@ fn code_label<B>(res: &http::Response<B>) -> String {
         .and_then(|s| s.parse::<i32>().ok())
         .map_or(tonic::Code::Ok, tonic::Code::from);
     format!("{code:?}")
+}
+
+/// The protocol of a call: gRPC-Web is marked by the layer that translates
+/// it (it looks like gRPC afterwards); the rest is told by content type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    GrpcWeb,
+    Json,
+}
+
+impl Protocol {
+    fn of<B>(req: &http::Request<B>) -> Protocol {
+        if let Some(p) = req.extensions().get::<Protocol>() {
+            return *p;
+        }
+        if crate::grpc::web::is_grpc(req.headers()) {
+            Protocol::Grpc
+        } else {
+            Protocol::Json
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::GrpcWeb => "grpc-web",
+            Protocol::Json => "json",
+        }
+    }
 }
 
 /// Adds [`RpcMetrics`] around a service.
@@ -50,7 +88,7 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
     }
 }
 
-/// Counts `nudge_rpc_requests_total{method,code}` and records
+/// Counts `nudge_rpc_requests_total{method,code,protocol}` and records
 /// `nudge_rpc_duration_seconds{method}`.
 #[derive(Clone, Debug)]
 pub struct RpcMetrics<S> {
@@ -72,6 +110,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = method_label(req.uri().path());
+        let protocol = Protocol::of(&req).label();
         let start = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -80,7 +119,7 @@ where
                 Ok(r) => code_label(r),
                 Err(_) => "transport error".to_owned(),
             };
-            metrics::counter!("nudge_rpc_requests_total", "method" => method, "code" => code)
+            metrics::counter!("nudge_rpc_requests_total", "method" => method, "code" => code, "protocol" => protocol)
                 .increment(1);
             metrics::histogram!("nudge_rpc_duration_seconds", "method" => method)
                 .record(start.elapsed().as_secs_f64());
@@ -98,6 +137,7 @@ mod tests {
         assert_eq!(method_label("/nudge.v1.Offers/Decide"), "Decide");
         assert_eq!(method_label("/nudge.v1.Offers/Nope"), "other");
         assert_eq!(method_label("/x"), "other");
+        assert_eq!(method_label("/v1/outcome"), "RecordOutcome");
     }
 
     #[test]

@@ -1,5 +1,9 @@
-//! Serves gRPC (Offers, health, reflection) on a listener until the
-//! shutdown future resolves, then drains in-flight calls. The transport
+//! Serves gRPC (Offers, health, reflection), gRPC-Web and the JSON API
+//! ([`crate::grpc::web`]) on one listener until the shutdown future
+//! resolves, then drains in-flight calls. HTTP/1.1 is accepted beside
+//! HTTP/2 for the browser and JSON clients; gRPC-Web is translated to gRPC
+//! before every other layer, so auth, admission and metrics treat it as
+//! gRPC, and JSON calls pass the same layers under their gRPC method. The transport
 //! limits (`[server]`) bound what any client can make the process hold:
 //! connections ([`crate::app::listener`]), streams per connection, frame and
 //! header sizes, requests in flight and their bodies' deadline
@@ -72,6 +76,8 @@ pub struct ServeOptions {
     pub tokens: crate::auth::Tokens,
     /// `None`: plaintext.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The browser origins of the JSON API and gRPC-Web (`[http]`).
+    pub cors: crate::config::CorsOrigins,
 }
 
 /// Serves with every option until `shutdown` resolves, then drains
@@ -87,6 +93,7 @@ pub async fn run_with_options(
         readiness,
         tokens,
         tls,
+        cors,
     } = options;
     let max_message = engine.limits.max_message_bytes();
     // The in-flight bound is validated against the configured message size;
@@ -94,7 +101,7 @@ pub async fn run_with_options(
     let in_flight = server
         .max_concurrent_requests
         .min((crate::config::MAX_IN_FLIGHT_BYTES / max_message).max(1));
-    let offers = pb::offers_server::OffersServer::new(OffersService::new(engine))
+    let offers = pb::offers_server::OffersServer::new(OffersService::new(engine.clone()))
         .max_decoding_message_size(max_message);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -135,7 +142,7 @@ pub async fn run_with_options(
 
     let max_connections = connection_cap(server.max_connections);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, max_connections, max_concurrent_requests = in_flight, tls = tls.is_some(), auth = !tokens.is_off(), "serving grpc");
+        tracing::info!(%addr, max_connections, max_concurrent_requests = in_flight, tls = tls.is_some(), auth = !tokens.is_off(), cors = ?cors, "serving grpc, grpc-web and json");
     }
     let incoming = Incoming::new(
         listener,
@@ -153,7 +160,14 @@ pub async fn run_with_options(
         shutdown.await;
         let _ = fired_tx.send(());
     };
+    let routes = tonic::service::Routes::new(health)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(offers)
+        .into_axum_router();
+    let routes = tonic::service::Routes::from(crate::grpc::web::with_json_routes(routes, engine));
     let serve = tonic::transport::Server::builder()
+        .accept_http1(true)
         .max_concurrent_streams(server.max_concurrent_streams)
         .max_frame_size(server.max_frame_size)
         .http2_max_header_list_size(server.max_header_list_size)
@@ -162,14 +176,14 @@ pub async fn run_with_options(
         // Streams a client resets before the server accepts them, and
         // streams the server resets for protocol errors, are bounded too.
         .http2_max_pending_accept_reset_streams(Some(server.max_concurrent_streams as usize))
+        // Preflights are answered before anything else (no token, no permit).
+        .layer(tower::util::option_layer(cors_layer(&cors)))
+        .layer(GrpcWebFrontLayer)
         .layer(crate::app::rpc_metrics::RpcMetricsLayer)
         // Before admission: a refused call holds no in-flight permit.
         .layer(crate::app::admission::GrpcAuthLayer::new(tokens))
         .layer(AdmissionLayer::new(in_flight, server.request_timeout))
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(offers)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, signal);
     let deadline = async move {
         if fired_rx.await.is_err() {
@@ -186,4 +200,105 @@ pub async fn run_with_options(
     }
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// The CORS layer of `[http] cors_allow_origins`; none without origins.
+/// Without credentials: callers authenticate with a bearer token.
+pub fn cors_layer(origins: &crate::config::CorsOrigins) -> Option<tower_http::cors::CorsLayer> {
+    use http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = match origins {
+        crate::config::CorsOrigins::None => return None,
+        crate::config::CorsOrigins::Any => AllowOrigin::any(),
+        crate::config::CorsOrigins::List(list) => AllowOrigin::list(
+            // Validated as origins, so each is a header value.
+            list.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+        ),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("x-grpc-web"),
+                HeaderName::from_static("x-user-agent"),
+                HeaderName::from_static("grpc-timeout"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("grpc-status"),
+                HeaderName::from_static("grpc-message"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+/// Sends gRPC-Web requests through tonic-web's translation and every other
+/// request (gRPC, JSON) past it: tonic-web refuses HTTP/1.1 requests that
+/// are not gRPC-Web, and the JSON API speaks HTTP/1.1.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcWebFrontLayer;
+
+impl<S: Clone> tower::Layer<S> for GrpcWebFrontLayer {
+    type Service = GrpcWebFront<S>;
+
+    fn layer(&self, inner: S) -> GrpcWebFront<S> {
+        GrpcWebFront {
+            web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+/// See [`GrpcWebFrontLayer`].
+#[derive(Clone)]
+pub struct GrpcWebFront<S> {
+    web: tonic_web::GrpcWebService<S>,
+    plain: S,
+}
+
+/// `application/grpc-web`, `application/grpc-web+proto`,
+/// `application/grpc-web-text`...
+fn is_grpc_web(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc-web"))
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for GrpcWebFront<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, S::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.plain.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> Self::Future {
+        use tower::ServiceExt as _;
+        if is_grpc_web(req.headers()) {
+            req.extensions_mut()
+                .insert(crate::app::rpc_metrics::Protocol::GrpcWeb);
+            Box::pin(self.web.clone().oneshot(req))
+        } else {
+            Box::pin(self.plain.call(req))
+        }
+    }
 }

@@ -433,6 +433,7 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
         readiness: Some(readiness),
         tokens: settings.admin_tokens.clone(),
         tls: tls.map(|t| t.grpc),
+        cors: settings.cors.clone(),
     };
     let served = app::run_with_options(
         listener,

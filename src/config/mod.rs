@@ -15,6 +15,7 @@ mod sections;
 
 pub use autotrain::{parse_at, AutotrainSettings, RawAutotrain};
 pub use raw::*;
+pub use sections::CorsOrigins;
 use sections::{
     validate_admin, validate_admin_listen, validate_backends, validate_listen, validate_redis,
     validate_session_redis, validate_tls,
@@ -138,6 +139,9 @@ pub struct Settings {
     pub autotrain: AutotrainSettings,
     /// `[model_history] keep`: earlier models kept to go back to.
     pub model_history_keep: usize,
+    /// `[http] cors_allow_origins`: the browser origins of the JSON API and
+    /// gRPC-Web.
+    pub cors: CorsOrigins,
 }
 
 /// `[tls]`: both files given. They are read when serving starts (and by
@@ -310,6 +314,7 @@ impl RawConfig {
                 ))
             }
         };
+        let cors = CorsOrigins::validate(self.http.cors_allow_origins)?;
         Ok(Settings {
             listen,
             admin_listen,
@@ -339,6 +344,7 @@ impl RawConfig {
             tls,
             autotrain,
             model_history_keep,
+            cors,
         })
     }
 }

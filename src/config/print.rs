@@ -272,6 +272,16 @@ impl Settings {
             );
         }
 
+        let origins: Vec<Value> = match &self.cors {
+            super::CorsOrigins::None => Vec::new(),
+            super::CorsOrigins::Any => vec![text("*")],
+            super::CorsOrigins::List(list) => list.iter().map(|o| text(o.as_str())).collect(),
+        };
+        doc.insert(
+            "http".into(),
+            section([("cors_allow_origins", Value::Array(origins))]),
+        );
+
         let a = &self.autotrain;
         let mut autotrain = Table::new();
         autotrain.insert("enabled".into(), Value::Boolean(a.enabled));

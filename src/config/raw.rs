@@ -48,6 +48,9 @@ pub struct RawConfig {
     /// TLS for both ports.
     #[serde(default)]
     pub tls: RawTls,
+    /// The JSON API and gRPC-Web on the gRPC port: CORS for browsers.
+    #[serde(default)]
+    pub http: RawHttp,
     /// The daily retraining of a single-node service.
     #[serde(default)]
     pub autotrain: super::RawAutotrain,
@@ -61,6 +64,15 @@ pub struct RawConfig {
 pub struct RawModelHistory {
     /// Earlier models kept besides the live one (default 5, at most 100).
     pub keep: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Origins a browser page may call the JSON API and gRPC-Web from
+    /// (`https://shop.example`), or `["*"]` for any. Default: none, and no
+    /// CORS headers at all.
+    pub cors_allow_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -708,3 +708,101 @@ impl RawServer {
         })
     }
 }
+
+/// `[http] cors_allow_origins`, validated: each origin a bare
+/// `scheme://host[:port]` (what a browser sends in `Origin`), or `*` alone.
+/// Credentials (cookies) are never allowed: callers authenticate with a
+/// bearer token, so `*` cannot hand a visitor's cookies to another site.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers: browsers on other origins cannot call.
+    #[default]
+    None,
+    /// `*`: any origin.
+    Any,
+    /// These origins exactly.
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    pub(super) fn validate(raw: Option<Vec<String>>) -> Result<CorsOrigins, ConfigError> {
+        let Some(list) = raw else {
+            return Ok(CorsOrigins::None);
+        };
+        if list.iter().any(|o| o == "*") {
+            if list.len() > 1 {
+                return Err(invalid(
+                    "http.cors_allow_origins",
+                    "\"*\" allows every origin: give it alone",
+                ));
+            }
+            return Ok(CorsOrigins::Any);
+        }
+        for (i, origin) in list.iter().enumerate() {
+            origin_ok(origin).map_err(|why| ConfigError::InvalidAt {
+                field: format!("http.cors_allow_origins[{i}]"),
+                message: format!("{origin:?}: {why}"),
+            })?;
+        }
+        if list.is_empty() {
+            return Ok(CorsOrigins::None);
+        }
+        Ok(CorsOrigins::List(list))
+    }
+}
+
+/// An origin as browsers send it: `http` or `https`, a host, an optional
+/// port, nothing after.
+fn origin_ok(origin: &str) -> Result<(), &'static str> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or("an origin starts with https:// or http://")?;
+    if rest.is_empty() {
+        return Err("the origin names no host");
+    }
+    if rest.contains(['/', '?', '#', '@']) {
+        return Err("an origin is scheme://host[:port], without a path or a trailing slash");
+    }
+    if !rest
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return Err("the host holds a character an origin cannot");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod cors_tests {
+    use super::*;
+
+    fn v(list: &[&str]) -> Result<CorsOrigins, ConfigError> {
+        CorsOrigins::validate(Some(list.iter().map(|s| s.to_string()).collect()))
+    }
+
+    #[test]
+    fn origins_are_bare_or_a_lone_star() {
+        assert_eq!(CorsOrigins::validate(None).unwrap(), CorsOrigins::None);
+        assert_eq!(v(&["*"]).unwrap(), CorsOrigins::Any);
+        assert_eq!(
+            v(&["https://shop.example", "http://localhost:8080"]).unwrap(),
+            CorsOrigins::List(vec![
+                "https://shop.example".into(),
+                "http://localhost:8080".into()
+            ])
+        );
+        for (bad, field) in [
+            (&["*", "https://a.example"][..], "http.cors_allow_origins"),
+            (&["https://a.example/"][..], "http.cors_allow_origins[0]"),
+            (
+                &["https://a.example", "shop.example"][..],
+                "http.cors_allow_origins[1]",
+            ),
+            (&["https://"][..], "http.cors_allow_origins[0]"),
+        ] {
+            let e = v(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{field}:")), "{bad:?}: {e}");
+        }
+    }
+}

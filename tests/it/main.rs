@@ -75,3 +75,5 @@ mod autotrain;
 // The model history: publish, rollback, replicas.
 mod model_history;
 mod model_registry;
+// JSON and gRPC-Web on the gRPC port: same decisions, errors, CORS, tokens.
+mod web_api;
