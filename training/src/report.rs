@@ -533,8 +533,14 @@ mod tests {
         assert!(!svg.contains(INTERCEPT), "the intercept is no bar");
         // The largest bar is labelled above the smaller ones.
         let label_y = |name: &str| -> f64 {
-            let at = svg.find(&format!(">{name}<")).expect(name);
-            let tag = &svg[svg[..at].rfind("<text").unwrap()..at];
+            let texts = svg.split("<text").skip(1);
+            let tag = texts
+                .map(|t| t.split("</text>").next().unwrap_or_default())
+                .find(|t| {
+                    t.split_once('>')
+                        .is_some_and(|(_, body)| body.trim() == name)
+                })
+                .unwrap_or_else(|| panic!("no label {name}"));
             let y = tag.split(" y=\"").nth(1).unwrap();
             y[..y.find('"').unwrap()].parse().unwrap()
         };
