@@ -99,7 +99,7 @@ pub fn fit_logistic_from(
         let gw = x.t().dot(&r) + alpha * &w;
         let gb = r.sum();
         let g_norm = (gw.dot(&gw) + gb * gb).sqrt();
-        if !(g_norm > target) {
+        if g_norm.is_nan() || g_norm <= target {
             break;
         }
         let weights = mu.mapv(|m| m * (1.0 - m));
@@ -229,7 +229,7 @@ fn cholesky_in_place(a: &mut Array2<f64>) -> bool {
     let m = a.nrows();
     for j in 0..m {
         let d = a[[j, j]] - (0..j).map(|k| a[[j, k]] * a[[j, k]]).sum::<f64>();
-        if !(d > 0.0) {
+        if d.is_nan() || d <= 0.0 {
             return false;
         }
         let d = d.sqrt();
