@@ -56,14 +56,43 @@ pub fn to_jsonl(sessions: impl IntoIterator<Item = GeneratedSession>) -> Vec<u8>
     out
 }
 
-/// Parses JSON lines (blank lines are skipped).
+/// Parses JSON lines (blank lines are skipped). A CSV file is refused with
+/// a message saying so (see [`csv_hint`]) rather than JSON's "expected
+/// value at line 1 column 1".
 pub fn parse_jsonl(bytes: &[u8]) -> Result<Vec<GeneratedSession>> {
+    if let Some(hint) = csv_hint(bytes) {
+        anyhow::bail!("{hint}");
+    }
     let text = std::str::from_utf8(bytes).context("data is not UTF-8")?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("line {}", i + 1)))
         .collect()
+}
+
+/// `Some(message)` when `bytes` look like a CSV file rather than JSON
+/// lines: the first non-blank line is not a JSON value and holds a comma
+/// (a header such as `Administrative,Administrative_Duration,...`). The
+/// message tells to read it through a feature spec, since without `--spec`
+/// the trainer expects generated sessions or service logs.
+pub fn csv_hint(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]);
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    if first.starts_with('{') || first.starts_with('[') || !first.contains(',') {
+        return None;
+    }
+    let shown: String = first.chars().take(60).collect();
+    let more = if first.chars().count() > 60 {
+        "..."
+    } else {
+        ""
+    };
+    Some(format!(
+        "the data looks like a CSV file (header line `{shown}{more}`), not JSON lines: \
+         pass --spec SPEC.toml to read a CSV through a feature spec \
+         (e.g. --spec training/specs/uci_online_shoppers.toml)"
+    ))
 }
 
 /// Lower-case hex SHA-256.
@@ -154,5 +183,16 @@ mod tests {
         let share = h.iter().filter(|v| **v).count() as f64 / 1e4;
         assert!((0.17..0.23).contains(&share));
         assert_eq!(h, holdout_sessions(10_000, 0.2, 9));
+    }
+
+    #[test]
+    fn a_csv_without_spec_is_named_as_such() {
+        let csv = b"Administrative,Administrative_Duration,Revenue\n0,0.0,FALSE\n";
+        let e = parse_jsonl(csv).unwrap_err().to_string();
+        assert!(e.contains("CSV") && e.contains("--spec"), "{e}");
+        assert!(e.contains("Administrative,Administrative_Duration"), "{e}");
+        assert!(csv_hint(&generate_jsonl(2, 1)).is_none());
+        assert!(csv_hint(b"").is_none());
+        assert!(csv_hint(b"\n\n").is_none());
     }
 }

@@ -6,7 +6,7 @@
 //! nudge-train fit --generate 40000 --gen-seed 42 --seed 7 --alpha 1 --out models/default.json
 //! nudge-train fit --logs LOG_DIR --out model.json [--report DIR]
 //! nudge-train fit --spec training/specs/uci_online_shoppers.toml \
-//!     --data ../shared/data/online_shoppers_intention.csv --out models/uci_online_shoppers.json --report report/
+//!     --data ../shared/data/online_shoppers_intention.csv --out out/uci_online_shoppers.json --report out/report/
 //! nudge-train cv --spec S --data D --k 5 --seed 42 --alphas 1
 //! nudge-train folds --spec S --data D --k 5 --seed 42 --out folds.csv
 //! nudge-train evaluate --model M --data D [--spec S] [--json] [--report DIR]

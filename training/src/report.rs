@@ -7,7 +7,9 @@
 //! - `calibration`: mean predicted probability vs observed rate per decile;
 //! - `histogram`: score histograms by class (each normalised to its class
 //!   size, so the minority class stays visible);
-//! - `coefficients`: the model terms' coefficients as horizontal bars;
+//! - `coefficients`: the model terms' coefficients as horizontal bars,
+//!   largest |coefficient| at the top, the intercept as a caption (as a bar
+//!   it would only set the scale);
 //!
 //! followed by the coefficient table, the metrics, the calibration table and
 //! the confusion tables at the segment thresholds.
@@ -159,18 +161,110 @@ fn histogram_svg(p: &[f64], y: &[bool]) -> Result<String> {
     Ok(s)
 }
 
+/// The intercept's name in [`coefficients`].
+pub const INTERCEPT: &str = "(intercept)";
+
+/// The bars of the coefficient chart: every term but the intercept (a
+/// constant would only set the scale), largest |coefficient| first; ties
+/// in [`natural_cmp`] order of the names. Terms are on the transformed
+/// scale (one standard deviation for standardised features, the indicator
+/// for a category level), so their sizes compare.
+pub fn chart_order(coefs: &[(String, f64)]) -> Vec<(String, f64)> {
+    let mut bars: Vec<(String, f64)> = coefs
+        .iter()
+        .filter(|(n, _)| n != INTERCEPT)
+        .cloned()
+        .collect();
+    bars.sort_by(|(na, a), (nb, b)| {
+        b.abs()
+            .total_cmp(&a.abs())
+            .then_with(|| natural_cmp(na, nb))
+    });
+    bars
+}
+
+/// Orders names with their digit runs compared as numbers, so category
+/// levels read `TrafficType=1, 2, ..., 10` rather than `1, 10, 11, 2`.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut digit = None;
+        for (i, ch) in s.char_indices() {
+            let d = ch.is_ascii_digit();
+            if digit.is_some_and(|prev| prev != d) {
+                out.push((digit == Some(true), &s[start..i]));
+                start = i;
+            }
+            digit = Some(d);
+        }
+        if start < s.len() {
+            out.push((digit == Some(true), &s[start..]));
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for ((da, xa), (db, xb)) in ca.iter().zip(&cb) {
+        let o = if *da && *db {
+            let (ta, tb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
+            ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb))
+        } else {
+            xa.cmp(xb)
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
+}
+
+/// The coefficient table's order: the intercept first, then the terms in
+/// model order except that the levels of one category read in
+/// [`natural_cmp`] order.
+fn table_order(coefs: &[(String, f64)]) -> Vec<(String, f64)> {
+    let feature = |n: &str| {
+        n.split_once('=')
+            .map_or(n.to_owned(), |(f, _)| f.to_owned())
+    };
+    let mut first_seen: Vec<String> = Vec::new();
+    for (n, _) in coefs {
+        let f = feature(n);
+        if !first_seen.contains(&f) {
+            first_seen.push(f);
+        }
+    }
+    let mut out = coefs.to_vec();
+    out.sort_by(|(a, _), (b, _)| {
+        let rank = |n: &str| {
+            if n == INTERCEPT {
+                0
+            } else {
+                1 + first_seen
+                    .iter()
+                    .position(|f| *f == feature(n))
+                    .unwrap_or(0)
+            }
+        };
+        rank(a).cmp(&rank(b)).then_with(|| natural_cmp(a, b))
+    });
+    out
+}
+
 fn coefficients_svg(coefs: &[(String, f64)]) -> Result<String> {
-    let n = coefs.len().max(1);
-    let lim = coefs.iter().fold(0.1f64, |a, (_, c)| a.max(c.abs())) * 1.1;
+    let bars = chart_order(coefs);
+    let n = bars.len().max(1);
+    let lim = bars.iter().fold(0.1f64, |a, (_, c)| a.max(c.abs())) * 1.1;
     let height = (60 + 16 * n as u32).max(200);
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, (W + 120, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let names: Vec<String> = coefs.iter().map(|(n, _)| n.clone()).collect();
+        // plotters counts segments upwards: the largest bar goes last so it
+        // is drawn at the top.
+        let names: Vec<String> = bars.iter().rev().map(|(n, _)| n.clone()).collect();
         let mut c = ChartBuilder::on(&root)
             .caption(
-                "Coefficients (log-odds per unit of the transformed term)",
+                "Coefficients by size (log-odds per unit of the transformed term)",
                 ("sans-serif", 16),
             )
             .margin(12)
@@ -188,7 +282,7 @@ fn coefficients_svg(coefs: &[(String, f64)]) -> Result<String> {
             })
             .draw()
             .map_err(err)?;
-        c.draw_series(coefs.iter().enumerate().map(|(i, (_, v))| {
+        c.draw_series(bars.iter().rev().enumerate().map(|(i, (_, v))| {
             let color = if *v >= 0.0 {
                 RGBColor(220, 90, 40)
             } else {
@@ -261,7 +355,13 @@ pub fn render_html(r: &ReportInput) -> Result<String> {
         e.brier
     );
     for (id, svg) in &plots {
-        let _ = writeln!(h, "<figure id=\"{id}\">{}</figure>", svg.trim());
+        let caption = match (*id, r.coefficients.iter().find(|(n, _)| n == INTERCEPT)) {
+            ("coefficients", Some((_, b))) => {
+                format!("<figcaption>intercept {b:.4} (not drawn)</figcaption>")
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(h, "<figure id=\"{id}\">{}{caption}</figure>", svg.trim());
     }
     let _ = write!(
         h,
@@ -314,7 +414,7 @@ pub fn render_html(r: &ReportInput) -> Result<String> {
         );
     }
     h.push_str("</table>\n<h2>Coefficients</h2>\n<table id=\"coefficient-table\"><tr><th class=\"l\">term</th><th>coefficient</th></tr>");
-    for (n, c) in r.coefficients {
+    for (n, c) in &table_order(r.coefficients) {
         let _ = write!(
             h,
             "<tr><td class=\"l\">{}</td><td>{c:.6}</td></tr>",
@@ -347,7 +447,7 @@ pub fn write_rendered(dir: &Path, html: &str, metrics: &serde_json::Value) -> Re
 
 /// The coefficient list of a model file (intercept first).
 pub fn coefficients(model: &nudge::domain::model::ModelFile) -> Vec<(String, f64)> {
-    let mut v = vec![("(intercept)".to_string(), model.intercept)];
+    let mut v = vec![(INTERCEPT.to_string(), model.intercept)];
     v.extend(model.terms.iter().map(|t| {
         (
             match &t.category {
@@ -389,10 +489,84 @@ mod tests {
             let at = html
                 .find(&format!("<figure id=\"{id}\"><svg"))
                 .unwrap_or_else(|| panic!("{id}"));
-            assert!(html[at..].contains("</svg></figure>"));
+            assert!(html[at..].contains("</svg>"));
         }
         assert_eq!(html.matches("<svg").count(), 4);
         assert!(html.contains("a&lt;b"));
         assert!(!html.contains("<script") && !html.contains("src=\""));
+    }
+
+    #[test]
+    fn coefficient_bars_go_by_size_without_the_intercept() {
+        let coefs: Vec<(String, f64)> = [
+            (INTERCEPT, -9.0),
+            ("TrafficType=1", 0.1),
+            ("TrafficType=10", -0.7),
+            ("TrafficType=2", 0.1),
+            ("PageValues", 1.5),
+        ]
+        .iter()
+        .map(|(n, c)| (n.to_string(), *c))
+        .collect();
+        let names: Vec<String> = chart_order(&coefs).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "PageValues",
+                "TrafficType=10",
+                "TrafficType=1",
+                "TrafficType=2"
+            ]
+        );
+        let table: Vec<String> = table_order(&coefs).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            table,
+            [
+                INTERCEPT,
+                "TrafficType=1",
+                "TrafficType=2",
+                "TrafficType=10",
+                "PageValues"
+            ]
+        );
+        let svg = coefficients_svg(&coefs).unwrap();
+        assert!(!svg.contains(INTERCEPT), "the intercept is no bar");
+        // The largest bar is labelled above the smaller ones.
+        let label_y = |name: &str| -> f64 {
+            let texts = svg.split("<text").skip(1);
+            let tag = texts
+                .map(|t| t.split("</text>").next().unwrap_or_default())
+                .find(|t| {
+                    t.split_once('>')
+                        .is_some_and(|(_, body)| body.trim() == name)
+                })
+                .unwrap_or_else(|| panic!("no label {name}"));
+            let y = tag.split(" y=\"").nth(1).unwrap();
+            y[..y.find('"').unwrap()].parse().unwrap()
+        };
+        assert!(label_y("PageValues") < label_y("TrafficType=10"));
+        assert!(label_y("TrafficType=10") < label_y("TrafficType=2"));
+        assert!(natural_cmp("a9", "a10").is_lt() && natural_cmp("a10", "a10").is_eq());
+        let p = [0.2, 0.8];
+        let y = [false, true];
+        let e = crate::eval::evaluate(
+            &p,
+            &y,
+            SegmentThresholds {
+                hot_at_or_above: 0.5,
+                cold_below: 0.3,
+            },
+        );
+        let html = render_html(&ReportInput {
+            title: "t",
+            subtitle: "s",
+            p: &p,
+            y: &y,
+            evaluation: &e,
+            coefficients: &coefs,
+            extra_html: "",
+        })
+        .unwrap();
+        assert!(html.contains("<figcaption>intercept -9.0000 (not drawn)</figcaption>"));
     }
 }

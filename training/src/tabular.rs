@@ -20,8 +20,8 @@
 //!    ([`nudge::domain::model::Model::score`] on the compiled model file), after
 //!    checking it agrees with the trainer's probabilities to 1e-9.
 //!
-//! Class imbalance (UCI: 15.5 % positives) is not reweighted: linfa-logistic
-//! has no sample weights, and an unweighted logistic regression keeps its
+//! Class imbalance (UCI: 15.5 % positives) is not reweighted: an
+//! unweighted logistic regression keeps its
 //! probabilities calibrated at the observed base rate, which is what the
 //! voucher rule's expected-value arithmetic needs. Imbalance is handled
 //! where it matters: the segment thresholds come from the precision / NPV
@@ -487,7 +487,7 @@ pub fn fit_csv(
         "alpha": alpha,
         "alpha_rule": "lowest mean out-of-fold log-loss over the grid (ties: larger alpha)",
         "objective": "sum of log-losses + alpha/2 |w|^2 (intercept not penalised); alpha = 1/C of scikit-learn",
-        "class_weights": "none (linfa-logistic has no sample weights; probabilities stay calibrated at the base rate)",
+        "class_weights": "none (unweighted: probabilities stay calibrated at the base rate)",
         "max_iterations": opts.solver.max_iterations,
         "gradient_tolerance": opts.solver.gradient_tolerance,
         "gradient_norm_per_row": m.gradient_norm_per_row,

@@ -464,3 +464,27 @@ fn logs_generate_fit_evaluate_predict_end_to_end() {
         .current_dir(d));
     assert!(!ok && !err.is_empty());
 }
+
+#[test]
+fn a_csv_without_spec_says_so_for_fit_and_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("data.csv"), toy_csv(20)).unwrap();
+    let (ok, _, err) = run(bin()
+        .args(["fit", "--data"])
+        .arg(d.join("data.csv"))
+        .arg("--out")
+        .arg(d.join("m.json")));
+    assert!(!ok);
+    assert!(err.contains("CSV") && err.contains("--spec"), "{err}");
+    assert!(err.contains("pages,month,weekend"), "{err}");
+    assert!(!err.contains("expected value"), "{err}");
+    let (ok, _, err) = run(bin()
+        .args(["evaluate", "--model"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default.json"))
+        .arg("--data")
+        .arg(d.join("data.csv")));
+    assert!(!ok);
+    assert!(err.contains("CSV") && err.contains("--spec"), "{err}");
+    assert_eq!(files(d), vec!["data.csv".to_string()], "nothing written");
+}

@@ -64,6 +64,19 @@ pub fn run(a: CvArgs) -> Result<()> {
         .map(|&alpha| tabular::cross_validate(&t, &rows, &fold, a.csv.k, alpha, &solver))
         .collect::<Result<Vec<_>>>()?;
     let chosen = cv::select_alpha(&results);
+    let fits = results.iter().map(|r| r.folds.len()).sum::<usize>();
+    let stopped = results
+        .iter()
+        .flat_map(|r| &r.folds)
+        .filter(|f| !f.converged)
+        .count();
+    if stopped > 0 {
+        // Said on stderr as well, so `--json` output cannot hide it.
+        eprintln!(
+            "warning: {stopped} of {fits} fold fits not converged: |gradient|/rows > {:.1e} after at most {} iterations",
+            a.gradient_tolerance, a.max_iterations
+        );
+    }
     if a.json {
         println!(
             "{}",

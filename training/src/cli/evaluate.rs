@@ -2,9 +2,9 @@
 //! calibration, segments), printed, as JSON, or as an HTML report.
 
 use super::score::{score, ScoreInput};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use nudge_train::{eval, report};
+use nudge_train::{data, eval, report};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -26,6 +26,18 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
+    if a.input.spec.is_none() && a.input.data.is_file() {
+        // Without --spec the data is read as service logs; a CSV would fail
+        // there with a JSON parse error that does not say what is wrong.
+        use std::io::Read as _;
+        let mut head = Vec::new();
+        std::fs::File::open(&a.input.data)
+            .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+            .with_context(|| format!("read {}", a.input.data.display()))?;
+        if let Some(hint) = data::csv_hint(&head) {
+            bail!("--data {}: {hint}", a.input.data.display());
+        }
+    }
     let s = score(&a.input)?;
     if s.p.is_empty() {
         bail!("no rows to evaluate");
