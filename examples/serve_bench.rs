@@ -482,7 +482,8 @@ fn stop_and_count(mut server: Server, dir: &std::path::Path) -> String {
     )
 }
 
-struct RedisChild(Child, tempfile::TempDir);
+/// The server and its socket folder (removed on drop).
+struct RedisChild(Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for RedisChild {
     fn drop(&mut self) {
