@@ -394,13 +394,13 @@ pub fn read_rows(path: &Path, missing: MissingOutcome) -> Result<LogRows> {
         ..LogSummary::default()
     };
     let bar = crate::progress::bytes(total, "scan");
-    let mut seen = 0u64;
+    let seen = std::cell::Cell::new(0u64);
     let lengths = reader::each_line(
         &files,
         None,
         |b| {
             digest.update(b);
-            seen += b.len() as u64;
+            seen.set(seen.get() + b.len() as u64);
         },
         |line| {
             let h: Head = reader::parse_line(line, |h: &Head| h.v)?;
@@ -430,7 +430,7 @@ pub fn read_rows(path: &Path, missing: MissingOutcome) -> Result<LogRows> {
                 Kind::Events => {}
             }
             if summary.records % 4096 == 0 {
-                bar.set_position(seen);
+                bar.set_position(seen.get());
             }
             Ok(())
         },
@@ -461,16 +461,16 @@ pub fn read_rows(path: &Path, missing: MissingOutcome) -> Result<LogRows> {
     let mut open: HashMap<u32, Vec<(i64, Pending)>> = HashMap::new();
     let mut rows: Vec<Row> = Vec::new();
     let mut examples: Vec<(usize, Skew)> = Vec::new();
-    let mut seen = 0u64;
+    let seen = std::cell::Cell::new(0u64);
     let mut lines = 0usize;
     reader::each_line(
         &files,
         Some(&lengths),
-        |b| seen += b.len() as u64,
+        |b| seen.set(seen.get() + b.len() as u64),
         |line| {
             lines += 1;
             if lines % 4096 == 0 {
-                bar.set_position(seen);
+                bar.set_position(seen.get());
                 bar.set_message(crate::progress::rate(rows.len(), &bar));
             }
             let b: Body = reader::parse_line(line, |b: &Body| b.v)?;

@@ -208,17 +208,17 @@ pub fn build_from_logs(
     let mut known: Vec<Known> = Vec::new();
     let mut n_slots = 0u32;
     let bar = crate::progress::bytes(total, "scan");
-    let mut seen = 0u64;
+    let seen = std::cell::Cell::new(0u64);
     let mut lines = 0usize;
     let lengths = reader::each_line(
         &files,
         None,
-        |b| seen += b.len() as u64,
+        |b| seen.set(seen.get() + b.len() as u64),
         |line| {
             let h: Head = reader::parse_line(line, |h: &Head| h.v)?;
             lines += 1;
             if lines % 4096 == 0 {
-                bar.set_position(seen);
+                bar.set_position(seen.get());
             }
             let dec = match h.kind {
                 "decision" => true,
@@ -253,7 +253,7 @@ pub fn build_from_logs(
     let mut open: HashMap<u32, Vec<DecisionRecord>> = HashMap::new();
     let mut tally = Tally::default();
     let mut failed: Option<anyhow::Error> = None;
-    let mut seen = 0u64;
+    let seen = std::cell::Cell::new(0u64);
     let mut lines = 0usize;
     let mut finish = |id: &str, slot: u32, recs: Vec<DecisionRecord>| -> Result<()> {
         let s = reduce(id, recs.iter().collect(), candidate)?;
@@ -263,11 +263,11 @@ pub fn build_from_logs(
     reader::each_line(
         &files,
         Some(&lengths),
-        |b| seen += b.len() as u64,
+        |b| seen.set(seen.get() + b.len() as u64),
         |line| {
             lines += 1;
             if lines % 4096 == 0 {
-                bar.set_position(seen);
+                bar.set_position(seen.get());
             }
             if failed.is_some() {
                 return Ok(());
