@@ -128,10 +128,9 @@ fn streamed_rows_equal_the_in_memory_replay() {
             want_summary.decisions_without_outcome
         );
         assert_eq!(s.duplicate_outcomes, want_summary.duplicate_outcomes);
-        assert_eq!(s.skewed_decisions, 1);
         assert_eq!(s.skewed_decisions, want_summary.skewed_decisions);
         assert_eq!(s.skew_examples.len(), want_summary.skew_examples.len());
-        assert_eq!(s.skew_examples[0].feature, "page_views");
+
         assert_eq!(
             s.skew_examples[0].session_id,
             want_summary.skew_examples[0].session_id
