@@ -132,6 +132,108 @@ pub fn read_dir(path: &Path) -> Result<Vec<LogRecord>, ReadError> {
     Ok(out)
 }
 
+/// One non-blank line of a log file, as [`each_line`] hands it over.
+#[derive(Clone, Copy, Debug)]
+pub struct Line<'a> {
+    pub path: &'a Path,
+    /// 1-based line number in the file.
+    pub number: usize,
+    pub text: &'a str,
+}
+
+/// Parses one line as `T` (a [`LogRecord`], or a lighter view of one that
+/// borrows from the line and ignores what it does not need), with the
+/// error naming file and line. `version` reads the record's `v`.
+pub fn parse_line<'a, T: serde::Deserialize<'a>>(
+    line: Line<'a>,
+    version: impl FnOnce(&T) -> u32,
+) -> Result<T, ReadError> {
+    let record: T = serde_json::from_str(line.text).map_err(|source| ReadError::Parse {
+        path: line.path.to_owned(),
+        line: line.number,
+        source,
+    })?;
+    let found = version(&record);
+    if found != LOG_FORMAT_VERSION {
+        return Err(ReadError::Version {
+            path: line.path.to_owned(),
+            line: line.number,
+            found,
+        });
+    }
+    Ok(record)
+}
+
+/// Streams the files of [`log_files`]`(path)` line by line, in read order,
+/// holding one line at a time: `bytes` gets every byte read (for a lineage
+/// hash, blank lines included) and `each` every non-blank line. A last line
+/// without its newline whose `each` fails to parse it ([`ReadError::Parse`]
+/// or [`ReadError::Version`]) is a write cut short and is skipped with a
+/// warning, as [`parse_records`] does; any other error stops the read.
+///
+/// Returns the bytes read from each file. With `lengths` (what an earlier
+/// read returned), each file is read only up to that length, so a second
+/// pass over a folder the service is still appending to sees exactly the
+/// lines the first pass saw.
+pub fn each_line(
+    files: &[PathBuf],
+    lengths: Option<&[u64]>,
+    mut bytes: impl FnMut(&[u8]),
+    mut each: impl FnMut(Line<'_>) -> Result<(), ReadError>,
+) -> Result<Vec<u64>, ReadError> {
+    use std::io::{BufRead, Read};
+    let mut buf = Vec::with_capacity(1 << 12);
+    let mut read = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
+        let io = |source| ReadError::Io {
+            path: f.clone(),
+            source,
+        };
+        let file = std::fs::File::open(f).map_err(io)?;
+        let limit = lengths.and_then(|l| l.get(i).copied()).unwrap_or(u64::MAX);
+        let mut r = std::io::BufReader::with_capacity(1 << 16, file.take(limit));
+        let mut total = 0u64;
+        let mut number = 0usize;
+        loop {
+            buf.clear();
+            let n = r.read_until(b'\n', &mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            total += n as u64;
+            bytes(&buf);
+            let terminated = buf.last() == Some(&b'\n');
+            let text = match std::str::from_utf8(&buf) {
+                Ok(t) => t,
+                // A torn last line may end inside a character.
+                Err(_) if !terminated => {
+                    tracing::warn!(path = %f.display(), bytes = n, "unterminated last line skipped");
+                    continue;
+                }
+                Err(_) => return Err(ReadError::NotUtf8 { path: f.clone() }),
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let line = Line {
+                path: f,
+                number,
+                text: text.trim_end_matches(['\n', '\r']),
+            };
+            match each(line) {
+                Ok(()) => {}
+                Err(e @ (ReadError::Parse { .. } | ReadError::Version { .. })) if !terminated => {
+                    tracing::warn!(path = %f.display(), error = %e, bytes = n, "unterminated last line skipped")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        read.push(total);
+    }
+    Ok(read)
+}
+
 /// Where a line sits: the file (an id given by [`Tail`]) and the byte
 /// offset of the line's start. Records sort in read order by (file path,
 /// offset).

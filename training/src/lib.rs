@@ -64,6 +64,8 @@ pub mod fit;
 pub mod logs;
 pub mod metrics;
 pub mod output;
+pub mod parallel;
+pub mod progress;
 pub mod replay;
 pub mod report;
 pub mod retrain;

@@ -95,9 +95,17 @@ pub struct FitArgs {
     /// Fail (exit 1, nothing written) if the optimiser did not converge.
     #[arg(long)]
     require_converged: bool,
+    /// Threads for the cross-validation folds of session and log fits
+    /// (default: the number of cores); each holds one fold's design matrix.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 pub fn run(a: FitArgs) -> Result<()> {
+    if a.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    nudge_train::parallel::set_threads(a.threads.unwrap_or(0));
     match &a.spec {
         Some(spec) => run_csv(&a, spec),
         None => run_sessions(&a),
@@ -374,9 +382,10 @@ fn fit_logs(
     opts: &FitOptions,
     command: &str,
 ) -> Result<(FitResult, DataInfo, Option<LogSummary>)> {
-    let (rows, summary, sha256) = logs::read(path, a.missing_outcome)?;
+    let read = logs::read_rows(path, a.missing_outcome)?;
+    let summary = read.summary;
     let info = DataInfo {
-        sha256,
+        sha256: read.sha256,
         source: format!("logs: {}", path.display()),
     };
     eprintln!(
@@ -390,10 +399,10 @@ fn fit_logs(
             summary.skewed_decisions
         );
     warn_skew(&summary);
-    let n_sessions = rows.iter().map(|r| r.row.session + 1).max().unwrap_or(0);
-    let rows = rows.into_iter().map(|r| r.row).collect();
+    // Sessions up to the last one with a row (the split draws per session).
+    let n_sessions = read.rows.last().map_or(0, |r| r.session + 1);
     let r = fit::fit_rows(
-        rows,
+        read.rows,
         n_sessions,
         &info,
         opts,
@@ -458,6 +467,8 @@ fn print_session_fit(
             "converged": result.converged,
             "seconds": secs,
             "terms": result.model.terms.len(),
+            "alpha": result.alpha,
+            "alpha_selection": result.summary["alpha_selection"],
             "segments": result.model.segments,
             "holdout": h,
             "train": result.summary["metrics"]["train"],
@@ -474,6 +485,13 @@ fn print_session_fit(
             result.summary["positives"],
             info.sha256
         );
+        match result.cv_chosen {
+            Some(_) => println!(
+                "alpha     {} (chosen by {}-fold CV over {:?}: lowest mean out-of-fold log-loss)",
+                result.alpha, a.k, a.alphas
+            ),
+            None => println!("alpha     {} (fixed by --alpha, no CV)", result.alpha),
+        }
         println!(
             "fit       {} terms, converged {}, |grad|/rows {:.2e}, {:.1} s",
             result.model.terms.len(),

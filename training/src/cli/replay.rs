@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use nudge::domain::model::{Input, ModelFile};
-use nudge_train::logs::{self, MissingOutcome};
+use nudge_train::logs::MissingOutcome;
 use nudge_train::replay;
 use std::path::PathBuf;
 
@@ -65,13 +65,15 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     opts.missing = a.missing_outcome;
     opts.days = a.days;
     opts.folds = a.folds;
-    let (_, _, records) = logs::read_records(&a.logs)?;
-    let (_, report) = replay::replay(&records, &candidate, &opts)?;
+    let (_, report) = replay::replay_path(&a.logs, &candidate, &opts)?;
     if report.coverage.propensity_mismatches > 0 {
         eprintln!(
             "warning: {} decisions' logged propensities disagree with the exploration mixture (explore share {}): the estimates are not trustworthy",
             report.coverage.propensity_mismatches, report.coverage.explore_share
         );
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -3,14 +3,15 @@
 
 use super::{command_line, warn_skew};
 use anyhow::{bail, Context as _, Result};
+use nudge::decision_log::LogRecord;
 use nudge::domain::model::{Input, ModelFile};
 use nudge_train::data;
 use nudge_train::logs::{self, MissingOutcome};
 use nudge_train::output;
 use nudge_train::replay;
 use nudge_train::uplift::{
-    fit_csv, fit_logs, randomised_rows, read_experiment, AlphaCv, Evaluation, Interactions, Judge,
-    Learner, LogsUplift, PolicyValue, Setting, UpliftOptions, UpliftSpec,
+    fit_csv, fit_logs, randomised_rows, read_experiment, shortfall, AlphaCv, Evaluation,
+    Interactions, Judge, Learner, LogsUplift, PolicyValue, Setting, UpliftOptions, UpliftSpec,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -373,6 +374,24 @@ fn run_logs(a: &UpliftArgs, logs_path: &Path, opts: &UpliftOptions) -> Result<()
         sel.rows_per_arm
     );
     warn_skew(&summary);
+    // Too few randomised sessions: say so in terms of the logs' own traffic
+    // rather than fail later on one arm's count.
+    let (first, last) = records
+        .iter()
+        .filter_map(|r| match r {
+            LogRecord::Decision(d) => Some(d.at_ms),
+            _ => None,
+        })
+        .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    let days = if last > first {
+        (last - first) as f64 / 86_400_000.0
+    } else {
+        0.0
+    };
+    drop(records);
+    if let Some(msg) = shortfall(&sel, opts.min_arm_rows, opts.holdout, days) {
+        bail!("{msg}");
+    }
     let lineage = json!({
         "trainer": "nudge-train",
         "crate_version": env!("CARGO_PKG_VERSION"),

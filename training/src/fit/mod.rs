@@ -223,13 +223,14 @@ type FoldSolution = Option<(FoldFit, Logistic)>;
 /// the order [`cv::cross_validate`] uses. Within a fold the alphas run from
 /// the largest (fastest) down, each fit starting at the fold's solution for
 /// the previous alpha (a warm start: same optimum up to the tolerance, fewer
-/// iterations); the folds run on up to `available_parallelism` threads. The
+/// iterations); the folds run on up to [`crate::parallel::threads`]. The
 /// result does not depend on the thread count.
 fn cv_fold_fits(
     rows: &[Row],
     train: &[usize],
     train_fold: &[usize],
     opts: &FitOptions,
+    bar: &indicatif::ProgressBar,
 ) -> Result<Vec<Vec<FoldSolution>>> {
     let k = opts.k;
     let mut order: Vec<usize> = (0..opts.alphas.len()).collect();
@@ -257,10 +258,13 @@ fn cv_fold_fits(
             };
             warm = Some(m.clone());
             out[g] = Some((fit, m));
+            bar.inc(1);
         }
         Ok(out)
     };
-    cv::each_fold(k, run_fold).into_iter().collect()
+    crate::parallel::each_fold(k, run_fold)
+        .into_iter()
+        .collect()
 }
 
 /// The CV fold (`0..k`) of each of `rows[train[j]]`, grouped by session:
@@ -396,7 +400,10 @@ pub fn fit_rows(
             fold[i] = Some(f);
         }
         let y_all: Vec<bool> = rows.iter().map(|r| r.converted).collect();
-        let mut fits = cv_fold_fits(&rows, &train_idx, &train_fold, opts)?;
+        let bar = crate::progress::steps((opts.k * opts.alphas.len()) as u64, "cv fits");
+        let fits = cv_fold_fits(&rows, &train_idx, &train_fold, opts, &bar);
+        bar.finish_and_clear();
+        let mut fits = fits?;
         for (g, &a) in opts.alphas.iter().enumerate() {
             // The fits are done; this collects them (same train / validation
             // rows, in the same order) into cv.rs's per-alpha results.
@@ -418,7 +425,10 @@ pub fn fit_rows(
 
     // Final fit on the whole training split (with CV: warm-started at the
     // chosen alpha's fold-0 solution).
-    let (enc, model) = fit_encoded(&train, alpha, opts, final_start.as_ref())?;
+    let bar = crate::progress::spinner("final fit");
+    let fitted = fit_encoded(&train, alpha, opts, final_start.as_ref());
+    bar.finish_and_clear();
+    let (enc, model) = fitted?;
     let converged = model.gradient_norm_per_row <= opts.gradient_tolerance;
 
     let all: Vec<&Row> = rows.iter().collect();

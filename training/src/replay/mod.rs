@@ -80,7 +80,8 @@
 //! - [`direct`]: the cross-fitted direct model of the DR estimator;
 //! - [`estimate`]: the estimators and intervals over per-session terms;
 //! - [`report`]: the report of a population (per session, per day);
-//! - [`render`]: that report as text.
+//! - [`render`]: that report as text;
+//! - [`warnings`]: when the estimates are too thin to act on.
 
 pub mod candidate;
 pub mod direct;
@@ -90,9 +91,10 @@ pub mod options;
 pub mod population;
 pub mod render;
 pub mod report;
+pub mod warnings;
 
 pub use candidate::{action_at, features_of, Candidate};
-pub use from_logs::build;
+pub use from_logs::{build, build_from_logs};
 pub use options::{Options, Reward, Z95};
 pub use population::{Coverage, Population, SessionUnit};
 pub use render::render_text;
@@ -108,6 +110,20 @@ pub fn replay(
     o: &Options,
 ) -> Result<(Population, ReplayReport)> {
     let pop = build(records, candidate, o)?;
+    if pop.units.is_empty() {
+        bail!("no session to evaluate (no eligible non-holdout session with an outcome)");
+    }
+    let r = evaluate(&pop, candidate, o);
+    Ok((pop, r))
+}
+
+/// [`build_from_logs`] (streamed, bounded memory) then `evaluate`.
+pub fn replay_path(
+    path: &std::path::Path,
+    candidate: &Candidate,
+    o: &Options,
+) -> Result<(Population, ReplayReport)> {
+    let pop = build_from_logs(path, candidate, o)?;
     if pop.units.is_empty() {
         bail!("no session to evaluate (no eligible non-holdout session with an outcome)");
     }

@@ -52,6 +52,9 @@ pub struct ReplayReport {
     pub actions: Vec<(i64, usize, usize)>,
     pub coverage: Coverage,
     pub definitions: Vec<&'static str>,
+    /// Why the estimates may be too thin to act on, with what to do
+    /// ([`super::warnings`]); empty when none applies.
+    pub warnings: Vec<String>,
 }
 
 const DEFINITIONS: &[&str] = &[
@@ -104,7 +107,10 @@ pub fn evaluate(pop: &Population, candidate: &Candidate, o: &Options) -> ReplayR
         })
         .collect();
     actions.sort_by_key(|a| a.0);
+    let ess = estimate::effective_sample_size(&units);
+    let matches = units.iter().filter(|u| u.matched).count();
     ReplayReport {
+        warnings: super::warnings::warnings(&per_session, ess, matches),
         candidate: candidate.name(),
         reward: o.reward,
         unit: match o.reward {
@@ -112,8 +118,8 @@ pub fn evaluate(pop: &Population, candidate: &Candidate, o: &Options) -> ReplayR
             Reward::Conversion => "conversions",
         },
         sessions: units.len(),
-        matches: units.iter().filter(|u| u.matched).count(),
-        effective_sample_size: estimate::effective_sample_size(&units),
+        matches,
+        effective_sample_size: ess,
         max_weight: units.iter().map(Unit::weight).fold(0.0, f64::max),
         per_day: spd.map(|k| per_session.scaled(k)),
         per_session,

@@ -110,6 +110,6 @@ pub use experiment::{
     UPLIFT_SPEC_FORMAT,
 };
 pub use options::{Interactions, Learner, Setting, UpliftOptions, PRICE_SIGNALS};
-pub use randomised::{randomised_rows, RandomisedRow, Selection};
+pub use randomised::{randomised_rows, shortfall, RandomisedRow, Selection};
 pub use selection::{fit_logs, Judge, LogsUplift, References, SettingResult};
 pub use value::{paired_difference, policy_value, rule_actions, PolicyValue};

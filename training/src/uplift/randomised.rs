@@ -133,3 +133,75 @@ pub fn randomised_rows(
         .count();
     Ok((out, summary, sel))
 }
+
+/// When the randomised sessions are too few to learn the response: every
+/// arm needs `min_arm_rows` training rows, i.e. about `min_arm_rows / (1 -
+/// holdout)` randomised sessions before the held-out split. `days`: the
+/// time the logs cover (0 when unknown). `None` when every arm has enough.
+/// The message says how many there are, how many are needed and roughly
+/// how many days of the logged traffic that is.
+pub fn shortfall(sel: &Selection, min_arm_rows: usize, holdout: f64, days: f64) -> Option<String> {
+    let need = (min_arm_rows as f64 / (1.0 - holdout).max(1e-9)).ceil() as usize;
+    let mut short: Vec<(i64, usize)> = sel
+        .rows_per_arm
+        .iter()
+        .filter(|(_, n)| **n < need)
+        .map(|(a, n)| (*a, *n))
+        .collect();
+    if !sel.rows_per_arm.contains_key(&0) {
+        short.insert(0, (0, 0));
+    }
+    if short.is_empty() {
+        return None;
+    }
+    let total: usize = sel.rows_per_arm.values().sum();
+    let arms: Vec<String> = short
+        .iter()
+        .map(|(a, n)| {
+            let name = if *a == 0 {
+                "no voucher".to_owned()
+            } else {
+                format!("{a} cents")
+            };
+            format!("{name}: {n}")
+        })
+        .collect();
+    // The arm furthest from its need sets the time: traffic and shares
+    // staying as logged, an arm grows in proportion to the days.
+    let worst = short.iter().map(|(_, n)| *n).min().unwrap_or(0);
+    let more_days = if days > 0.0 && worst > 0 {
+        format!(
+            "about {:.1} days of the current traffic (the logs cover {days:.2} days)",
+            days * need as f64 / worst as f64
+        )
+    } else if days > 0.0 {
+        format!("an arm has no session in {days:.2} days of logs: more days will not fill it at the current shares")
+    } else {
+        "logs over a longer time".to_owned()
+    };
+    Some(format!(
+        "too few randomised sessions to learn the voucher response: {total} in the logs, and each arm needs about {need} ({min_arm_rows} training rows with {:.0} % held out); short: {}; that takes {more_days}; or raise experiment.explore_share to randomise more sessions a day",
+        100.0 * holdout,
+        arms.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod shortfall_tests {
+    use super::*;
+
+    #[test]
+    fn shortfall_names_counts_needs_and_days() {
+        let mut sel = Selection::default();
+        sel.rows_per_arm.insert(0, 400);
+        sel.rows_per_arm.insert(500, 300);
+        assert!(shortfall(&sel, 100, 0.3, 1.0).is_none());
+        sel.rows_per_arm.insert(1000, 50);
+        let m = shortfall(&sel, 100, 0.3, 1.0).unwrap();
+        assert!(m.contains("750 in the logs"), "{m}");
+        assert!(m.contains("needs about 143"), "{m}");
+        assert!(m.contains("1000 cents: 50"), "{m}");
+        assert!(m.contains("about 2.9 days"), "{m}");
+        assert!(m.contains("explore_share"), "{m}");
+    }
+}
