@@ -21,7 +21,7 @@
 //! - [`spec`]: the CSV feature spec (TOML) and the strict CSV reader.
 //! - [`fit`]: the session (intent) model: options, session-grouped CV and
 //!   the pipeline, with [`fit::transforms`] (clip, log1p, standardise),
-//!   [`fit::logistic`] (the one L2 logistic regression, linfa-logistic, and
+//!   [`fit::logistic`] (the one L2 logistic regression, Newton's method, and
 //!   its convergence check) and [`fit::thresholds`] (segment thresholds).
 //! - [`tabular`]: client models from CSV: encoder, CV over an alpha grid,
 //!   held-out evaluation, the model file.

@@ -1,5 +1,5 @@
 //! Fitting the intent model: transforms, L2-regularised logistic regression
-//! (linfa-logistic), convergence check, segment thresholds and the model
+//! (Newton's method), convergence check, segment thresholds and the model
 //! file.
 //!
 //! # Pipeline
@@ -30,10 +30,9 @@
 //!    Features with (near) zero variance after the transforms are dropped.
 //! 5. Final fit on the whole training split at the chosen alpha: logistic
 //!    regression with penalty `alpha / 2 * |w|^2` on the summed
-//!    log-loss (linfa's objective; the intercept is not penalised). linfa
-//!    labels the **more frequent** class positive, so when that is `false`
-//!    the coefficients and intercept are negated. linfa stops silently at
-//!    `max_iterations`, so convergence is checked here: the L2 norm of the
+//!    log-loss (the intercept is not penalised), by Newton's method
+//!    ([`crate::fit::logistic`]). A fit that stops at `max_iterations` is
+//!    reported, never taken silently: convergence is checked: the L2 norm of the
 //!    gradient of the penalised objective at the solution, divided by the
 //!    number of rows, must be at most `gradient_tolerance` (for the final
 //!    fit and, per fold, in the lineage's `metrics.cv`).

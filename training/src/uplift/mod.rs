@@ -48,7 +48,7 @@
 //! the same population, and an unweighted per-arm fit is unbiased for
 //! `P(y | x, arm)`. The propensity of the *logging* policy (which mixes the
 //! greedy choice) is irrelevant for these rows; weighting them by it would
-//! only add variance (and linfa-logistic has no sample weights anyway).
+//! only add variance (and the fits take no sample weights).
 //! The **greedy** (non-randomised) rows are not used: the greedy tier is a
 //! function of the model's score, so its rows are confounded.
 //! The learned lifts describe eligible visitors, which is also the only
