@@ -303,6 +303,7 @@
     this._deciding = null;
     this._page = null;
     this._exitFired = false;
+    this._left = false;
     this._timer = null;
     this._listeners = [];
     this._session = store("sessionStorage");
@@ -536,7 +537,9 @@
   P._visibility = function () {
     var doc = root.document;
     if (doc.visibilityState === "hidden") {
-      this._push({ at_ms: now(), interaction: { signal: SIGNALS.tab_hidden } });
+      // A page being left is hidden too; it is no hidden tab. Chromium says
+      // `pagehide` first, so the case is known there.
+      if (!this._left) this._push({ at_ms: now(), interaction: { signal: SIGNALS.tab_hidden } });
       // The last moment a mobile browser reliably runs our code.
       this._endPageView();
       this.flush(true);
@@ -546,12 +549,14 @@
   };
 
   P._leave = function () {
+    this._left = true;
     this._endPageView();
     this.flush(true);
   };
 
   // Back from the back/forward cache: a new page view of the same page.
   P._show = function (ev) {
+    this._left = false;
     if (ev.persisted && this.options.autoPageView) this.pageView(this.options.page || undefined);
   };
 

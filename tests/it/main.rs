@@ -74,3 +74,5 @@ mod status_page;
 mod autotrain;
 // JSON and gRPC-Web on the gRPC port: same decisions, errors, CORS, tokens.
 mod web_api;
+// The browser collector in headless Chromium against the real binary.
+mod collector;
