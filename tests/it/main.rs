@@ -77,3 +77,5 @@ mod model_history;
 mod model_registry;
 // JSON and gRPC-Web on the gRPC port: same decisions, errors, CORS, tokens.
 mod web_api;
+// The browser collector in headless Chromium against the real binary.
+mod collector;
