@@ -291,7 +291,10 @@ async fn call(ch: tonic::transport::Channel, body: Bytes) -> bool {
         return false;
     }
     let path = http::uri::PathAndQuery::from_static("/nudge.v1.Offers/Decide");
-    let ok = grpc.unary(tonic::Request::new(body), path, Raw).await.is_ok();
+    let ok = grpc
+        .unary(tonic::Request::new(body), path, Raw)
+        .await
+        .is_ok();
     if ok {
         ANSWERED.fetch_add(1, Ordering::Relaxed);
     }
@@ -331,7 +334,7 @@ async fn closed_loop(addr: SocketAddr, a: &RunArgs, bodies: &Arc<Vec<Bytes>>) ->
             lat
         }));
     }
-    collect(tasks, errors, a.secs as f64).await
+    collect(tasks, errors, measure_from).await
 }
 
 /// Open loop at `rate`: staggered workers, each on its own schedule;
@@ -369,18 +372,22 @@ async fn steady(addr: SocketAddr, a: &RunArgs, bodies: &Arc<Vec<Bytes>>, rate: f
             lat
         }));
     }
-    collect(tasks, errors, a.secs as f64).await
+    collect(tasks, errors, measure_from).await
 }
 
+/// Gathers the workers' latencies. The rate is over the time from the
+/// measured phase's start to the last answer: a server that falls behind
+/// an open-loop schedule finishes late and shows a lower rate.
 async fn collect(
     tasks: Vec<tokio::task::JoinHandle<Vec<u32>>>,
     errors: Arc<AtomicU64>,
-    secs: f64,
+    measure_from: Instant,
 ) -> Phase {
     let mut latencies = Vec::new();
     for t in tasks {
         latencies.extend(t.await.unwrap_or_default());
     }
+    let secs = measure_from.elapsed().as_secs_f64();
     latencies.sort_unstable();
     Phase {
         ok: latencies.len() as u64,
@@ -439,7 +446,10 @@ async fn start_nudge(a: &RunArgs, dir: &std::path::Path, config: Option<&str>) -
         .args(["--admin-listen", &admin])
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .env("NUDGE_VOUCHER_SECRET", "serve-bench secret, not for production")
+        .env(
+            "NUDGE_VOUCHER_SECRET",
+            "serve-bench secret, not for production",
+        )
         .stdout(Stdio::null())
         .stderr(log);
     if let Some(c) = config {
