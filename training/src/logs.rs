@@ -429,7 +429,7 @@ pub fn read_rows(path: &Path, missing: MissingOutcome) -> Result<LogRows> {
                 }
                 Kind::Events => {}
             }
-            if summary.records % 4096 == 0 {
+            if summary.records.is_multiple_of(4096) {
                 bar.set_position(seen.get());
             }
             Ok(())
@@ -469,7 +469,7 @@ pub fn read_rows(path: &Path, missing: MissingOutcome) -> Result<LogRows> {
         |b| seen.set(seen.get() + b.len() as u64),
         |line| {
             lines += 1;
-            if lines % 4096 == 0 {
+            if lines.is_multiple_of(4096) {
                 bar.set_position(seen.get());
                 bar.set_message(crate::progress::rate(rows.len(), &bar));
             }

@@ -217,7 +217,7 @@ pub fn build_from_logs(
         |line| {
             let h: Head = reader::parse_line(line, |h: &Head| h.v)?;
             lines += 1;
-            if lines % 4096 == 0 {
+            if lines.is_multiple_of(4096) {
                 bar.set_position(seen.get());
             }
             let dec = match h.kind {
@@ -266,7 +266,7 @@ pub fn build_from_logs(
         |b| seen.set(seen.get() + b.len() as u64),
         |line| {
             lines += 1;
-            if lines % 4096 == 0 {
+            if lines.is_multiple_of(4096) {
                 bar.set_position(seen.get());
             }
             if failed.is_some() {
@@ -316,7 +316,8 @@ pub fn build_from_logs(
         let id = recs[0].session_id.clone();
         finish(&id, slot, recs)?;
     }
-    drop(finish);
+    // `finish` borrows `sessions` mutably until here.
+    let _ = finish;
     let sessions: Vec<Sess> = sessions.into_iter().flatten().collect();
     if sessions.len() != outcomes.len() {
         bail!("the logs changed while they were read: run again");

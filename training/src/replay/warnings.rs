@@ -32,7 +32,7 @@ pub fn warnings(e: &Estimates, ess: f64, matches: usize) -> Vec<String> {
     let named = [("IPS", &e.ips), ("SNIPS", &e.snips), ("DR", &e.dr)];
     let zero: Vec<&str> = named
         .iter()
-        .filter(|(_, i)| !(i.se > 0.0))
+        .filter(|(_, i)| i.se.is_nan() || i.se <= 0.0)
         .map(|(n, _)| *n)
         .collect();
     if !zero.is_empty() {
