@@ -213,8 +213,9 @@ async function main() {
 
 main()
   .then((code) => {
+    // Let the process end by itself, so that buffered output is written.
     client.close();
-    process.exit(code);
+    process.exitCode = code;
   })
   .catch((err) => {
     console.error(`unexpected: ${err && err.stack ? err.stack : err}`);
