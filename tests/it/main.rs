@@ -74,3 +74,5 @@ mod status_page;
 mod autotrain;
 // JSON and gRPC-Web on the gRPC port: same decisions, errors, CORS, tokens.
 mod web_api;
+// The client examples in clients/ (Node, PHP, Python) against the real binary.
+mod clients;
