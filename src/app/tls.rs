@@ -82,7 +82,8 @@ impl ServerTls {
             Ok(TlsAcceptor::from(Arc::new(c)))
         };
         Ok(ServerTls {
-            grpc: config(&[b"h2"])?,
+            // HTTP/1.1 too: the JSON API and gRPC-Web share the gRPC port.
+            grpc: config(&[b"h2", b"http/1.1"])?,
             admin: config(&[b"h2", b"http/1.1"])?,
         })
     }

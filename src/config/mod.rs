@@ -15,11 +15,11 @@ mod sections;
 
 pub use autotrain::{parse_at, AutotrainSettings, RawAutotrain};
 pub use raw::*;
+pub use sections::CorsOrigins;
 use sections::{
     validate_admin, validate_admin_listen, validate_backends, validate_listen, validate_redis,
     validate_session_redis, validate_tls,
 };
-pub use sections::CorsOrigins;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -795,7 +795,10 @@ mod cors_tests {
         for (bad, field) in [
             (&["*", "https://a.example"][..], "http.cors_allow_origins"),
             (&["https://a.example/"][..], "http.cors_allow_origins[0]"),
-            (&["https://a.example", "shop.example"][..], "http.cors_allow_origins[1]"),
+            (
+                &["https://a.example", "shop.example"][..],
+                "http.cors_allow_origins[1]",
+            ),
             (&["https://"][..], "http.cors_allow_origins[0]"),
         ] {
             let e = v(bad).unwrap_err().to_string();

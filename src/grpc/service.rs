@@ -95,9 +95,11 @@ pub async fn report(
 ) -> Result<pb::ReportResponse, Status> {
     let since = req.since_ms;
     if since < 0 {
-        return Err(
-            crate::engine::error::ServiceError::invalid("since_ms", "must not be negative").into(),
-        );
+        return Err(crate::engine::error::ServiceError::invalid(
+            "since_ms",
+            "must not be negative",
+        )
+        .into());
     }
     let answer = engine.report(since).await?;
     let (report, json, table) = &*answer;
@@ -117,7 +119,9 @@ impl pb::offers_server::Offers for OffersService {
         &self,
         request: Request<pb::TrackRequest>,
     ) -> Result<Response<pb::TrackResponse>, Status> {
-        track(&self.engine, request.get_ref()).await.map(Response::new)
+        track(&self.engine, request.get_ref())
+            .await
+            .map(Response::new)
     }
 
     async fn decide(

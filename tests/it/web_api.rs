@@ -12,7 +12,6 @@ use nudge::app;
 use nudge::clock::{Clock, ManualClock};
 use nudge::config::Settings;
 use nudge::grpc::pb;
-use prost::Message as _;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -173,16 +172,23 @@ async fn one_session_decides_the_same_over_grpc_grpc_web_and_json() {
         .await
         .unwrap()
         .into_inner();
-    let (over_web, status) =
-        grpc_web::<_, pb::DecideResponse>(&web, "Decide", &decide("same-web", hesitant_session(15_000)))
-            .await;
+    let (over_web, status) = grpc_web::<_, pb::DecideResponse>(
+        &web,
+        "Decide",
+        &decide("same-web", hesitant_session(15_000)),
+    )
+    .await;
     assert_eq!(status, "0");
     let over_web = over_web.expect("a message");
     let request = serde_json::to_value(decide("same-json", hesitant_session(15_000))).unwrap();
     let (code, over_json) = json_call(&web, "/v1/decide", &[], &request).await;
     assert_eq!(code, 200, "{over_json}");
 
-    assert_eq!(over_grpc.reason, pb::Reason::Offered as i32, "{over_grpc:?}");
+    assert_eq!(
+        over_grpc.reason,
+        pb::Reason::Offered as i32,
+        "{over_grpc:?}"
+    );
     for r in [&over_grpc, &over_web] {
         assert_eq!(r.segment, pb::Segment::Hesitant as i32);
         assert_eq!(r.purchase_probability, over_grpc.purchase_probability);
@@ -225,8 +231,7 @@ async fn json_errors_name_the_field() {
     assert_eq!(code, 400, "{body}");
     assert_eq!(body["code"], "INVALID_ARGUMENT");
     assert_eq!(
-        body["field_violations"][0]["field"],
-        "events[1].cart_add.unit_price_cents",
+        body["field_violations"][0]["field"], "events[1].cart_add.unit_price_cents",
         "{body}"
     );
     // A bad JSON type at a nested path.
@@ -239,11 +244,13 @@ async fn json_errors_name_the_field() {
     .await;
     assert_eq!(code, 400, "{body}");
     assert_eq!(
-        body["field_violations"][0]["field"],
-        "events[0].page_view.dwell_ms",
+        body["field_violations"][0]["field"], "events[0].page_view.dwell_ms",
         "{body}"
     );
-    assert!(body["message"].as_str().unwrap().contains("malformed JSON"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("malformed JSON"),
+        "{body}"
+    );
     // Wrong content type, too big, unknown route.
     let (code, _, bytes) = http1(
         "POST",
@@ -284,7 +291,10 @@ async fn cors_preflight_follows_the_config() {
                 &[
                     ("origin", origin),
                     ("access-control-request-method", "POST"),
-                    ("access-control-request-headers", "content-type,authorization"),
+                    (
+                        "access-control-request-headers",
+                        "content-type,authorization",
+                    ),
                 ],
                 "",
             )
@@ -298,18 +308,30 @@ async fn cors_preflight_follows_the_config() {
         "https://shop.example"
     );
     let allowed = headers["access-control-allow-headers"].to_str().unwrap();
-    assert!(allowed.contains("authorization") && allowed.contains("x-grpc-web"), "{allowed}");
+    assert!(
+        allowed.contains("authorization") && allowed.contains("x-grpc-web"),
+        "{allowed}"
+    );
     let (_, headers, _) = preflight("https://evil.example").await;
-    assert!(headers.get("access-control-allow-origin").is_none(), "{headers:?}");
+    assert!(
+        headers.get("access-control-allow-origin").is_none(),
+        "{headers:?}"
+    );
     // A simple call from the allowed origin sees the exposed headers.
     let (_, headers, _) = http1(
         "POST",
         &web.url("/v1/budget"),
-        &[("content-type", "application/json"), ("origin", "https://shop.example")],
+        &[
+            ("content-type", "application/json"),
+            ("origin", "https://shop.example"),
+        ],
         "{}",
     )
     .await;
-    assert_eq!(headers["access-control-allow-origin"], "https://shop.example");
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://shop.example"
+    );
     web.stop().await;
 
     // No origins configured: no CORS headers at all.
@@ -317,11 +339,17 @@ async fn cors_preflight_follows_the_config() {
     let (_, headers, _) = http1(
         "OPTIONS",
         &web.url("/v1/decide"),
-        &[("origin", "https://shop.example"), ("access-control-request-method", "POST")],
+        &[
+            ("origin", "https://shop.example"),
+            ("access-control-request-method", "POST"),
+        ],
         "",
     )
     .await;
-    assert!(headers.get("access-control-allow-origin").is_none(), "{headers:?}");
+    assert!(
+        headers.get("access-control-allow-origin").is_none(),
+        "{headers:?}"
+    );
     web.stop().await;
 }
 
@@ -343,10 +371,22 @@ async fn bearer_tokens_guard_the_json_routes() {
     let (code, body) = json_call(&web, "/v1/decide", &[("authorization", &client)], &req).await;
     assert_eq!(code, 200, "{body}");
     // The viewer reads the budget; the client does not.
-    let (code, body) = json_call(&web, "/v1/budget", &[("authorization", &viewer)], &json!({})).await;
+    let (code, body) = json_call(
+        &web,
+        "/v1/budget",
+        &[("authorization", &viewer)],
+        &json!({}),
+    )
+    .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["campaign"], "default");
-    let (code, _) = json_call(&web, "/v1/budget", &[("authorization", &client)], &json!({})).await;
+    let (code, _) = json_call(
+        &web,
+        "/v1/budget",
+        &[("authorization", &client)],
+        &json!({}),
+    )
+    .await;
     assert_eq!(code, 403);
     web.stop().await;
 }
@@ -408,7 +448,15 @@ async fn curl_over_http1_tracks_and_decides() {
     );
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("curl")
-            .args(["--http1.1", "-sS", "-w", "\n%{http_code}", "-H", "content-type: application/json", "-d"])
+            .args([
+                "--http1.1",
+                "-sS",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "content-type: application/json",
+                "-d",
+            ])
             .arg(body)
             .arg(url)
             .output()
@@ -418,7 +466,12 @@ async fn curl_over_http1_tracks_and_decides() {
     .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (json_text, code) = text.rsplit_once('\n').unwrap();
-    assert_eq!(code, "200", "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        code,
+        "200",
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_str(json_text).unwrap();
     assert_eq!(v["accepted"], 1);
     web.stop().await;

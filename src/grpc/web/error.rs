@@ -165,19 +165,13 @@ mod tests {
         .into();
         let body = serde_json::to_value(ErrorBody::of(&status)).unwrap();
         assert_eq!(body["code"], "INVALID_ARGUMENT");
-        assert_eq!(
-            body["field_violations"][0]["field"],
-            "events[2].product_id"
-        );
+        assert_eq!(body["field_violations"][0]["field"], "events[2].product_id");
         assert_eq!(
             body["field_violations"][0]["description"],
             "required for a product page"
         );
         let res = error_response(&status);
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            res.extensions().get::<Code>(),
-            Some(&Code::InvalidArgument)
-        );
+        assert_eq!(res.extensions().get::<Code>(), Some(&Code::InvalidArgument));
     }
 }

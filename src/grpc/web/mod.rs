@@ -248,9 +248,15 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         let v = e.get_details_bad_request().unwrap();
-        assert_eq!(v.field_violations[0].field, "events[1].page_view.price_cents");
+        assert_eq!(
+            v.field_violations[0].field,
+            "events[1].page_view.price_cents"
+        );
         let e = parse::<pb::DecideRequest>(b"{} x").unwrap_err();
-        assert_eq!(e.get_details_bad_request().unwrap().field_violations[0].field, "body");
+        assert_eq!(
+            e.get_details_bad_request().unwrap().field_violations[0].field,
+            "body"
+        );
     }
 
     #[test]
