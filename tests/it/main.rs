@@ -79,3 +79,5 @@ mod model_registry;
 mod web_api;
 // The browser collector in headless Chromium against the real binary.
 mod collector;
+// The client examples in clients/ (Node, PHP, Python) against the real binary.
+mod clients;
