@@ -183,6 +183,14 @@ async fn a_hesitant_visitor_in_chromium_gets_the_offer_and_nudge_logs_what_they_
         "the reviews to open",
     )
     .await;
+    // `toggle` is dispatched after the element opens: wait until the
+    // collector has both signals queued before flushing.
+    wait_for(
+        &b,
+        "return nudge.stats().queued >= 2 || null;",
+        "the zoom and reviews signals to be queued",
+    )
+    .await;
     // The two signals go out with Track (flushed now rather than on the
     // timer); the page view is still open.
     let stats = b
