@@ -21,35 +21,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-/// Runs `run(f)` for every fold `f` in `0..k`, spread over the machine's
+/// Runs `run(f)` for every fold `f` in `0..k`, spread over the `--threads`
 /// cores (at most `k` threads, each taking the next fold), and returns the
 /// results in fold order. Both cross-validations (intent and response) fit
 /// their folds this way.
 pub fn each_fold<T: Send>(k: usize, run: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, k.max(1));
-    let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<Option<T>>> = Mutex::new((0..k).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let f = next.fetch_add(1, Ordering::Relaxed);
-                if f >= k {
-                    break;
-                }
-                let r = run(f);
-                done.lock().expect("no panic while holding the lock")[f] = Some(r);
-            });
-        }
-    });
-    done.into_inner()
-        .expect("no panic while holding the lock")
-        .into_iter()
-        .map(|r| r.expect("every fold ran"))
-        .collect()
+    crate::parallel::each_fold(k, run)
 }
 
 fn shuffled_classes(y: &[bool], seed: u64) -> (Vec<usize>, Vec<usize>) {
