@@ -354,6 +354,20 @@ pub struct LogRows {
     pub sha256: String,
 }
 
+/// The log folder's files in reading order and their total size (for the
+/// progress bars); an error when there is none.
+pub fn log_files_and_size(path: &Path) -> Result<(Vec<std::path::PathBuf>, u64)> {
+    let files = reader::log_files(path)?;
+    if files.is_empty() {
+        bail!("{} holds no log files (*.jsonl)", path.display());
+    }
+    let total = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    Ok((files, total))
+}
+
 /// Reads and replays logs at `path` (file or folder) into training rows
 /// with the semantics of [`read`], in two streaming passes over the files
 /// (one line in memory at a time):
@@ -376,14 +390,7 @@ pub struct LogRows {
 /// The second pass reads each file only up to the length the first saw, so
 /// a folder the service is still writing gives consistent counts.
 pub fn read_rows(path: &Path, missing: MissingOutcome) -> Result<LogRows> {
-    let files = reader::log_files(path)?;
-    if files.is_empty() {
-        bail!("{} holds no log files (*.jsonl)", path.display());
-    }
-    let total: u64 = files
-        .iter()
-        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
-        .sum();
+    let (files, total) = log_files_and_size(path)?;
 
     // Pass 1: join keys and hash.
     let mut digest = Sha256::new();

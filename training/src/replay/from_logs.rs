@@ -191,14 +191,7 @@ pub fn build_from_logs(
 ) -> Result<Population> {
     use nudge::decision_log::reader;
     check_candidate(candidate, o)?;
-    let files = reader::log_files(path)?;
-    if files.is_empty() {
-        bail!("{} holds no log files (*.jsonl)", path.display());
-    }
-    let total: u64 = files
-        .iter()
-        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
-        .sum();
+    let (files, total) = crate::logs::log_files_and_size(path)?;
     struct Known {
         remaining: u32,
         /// Index in first-decision order.
