@@ -7,6 +7,7 @@
 //! cargo build --release --bin nudge --example serve_bench
 //! target/release/examples/serve_bench                 # bare, then nudge (SQLite ledger, decision log on)
 //! target/release/examples/serve_bench --redis         # also nudge on a private redis-server
+//! target/release/examples/serve_bench --json          # also nudge's JSON route (POST /v1/decide)
 //! ```
 //!
 //! Both servers run as their own processes, in turn, in one run, under
@@ -18,6 +19,11 @@
 //! workers, latency counted from each request's scheduled time so that a
 //! stall is not hidden. Prints req/s, p50/p99/p99.9 and nudge/bare ratios,
 //! and nudge's decision log counts (written, dropped) after each run.
+//!
+//! With `--json`, nudge also answers the same requests as JSON on
+//! `POST /v1/decide` (the proto3 JSON mapping, encoded once before the run
+//! too), over HTTP/2 on the same connections x streams, so the JSON and
+//! gRPC figures differ only by the route.
 
 use bytes::{Buf, BufMut, Bytes};
 use clap::{Parser, Subcommand};
@@ -78,6 +84,9 @@ struct RunArgs {
     /// `redis-server` on PATH).
     #[arg(long)]
     redis: bool,
+    /// Also measure nudge's JSON route (`POST /v1/decide`).
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -192,7 +201,7 @@ impl Decoder for RawDecoder {
 }
 
 /// Whole sessions of about 10 events, spread over the last ten minutes.
-fn bodies(n: usize) -> Vec<Bytes> {
+fn requests(n: usize) -> Vec<pb::DecideRequest> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let now = chrono::Utc::now().timestamp_millis();
     (0..n)
@@ -225,15 +234,32 @@ fn bodies(n: usize) -> Vec<Bytes> {
                     kind: Some(kind),
                 });
             }
-            let req = pb::DecideRequest {
+            pb::DecideRequest {
                 session_id: format!("bench-{i}"),
                 visitor_id: format!("v-{i}"),
                 events: out,
                 ..Default::default()
-            };
-            Bytes::from(req.encode_to_vec())
+            }
         })
         .collect()
+}
+
+/// The requests as gRPC bodies (protobuf) or JSON bodies (the proto3 JSON
+/// mapping the JSON route reads).
+fn encode(requests: &[pb::DecideRequest], route: Route) -> Vec<Bytes> {
+    requests
+        .iter()
+        .map(|r| match route {
+            Route::Grpc => Bytes::from(r.encode_to_vec()),
+            Route::Json => Bytes::from(serde_json::to_vec(r).expect("JSON body")),
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Route {
+    Grpc,
+    Json,
 }
 
 #[derive(Default)]
@@ -268,15 +294,34 @@ impl Phase {
     }
 }
 
-async fn channels(addr: SocketAddr, n: usize) -> Vec<tonic::transport::Channel> {
+/// One client connection: a tonic channel for gRPC, an HTTP/2 connection
+/// for JSON.
+#[derive(Clone)]
+enum Conn {
+    Grpc(tonic::transport::Channel),
+    Json(h2::client::SendRequest<Bytes>, http::Uri),
+}
+
+async fn channels(addr: SocketAddr, n: usize, route: Route) -> Vec<Conn> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("address")
-            .connect()
-            .await
-            .expect("connect");
-        out.push(ch);
+        out.push(match route {
+            Route::Grpc => Conn::Grpc(
+                tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .expect("address")
+                    .connect()
+                    .await
+                    .expect("connect"),
+            ),
+            Route::Json => {
+                let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                tcp.set_nodelay(true).expect("nodelay");
+                let (send, conn) = h2::client::handshake(tcp).await.expect("HTTP/2");
+                tokio::spawn(conn);
+                let uri = format!("http://{addr}/v1/decide").parse().expect("uri");
+                Conn::Json(send, uri)
+            }
+        });
     }
     out
 }
@@ -285,26 +330,61 @@ async fn channels(addr: SocketAddr, n: usize) -> Vec<tonic::transport::Channel> 
 /// what the server's decision log must hold.
 static ANSWERED: AtomicU64 = AtomicU64::new(0);
 
-async fn call(ch: tonic::transport::Channel, body: Bytes) -> bool {
-    let mut grpc = tonic::client::Grpc::new(ch);
-    if grpc.ready().await.is_err() {
-        return false;
-    }
-    let path = http::uri::PathAndQuery::from_static("/nudge.v1.Offers/Decide");
-    let ok = grpc
-        .unary(tonic::Request::new(body), path, Raw)
-        .await
-        .is_ok();
+async fn call(conn: Conn, body: Bytes) -> bool {
+    let ok = match conn {
+        Conn::Grpc(ch) => grpc_call(ch, body).await,
+        Conn::Json(send, uri) => json_call(send, uri, body).await.unwrap_or(false),
+    };
     if ok {
         ANSWERED.fetch_add(1, Ordering::Relaxed);
     }
     ok
 }
 
+async fn grpc_call(ch: tonic::transport::Channel, body: Bytes) -> bool {
+    let mut grpc = tonic::client::Grpc::new(ch);
+    if grpc.ready().await.is_err() {
+        return false;
+    }
+    let path = http::uri::PathAndQuery::from_static("/nudge.v1.Offers/Decide");
+    grpc.unary(tonic::Request::new(body), path, Raw)
+        .await
+        .is_ok()
+}
+
+/// `POST /v1/decide` with a JSON body; the answer is read whole (and
+/// counted only when it is 200), as a client would before using it.
+async fn json_call(
+    send: h2::client::SendRequest<Bytes>,
+    uri: http::Uri,
+    body: Bytes,
+) -> Result<bool, h2::Error> {
+    let mut send = send.ready().await?;
+    let request = http::Request::post(uri)
+        .header("content-type", "application/json")
+        .body(())
+        .expect("request");
+    let (answer, mut stream) = send.send_request(request, false)?;
+    stream.send_data(body, true)?;
+    let answer = answer.await?;
+    let ok = answer.status() == http::StatusCode::OK;
+    let mut body = answer.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    Ok(ok)
+}
+
 /// Closed loop: every worker sends its next request as soon as the last
 /// one is answered.
-async fn closed_loop(addr: SocketAddr, a: &RunArgs, bodies: &Arc<Vec<Bytes>>) -> Phase {
-    let chans = channels(addr, a.connections).await;
+async fn closed_loop(
+    addr: SocketAddr,
+    a: &RunArgs,
+    bodies: &Arc<Vec<Bytes>>,
+    route: Route,
+) -> Phase {
+    let chans = channels(addr, a.connections, route).await;
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -339,8 +419,14 @@ async fn closed_loop(addr: SocketAddr, a: &RunArgs, bodies: &Arc<Vec<Bytes>>) ->
 
 /// Open loop at `rate`: staggered workers, each on its own schedule;
 /// latency from the scheduled send time.
-async fn steady(addr: SocketAddr, a: &RunArgs, bodies: &Arc<Vec<Bytes>>, rate: f64) -> Phase {
-    let chans = channels(addr, a.connections).await;
+async fn steady(
+    addr: SocketAddr,
+    a: &RunArgs,
+    bodies: &Arc<Vec<Bytes>>,
+    rate: f64,
+    route: Route,
+) -> Phase {
+    let chans = channels(addr, a.connections, route).await;
     let workers = a.connections * a.streams;
     let interval = Duration::from_secs_f64(workers as f64 / rate);
     let next = Arc::new(AtomicUsize::new(0));
@@ -522,7 +608,9 @@ async fn start_redis() -> (RedisChild, String) {
 }
 
 async fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let bodies = Arc::new(bodies(a.bodies));
+    let requests = requests(a.bodies);
+    let bodies = Arc::new(encode(&requests, Route::Grpc));
+    let json_bodies = Arc::new(encode(&requests, Route::Json));
     let mean = bodies.iter().map(Bytes::len).sum::<usize>() / bodies.len().max(1);
     println!(
         "{} distinct Decide bodies (mean {mean} bytes), {} connections x {} streams, {} s measured after {} s warm-up",
@@ -533,14 +621,17 @@ async fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         a.warmup_secs
     );
     let bare_server = start_bare().await;
-    let bare_max = closed_loop(bare_server.addr, &a, &bodies).await;
+    let bare_max = closed_loop(bare_server.addr, &a, &bodies, Route::Grpc).await;
     let rate = a.rate.unwrap_or(bare_max.rate() / 2.0);
-    let bare_steady = steady(bare_server.addr, &a, &bodies, rate).await;
+    let bare_steady = steady(bare_server.addr, &a, &bodies, rate, Route::Grpc).await;
     drop(bare_server);
     println!("{}", bare_max.line("bare max"));
     println!("{}", bare_steady.line(&format!("bare at {rate:.0}/s")));
 
-    let mut runs: Vec<(&str, Option<String>)> = vec![("nudge", None)];
+    let mut runs: Vec<(&str, Option<String>, Route)> = vec![("nudge", None, Route::Grpc)];
+    if a.json {
+        runs.push(("nudge json", None, Route::Json));
+    }
     let redis = if a.redis {
         let (child, url) = start_redis().await;
         runs.push((
@@ -548,17 +639,22 @@ async fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             Some(format!(
                 "[ledger]\nbackend = \"redis\"\n[sessions]\nbackend = \"redis\"\n[redis]\nurl = \"{url}\"\n"
             )),
+            Route::Grpc,
         ));
         Some(child)
     } else {
         None
     };
-    for (name, config) in runs {
+    for (name, config, route) in runs {
         let dir = tempfile::tempdir()?;
         let server = start_nudge(&a, dir.path(), config.as_deref()).await;
         ANSWERED.store(0, Ordering::Relaxed);
-        let max = closed_loop(server.addr, &a, &bodies).await;
-        let at_rate = steady(server.addr, &a, &bodies, rate).await;
+        let bodies = match route {
+            Route::Grpc => &bodies,
+            Route::Json => &json_bodies,
+        };
+        let max = closed_loop(server.addr, &a, bodies, route).await;
+        let at_rate = steady(server.addr, &a, bodies, rate, route).await;
         let counts = stop_and_count(server, dir.path());
         println!("{}", max.line(&format!("{name} max")));
         println!("{}", at_rate.line(&format!("{name} at {rate:.0}/s")));

@@ -81,3 +81,5 @@ mod web_api;
 mod collector;
 // The client examples in clients/ (Node, PHP, Python) against the real binary.
 mod clients;
+// The README's walk-through, run as written against the real binary.
+mod walkthrough;
