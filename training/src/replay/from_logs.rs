@@ -178,12 +178,16 @@ struct Head<'a> {
 }
 
 /// [`build`] on the logs at `path`, streamed in two passes (one line in
-/// memory at a time): the first counts each session's decision and outcome
-/// records; the second keeps a session's decision records only until its
-/// last counted record has been read, then reduces them to the few numbers
-/// the estimators use and takes the candidate's action. Events records are
-/// never kept. Memory: the sessions open at a time in read order plus a
-/// small record per session.
+/// memory at a time): the first counts each session's decision records;
+/// the second keeps a session's decision records only until its last one
+/// has been read, then reduces them to the few numbers the estimators use
+/// and takes the candidate's action. Outcomes are two numbers per session,
+/// kept whenever they come: the service writes them when the shop reports
+/// the order, often long after the session's last decision (at the end of
+/// a simulated day, all of them), and waiting for them would hold every
+/// session's decisions, feature maps included. Events records are never
+/// kept. Memory: the sessions open at a time in read order plus a small
+/// record per session.
 pub fn build_from_logs(
     path: &std::path::Path,
     candidate: &Candidate,
@@ -230,10 +234,12 @@ pub fn build_from_logs(
                 }
             };
             let s = &mut known[k];
-            s.remaining += 1;
-            if dec && s.slot.is_none() {
-                s.slot = Some(n_slots);
-                n_slots += 1;
+            if dec {
+                s.remaining += 1;
+                if s.slot.is_none() {
+                    s.slot = Some(n_slots);
+                    n_slots += 1;
+                }
             }
             Ok(())
         },
@@ -275,19 +281,19 @@ pub fn build_from_logs(
                 return Ok(());
             };
             let s = &mut known[k as usize];
-            s.remaining = s.remaining.saturating_sub(1);
-            let done = s.remaining == 0;
             // A session with only an outcome has no slot: not evaluated.
             let Some(slot) = s.slot else {
                 return Ok(());
             };
-            if dec {
-                let d: DecisionRecord = reader::parse_line(line, |d: &DecisionRecord| d.v)?;
-                tally.decision(&d);
-                open.entry(slot).or_default().push(d);
-            } else {
+            if !dec {
                 outcomes[slot as usize] = Some((h.converted, h.order_value_cents));
+                return Ok(());
             }
+            s.remaining = s.remaining.saturating_sub(1);
+            let done = s.remaining == 0;
+            let d: DecisionRecord = reader::parse_line(line, |d: &DecisionRecord| d.v)?;
+            tally.decision(&d);
+            open.entry(slot).or_default().push(d);
             if done {
                 let recs = open.remove(&slot).unwrap_or_default();
                 if let Err(e) = finish(&h.session_id, slot, recs) {
