@@ -74,7 +74,9 @@
 //!   [`redis::RedisModelRegistry`]); `checks`: what each instance's settings
 //!   risk (money evictable, sessions sharing it or never evicting), read
 //!   and logged at start ([`redis::check_instances`]).
-//! - [`decision_log`]: the JSON-lines record format; [`decision_log::writer`]
+//! - [`decision_log`]: the JSON-lines record format; [`decision_log::entry`]
+//!   (a decision as the request hands it over, written as its record);
+//!   [`decision_log::writer`]
 //!   (the service's background writer) and [`decision_log::reader`] (the one
 //!   folder reader, for the report and the trainer, whole or incremental).
 //! - [`report`]: the incremental ROI report (treatment versus holdout), no protobuf;
