@@ -49,6 +49,8 @@
 //!   - [`ledger::budget`]: campaign caps, the budget day, the one budget rule
 //!     and its learning-budget companion.
 //!   - [`ledger::core`]: the bookkeeping state machine every local ledger wraps.
+//!   - [`ledger::offered`]: the sessions that may hold an offer, so that
+//!     Decide asks the SQLite writer only about those.
 //!   - [`ledger::memory`]: in memory (tests, simulation).
 //!   - [`ledger::sqlite`]: the embedded durable default (`sqlite_health`:
 //!     the writer's view of a failing disk; `core_tests`: the core's own;
