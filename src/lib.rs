@@ -49,6 +49,8 @@
 //!   - [`ledger::budget`]: campaign caps, the budget day, the one budget rule
 //!     and its learning-budget companion.
 //!   - [`ledger::core`]: the bookkeeping state machine every local ledger wraps.
+//!   - [`ledger::offered`]: the sessions that may hold an offer, so that
+//!     Decide asks the SQLite writer only about those.
 //!   - [`ledger::memory`]: in memory (tests, simulation).
 //!   - [`ledger::sqlite`]: the embedded durable default (`sqlite_health`:
 //!     the writer's view of a failing disk; `core_tests`: the core's own;
@@ -74,7 +76,9 @@
 //!   [`redis::RedisModelRegistry`]); `checks`: what each instance's settings
 //!   risk (money evictable, sessions sharing it or never evicting), read
 //!   and logged at start ([`redis::check_instances`]).
-//! - [`decision_log`]: the JSON-lines record format; [`decision_log::writer`]
+//! - [`decision_log`]: the JSON-lines record format; [`decision_log::entry`]
+//!   (a decision as the request hands it over, written as its record);
+//!   [`decision_log::writer`]
 //!   (the service's background writer) and [`decision_log::reader`] (the one
 //!   folder reader, for the report and the trainer, whole or incremental).
 //! - [`report`]: the incremental ROI report (treatment versus holdout), no protobuf;

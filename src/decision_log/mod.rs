@@ -15,6 +15,7 @@
 //! features on old logs, and comparing the replayed features with the logged
 //! ones detects training/serving skew.
 
+pub mod entry;
 pub mod reader;
 pub mod writer;
 

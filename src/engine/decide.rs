@@ -363,7 +363,10 @@ impl Engine {
                     let share = c.experiment.share(a.learned);
                     propensity = Experiment::propensity(g, g, tiers, share);
                 }
-                tracing::info!(session_id = %input.session_id, campaign = %d.campaign, amount_cents = offer.amount_cents, p = a.score.probability, explored = d.explored, "voucher offered");
+                // Counted, not logged at info: a line per offer would cost
+                // every loaded Decide a formatted write (the decision log
+                // holds each offer).
+                tracing::debug!(session_id = %input.session_id, campaign = %d.campaign, amount_cents = offer.amount_cents, p = a.score.probability, explored = d.explored, "voucher offered");
                 let tier = offer.amount_cents.to_string();
                 metrics::counter!("nudge_vouchers_offered_total", "campaign" => d.campaign.clone(), "tier" => tier.clone()).increment(1);
                 metrics::counter!("nudge_vouchers_offered_cents_total", "campaign" => d.campaign.clone(), "tier" => tier).increment(offer.amount_cents.max(0) as u64);

@@ -3,8 +3,8 @@
 //! version, the action and its propensity, holdout and exploration flags,
 //! the pacing price).
 
-use crate::decision_log::{DecisionRecord, EventsRecord, LogRecord, LOG_FORMAT_VERSION};
-use crate::domain::features::FEATURES;
+use crate::decision_log::entry::DecisionEntry;
+use crate::decision_log::{EventsRecord, LogRecord, LOG_FORMAT_VERSION};
 use crate::domain::session::{Context, Event};
 use crate::engine::assess::Assessment;
 use crate::engine::inputs::DecideInput;
@@ -45,35 +45,31 @@ impl Engine {
         if !self.log.enabled() {
             return;
         }
-        let features = FEATURES
+        let mut client_features: Vec<(String, f64)> = input
+            .client
+            .numeric
             .iter()
-            .zip(a.features.0.iter())
-            .map(|(f, v)| (f.name.to_owned(), *v))
+            .map(|(k, v)| (k.clone(), *v))
             .collect();
-        let mut categorical: Vec<(String, String)> = input
+        client_features.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut client_categorical: Vec<(String, String)> = input
             .client
             .categorical
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        categorical.sort();
-        self.log.log(LogRecord::Decision(DecisionRecord {
-            v: LOG_FORMAT_VERSION,
+        client_categorical.sort();
+        self.log.log_decision(DecisionEntry {
             at_ms: now_ms,
             session_id: d.session_id.clone(),
             visitor_id: input.visitor_id.clone(),
             campaign: d.campaign.clone(),
             model_version: d.model_version.clone(),
-            features,
-            client_features: input
-                .client
-                .numeric
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
-            client_categorical: categorical.into_iter().collect(),
+            features: a.features,
+            client_features,
+            client_categorical,
             probability: d.purchase_probability,
-            segment: segment_name(d.segment).to_owned(),
+            segment: segment_name(d.segment),
             intent_value_cents: d.intent_value_cents,
             // A paused or unscheduled campaign's decisions took no part in
             // the experiment (no holdout or exploration draw): not
@@ -89,9 +85,9 @@ impl Engine {
             explored: d.explored,
             learning: d.explored && d.reason == Reason::Offered,
             lambda,
-            reason: d.reason.as_str().to_owned(),
+            reason: d.reason.as_str(),
             voucher_code: d.offer.as_ref().map(|o| o.voucher_code.clone()),
             last_exit_intent_ms: Some(a.last_exit_intent_ms),
-        }));
+        });
     }
 }

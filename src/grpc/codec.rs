@@ -10,13 +10,26 @@ use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 /// What prost puts before its explanation.
 const PROST_PREFIX: &str = "failed to decode Protobuf message: ";
 
-/// [`ProstCodec`] with decode errors as INVALID_ARGUMENT.
+/// The first buffer of each call's request and response: tonic's default
+/// (8 KiB for each, per call) is an allocation large enough to make the
+/// allocator consolidate its free lists on every call, while a Decide is a
+/// few hundred bytes each way. A larger message grows its buffer as before.
+const BUFFER_BYTES: usize = 768;
+/// tonic's default: a stream's encoder yields after this much.
+const YIELD_BYTES: usize = 32 * 1024;
+
+fn buffer_settings() -> tonic::codec::BufferSettings {
+    tonic::codec::BufferSettings::new(BUFFER_BYTES, YIELD_BYTES)
+}
+
+/// [`ProstCodec`] with decode errors as INVALID_ARGUMENT and small first
+/// buffers ([`BUFFER_BYTES`]).
 #[derive(Debug, Clone)]
-pub struct ProtoCodec<T, U>(ProstCodec<T, U>);
+pub struct ProtoCodec<T, U>(std::marker::PhantomData<fn() -> (T, U)>);
 
 impl<T, U> Default for ProtoCodec<T, U> {
     fn default() -> Self {
-        ProtoCodec(ProstCodec::default())
+        ProtoCodec(std::marker::PhantomData)
     }
 }
 
@@ -31,11 +44,11 @@ where
     type Decoder = ProtoDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        self.0.encoder()
+        ProstCodec::<T, U>::raw_encoder(buffer_settings())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProtoDecoder(self.0.decoder())
+        ProtoDecoder(ProstCodec::<T, U>::raw_decoder(buffer_settings()))
     }
 }
 

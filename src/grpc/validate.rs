@@ -86,21 +86,27 @@ pub fn outcome(req: &pb::RecordOutcomeRequest) -> R<OutcomeInput> {
 type R<T> = Result<T, ServiceError>;
 
 fn id(field: &str, value: &str, required: bool) -> R<()> {
+    id_at(|| field.to_owned(), value, required)
+}
+
+/// [`id`] for a field whose name is built (`events[3].…`): built only for
+/// an error, not for every event of every request.
+fn id_at(field: impl FnOnce() -> String, value: &str, required: bool) -> R<()> {
     if value.is_empty() {
         if required {
-            return Err(ServiceError::invalid(field, "required"));
+            return Err(ServiceError::invalid(field(), "required"));
         }
         return Ok(());
     }
     if value.len() > MAX_ID_BYTES {
         return Err(ServiceError::invalid(
-            field,
+            field(),
             format!("{} bytes, at most {MAX_ID_BYTES}", value.len()),
         ));
     }
     if !value.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ServiceError::invalid(
-            field,
+            field(),
             "must be printable ASCII without spaces",
         ));
     }
@@ -171,12 +177,15 @@ pub fn context(c: &pb::SessionContext) -> R<Context> {
     })
 }
 
-fn cart_change(field: &str, c: &pb::CartChange) -> R<(ProductKey, i64, u32)> {
-    id(&format!("{field}.product_id"), &c.product_id, true)?;
-    let unit = price(|| format!("{field}.unit_price_cents"), c.unit_price_cents)?;
+fn cart_change(field: impl Fn() -> String, c: &pb::CartChange) -> R<(ProductKey, i64, u32)> {
+    id_at(|| format!("{}.product_id", field()), &c.product_id, true)?;
+    let unit = price(
+        || format!("{}.unit_price_cents", field()),
+        c.unit_price_cents,
+    )?;
     if !(1..=MAX_QUANTITY).contains(&c.quantity) {
         return Err(ServiceError::invalid(
-            format!("{field}.quantity"),
+            format!("{}.quantity", field()),
             format!("{} is outside 1..={MAX_QUANTITY}", c.quantity),
         ));
     }
@@ -212,7 +221,7 @@ pub fn event(i: usize, e: &pb::Event, now_ms: i64, max_age_ms: i64) -> R<Event> 
                     ))
                 }
             };
-            id(&f("page_view.product_id"), &p.product_id, page == PageKind::Product)?;
+            id_at(|| f("page_view.product_id"), &p.product_id, page == PageKind::Product)?;
             let price_cents = price(|| f("page_view.price_cents"), p.price_cents)?;
             if p.dwell_ms > MAX_DWELL_MS {
                 return Err(ServiceError::invalid(
@@ -228,14 +237,14 @@ pub fn event(i: usize, e: &pb::Event, now_ms: i64, max_age_ms: i64) -> R<Event> 
             }
             EventKind::PageView {
                 page,
-                product: optional(&p.product_id).map(|s| ProductKey::of(&s)),
+                product: (!p.product_id.is_empty()).then(|| ProductKey::of(&p.product_id)),
                 price_cents,
                 dwell_ms: p.dwell_ms,
                 scroll_depth: p.scroll_depth,
             }
         }
         Some(Kind::CartAdd(c)) => {
-            let (product, unit_price_cents, quantity) = cart_change(&f("cart_add"), c)?;
+            let (product, unit_price_cents, quantity) = cart_change(|| f("cart_add"), c)?;
             EventKind::CartAdd {
                 product,
                 unit_price_cents,
@@ -243,7 +252,7 @@ pub fn event(i: usize, e: &pb::Event, now_ms: i64, max_age_ms: i64) -> R<Event> 
             }
         }
         Some(Kind::CartRemove(c)) => {
-            let (product, unit_price_cents, quantity) = cart_change(&f("cart_remove"), c)?;
+            let (product, unit_price_cents, quantity) = cart_change(|| f("cart_remove"), c)?;
             EventKind::CartRemove {
                 product,
                 unit_price_cents,

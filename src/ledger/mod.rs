@@ -49,6 +49,7 @@
 pub mod budget;
 pub mod core;
 pub mod memory;
+pub mod offered;
 pub mod sqlite;
 
 pub use budget::{

@@ -33,6 +33,10 @@
 //! history ([`Ledger::spend_by_day`]) is read from the core, which holds
 //! every day's counters since it is rebuilt from all rows at open.
 //!
+//! Whether a session holds an offer (the first question of every Decide)
+//! is answered without the writer for a session that never had one
+//! ([`MaybeOffered`]).
+//!
 //! Expired offers are voided by a sweeper task (see [`spawn_sweeper`]) that
 //! stops with the server.
 
@@ -51,6 +55,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::files::DiskFull;
+use crate::ledger::offered::MaybeOffered;
 
 /// Most requests committed in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -235,6 +240,8 @@ impl Pending {
 pub struct SqliteLedger {
     tx: mpsc::Sender<Cmd>,
     path: Arc<PathBuf>,
+    /// Sessions the writer need not be asked about.
+    offered: Arc<MaybeOffered>,
 }
 
 fn sql_err(e: rusqlite::Error) -> LedgerError {
@@ -417,6 +424,7 @@ fn persist(tx: &rusqlite::Transaction<'_>, effect: &Effect) -> rusqlite::Result<
 struct Writer {
     conn: Connection,
     core: LedgerCore,
+    offered: Arc<MaybeOffered>,
     health: Health,
     disk_full: DiskFull,
 }
@@ -468,6 +476,9 @@ impl Writer {
                         learning,
                     });
                     let r = r.map(|(o, e)| {
+                        if let ReserveOutcome::Reserved(_) = &o {
+                            self.offered.insert(&campaign, &session_id);
+                        }
                         effects.extend(e);
                         o
                     });
@@ -687,6 +698,9 @@ impl SqliteLedger {
         let conn = open_connection(path)?;
         let rows = load_rows(&conn)?;
         let n = rows.len();
+        let offered = Arc::new(MaybeOffered::default());
+        rows.iter()
+            .for_each(|r| offered.insert(&r.campaign, &r.session_id));
         let mut core = LedgerCore::new(budgets, key);
         core.load(rows);
         if !core.within_caps() {
@@ -699,6 +713,7 @@ impl SqliteLedger {
         let writer = Writer {
             conn,
             core,
+            offered: offered.clone(),
             health: Health::new(),
             disk_full,
         };
@@ -709,6 +724,7 @@ impl SqliteLedger {
         Ok(SqliteLedger {
             tx,
             path: Arc::new(path.to_owned()),
+            offered,
         })
     }
 
@@ -755,6 +771,9 @@ impl Ledger for SqliteLedger {
         campaign: &str,
         session_id: &str,
     ) -> Result<Option<Offer>, LedgerError> {
+        if !self.offered.may_hold(campaign, session_id) {
+            return Ok(None);
+        }
         self.call(|reply| Cmd::OfferFor {
             campaign: campaign.to_owned(),
             session_id: session_id.to_owned(),

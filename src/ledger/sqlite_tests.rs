@@ -56,6 +56,7 @@ fn a_real_sqlite_full_undoes_the_batch_and_the_connection_recovers() {
     let mut w = Writer {
         conn,
         core: LedgerCore::new(Budgets::single(1 << 40), VoucherKey::random()),
+        offered: Default::default(),
         health: Health::new(),
         disk_full: DiskFull::default(),
     };
@@ -102,6 +103,7 @@ fn caps_set_in_a_failing_batch_stay_and_its_offers_are_undone() {
     let mut w = Writer {
         conn: open_connection(&dir.path().join("ledger.sqlite3")).unwrap(),
         core: LedgerCore::new(Budgets::single(1_000), VoucherKey::random()),
+        offered: Default::default(),
         health: Health::new(),
         disk_full: disk_full.clone(),
     };
