@@ -77,6 +77,84 @@ function cents(value) {
   return BigInt(value);
 }
 
+// A refused call (INVALID_ARGUMENT) carries a google.rpc.Status in the
+// grpc-status-details-bin trailer, whose details hold a google.rpc.BadRequest:
+// one field violation per bad field, each a path into the request
+// (`events[2].at_ms`) and a description. The message is for people; the path
+// is for code, which should not parse it out of the message.
+//
+// The two messages are decoded by hand rather than with protobufjs: they use
+// only varints and length-delimited fields, so the reader below is a few
+// lines, and an example a shop copies brings no runtime dependency beyond
+// grpc-js and proto-loader (whose own protobufjs is theirs, not an API to
+// lean on).
+//   google.rpc.Status     { int32 code = 1; string message = 2; repeated google.protobuf.Any details = 3; }
+//   google.protobuf.Any   { string type_url = 1; bytes value = 2; }
+//   google.rpc.BadRequest { repeated FieldViolation field_violations = 1; }
+//   FieldViolation        { string field = 1; string description = 2; }
+const BAD_REQUEST_TYPE = 'type.googleapis.com/google.rpc.BadRequest';
+
+/** The fields of one encoded message, as [number, wireType, value]: a
+ * BigInt for a varint, a Buffer for a length-delimited field. Fixed-size
+ * fields (none in these messages) are skipped, so later additions to them
+ * do not break the reader. */
+function* protoFields(buf) {
+  let pos = 0;
+  const varint = () => {
+    let value = 0n;
+    for (let shift = 0n; shift < 70n; shift += 7n) {
+      if (pos >= buf.length) break;
+      const byte = buf[pos++];
+      value |= BigInt(byte & 0x7f) << shift;
+      if ((byte & 0x80) === 0) return value;
+    }
+    throw new Error('malformed varint');
+  };
+  const skip = (n) => {
+    if (pos + n > buf.length) throw new Error('truncated field');
+    const start = pos;
+    pos += n;
+    return buf.subarray(start, pos);
+  };
+  while (pos < buf.length) {
+    const key = varint();
+    const number = Number(key >> 3n);
+    const wireType = Number(key & 7n);
+    if (wireType === 0) yield [number, wireType, varint()];
+    else if (wireType === 2) yield [number, wireType, skip(Number(varint()))];
+    else if (wireType === 1) skip(8);
+    else if (wireType === 5) skip(4);
+    else throw new Error(`unsupported wire type ${wireType}`);
+  }
+}
+
+/** The length-delimited fields numbered `number` of an encoded message. */
+function bytesFields(buf, number) {
+  return [...protoFields(buf)].filter(([n, w]) => n === number && w === 2).map(([, , v]) => v);
+}
+
+/** The google.rpc.BadRequest field violations of a failed call, [] when it
+ * carries none. */
+function fieldViolations(err) {
+  const trailer = err.metadata ? err.metadata.get('grpc-status-details-bin') : [];
+  if (trailer.length === 0) return [];
+  const violations = [];
+  for (const any of bytesFields(trailer[0], 3)) {
+    const [typeUrl] = bytesFields(any, 1);
+    if (!typeUrl || typeUrl.toString('utf8') !== BAD_REQUEST_TYPE) continue;
+    const [value = Buffer.alloc(0)] = bytesFields(any, 2);
+    for (const v of bytesFields(value, 1)) {
+      const [field] = bytesFields(v, 1);
+      const [description] = bytesFields(v, 2);
+      violations.push({
+        field: field ? field.toString('utf8') : '',
+        description: description ? description.toString('utf8') : '',
+      });
+    }
+  }
+  return violations;
+}
+
 /** Prints a failed call; true when the caller should fail open. */
 function report(what, err) {
   const name = Object.keys(grpc.status).find((k) => grpc.status[k] === err.code) || err.code;
@@ -84,9 +162,17 @@ function report(what, err) {
     console.log(`${what}: ${name} (${err.details}): nudge is slow or down, going on without it`);
     return true;
   }
-  // The message names the field (`events[2].at_ms: ...`); the full
-  // google.rpc.BadRequest rides in the grpc-status-details-bin trailer.
   console.error(`${what} failed: ${name}: ${err.details}`);
+  let violations = [];
+  try {
+    violations = fieldViolations(err);
+  } catch (e) {
+    // A malformed trailer must not hide the error itself, printed above.
+    console.error(`  (grpc-status-details-bin not decoded: ${e.message})`);
+  }
+  for (const v of violations) {
+    console.error(`  field ${v.field}: ${v.description}`);
+  }
   return false;
 }
 

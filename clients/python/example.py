@@ -25,6 +25,9 @@ import tempfile
 import time
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from grpc_tools import protoc
 
 # Decide's deadline. 0.5 s keeps this example robust on a loaded test
@@ -65,14 +68,41 @@ def load_stubs(out_dir):
     )
 
 
+def field_violations(err):
+    """The google.rpc.BadRequest field violations a refused call carries
+    (INVALID_ARGUMENT), from the grpc-status-details-bin trailer: each has a
+    `field` path into the request (`events[2].at_ms`) and a `description`.
+    The message is for people; the path is for code, which should not parse
+    it out of the message."""
+    # A raised grpc.RpcError is also the Call: it holds the trailers.
+    # from_call raises ValueError when the trailer disagrees with the call's
+    # code or message.
+    status = rpc_status.from_call(err)
+    if status is None:
+        return []
+    violations = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            violations.extend(bad_request.field_violations)
+    return violations
+
+
 def report(what, err):
     """Prints a failed call; True when the caller should fail open."""
     if err.code() in FAIL_OPEN:
         print(f"{what}: {err.code().name} ({err.details()}): nudge is slow or down, going on without it")
         return True
-    # The message names the field (`events[2].at_ms: ...`); the full
-    # google.rpc.BadRequest rides in the grpc-status-details-bin trailer.
     print(f"{what} failed: {err.code().name}: {err.details()}", file=sys.stderr)
+    try:
+        violations = field_violations(err)
+    except (ValueError, DecodeError) as e:
+        # A malformed trailer must not hide the error itself, printed above.
+        print(f"  (grpc-status-details-bin not decoded: {e})", file=sys.stderr)
+        violations = []
+    for v in violations:
+        print(f"  field {v.field}: {v.description}", file=sys.stderr)
     return False
 
 

@@ -1,8 +1,10 @@
 //! The client examples a shop copies (clients/: Node and Python over gRPC,
 //! PHP over the JSON API) run against the real binary: each one's whole
 //! flow (Track, Decide with an offer, Redeem, RecordOutcome twice), the
-//! voucher captured on the server's side, and the page going on without a
-//! voucher when nudge does not answer in time. A missing runtime skips
+//! voucher captured on the server's side, the page going on without a
+//! voucher when nudge does not answer in time, and a refused request
+//! printed with the field path of its `google.rpc.BadRequest` detail (the
+//! JSON body's `field_violations` in PHP). A missing runtime skips
 //! its test with a message, except under CI (`CI` set), where `.ci/run`
 //! installs them all and a missing one is a failure.
 
@@ -12,6 +14,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
 
 const SECRET: &str = "clients-test secret, not for production";
 
@@ -126,6 +130,109 @@ fn silent_server() -> (std::net::TcpListener, String) {
     (listener, addr)
 }
 
+/// The refusing server's answer: a message that names no field, and a
+/// `google.rpc.BadRequest` detail that does.
+const REFUSAL: &str = "refused by the test server";
+const REFUSED_FIELD: &str = "events[3].page_view.price_cents";
+const REFUSED_WHY: &str = "must not be negative";
+
+/// A gRPC server that refuses every call of `nudge.v1.Offers` with
+/// `INVALID_ARGUMENT`, [`REFUSAL`] as the message and the field path only in
+/// the detail: an example that prints [`REFUSED_FIELD`] decoded the
+/// `grpc-status-details-bin` trailer, it did not parse the message. It
+/// serves until the runtime is dropped.
+fn refusing_server() -> (tokio::runtime::Runtime, String) {
+    #[derive(Clone)]
+    struct Refuse;
+    impl tonic::server::NamedService for Refuse {
+        const NAME: &'static str = "nudge.v1.Offers";
+    }
+    impl tower::Service<http::Request<tonic::body::Body>> for Refuse {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+            let details = ErrorDetails::with_bad_request_violation(REFUSED_FIELD, REFUSED_WHY);
+            let status = tonic::Status::with_error_details(Code::InvalidArgument, REFUSAL, details);
+            std::future::ready(Ok(status.into_http()))
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    runtime.spawn(
+        tonic::transport::Server::builder()
+            .add_service(Refuse)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (runtime, addr)
+}
+
+/// The example `clients/<dir>/<file>` as a shop might break it, `from`
+/// replaced by `to`, in a temporary tree laid out as the repository's
+/// (`proto/` and any `node_modules` linked in), so that the paths the
+/// example finds from its own location still hold. Keep the tree while
+/// the copy runs.
+fn broken_copy(dir: &str, file: &str, from: &str, to: &str) -> (tempfile::TempDir, PathBuf) {
+    let text = std::fs::read_to_string(clients(dir).join(file)).unwrap();
+    let broken = text.replace(from, to);
+    assert_ne!(
+        broken, text,
+        "clients/{dir}/{file} computes event times in one place: {from}"
+    );
+    let tree = tempfile::tempdir().unwrap();
+    let copy_dir = tree.path().join("clients").join(dir);
+    std::fs::create_dir_all(&copy_dir).unwrap();
+    std::os::unix::fs::symlink(repo().join("proto"), tree.path().join("proto")).unwrap();
+    let modules = clients(dir).join("node_modules");
+    if modules.exists() {
+        std::os::unix::fs::symlink(modules, copy_dir.join("node_modules")).unwrap();
+    }
+    let copy = copy_dir.join(file);
+    std::fs::write(&copy, broken).unwrap();
+    (tree, copy)
+}
+
+/// A gRPC example with event times in seconds, against the real server:
+/// Track is refused, the message and the detail's field violation printed.
+fn check_refused_seconds(ok: bool, out: &str) {
+    assert!(!ok, "a refused request is an error:\n{out}");
+    assert!(
+        out.contains("track failed: INVALID_ARGUMENT: events[0].at_ms: "),
+        "{out}"
+    );
+    let violation = out
+        .lines()
+        .find(|l| l.starts_with("  field events[0].at_ms: "))
+        .unwrap_or_else(|| panic!("the field violation is printed: {out}"));
+    assert!(
+        violation.ends_with("looks like seconds since the epoch; event times are milliseconds"),
+        "{out}"
+    );
+}
+
+/// A gRPC example against [`refusing_server`]: the field path and
+/// description printed come from the detail, the message has neither.
+fn check_refused_detail(ok: bool, out: &str) {
+    assert!(!ok, "a refused request is an error:\n{out}");
+    assert!(
+        out.contains(&format!("track failed: INVALID_ARGUMENT: {REFUSAL}\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("\n  field {REFUSED_FIELD}: {REFUSED_WHY}\n")),
+        "the field violation of the google.rpc.BadRequest detail is printed: {out}"
+    );
+}
+
 /// Runs `cmd` to its end (at most [`RUN_LIMIT`]): success, and stdout and
 /// stderr together for the checks and the failure messages.
 fn run(mut cmd: Command) -> (bool, String) {
@@ -225,14 +332,16 @@ fn check_fail_open(ok: bool, out: &str) {
     assert!(!out.contains("redeem: status="), "{out}");
 }
 
-#[test]
-fn node_example_runs_the_flow_over_grpc() {
+/// Whether node and the Node example's packages are there, running
+/// `npm ci` in clients/node first when they are not (the same skip rules
+/// as [`runtime_present`]).
+fn node_modules_installed() -> bool {
     if !runtime_present(
         "node",
         "install Node.js 18 or newer with npm",
         Command::new("npm").arg("--version"),
     ) {
-        return;
+        return false;
     }
     let dir = clients("node");
     if !dir.join("node_modules").exists() {
@@ -246,9 +355,30 @@ fn node_example_runs_the_flow_over_grpc() {
                 "npm ci failed in clients/node:\n{out}"
             );
             eprintln!("skipped: npm ci failed in clients/node (no registry access?):\n{out}");
-            return;
+            return false;
         }
     }
+    true
+}
+
+/// Whether python3 and the Python example's packages are there.
+fn python_packages_installed() -> bool {
+    runtime_present(
+        "python3 with the packages of clients/python/requirements.txt",
+        "pip install -r clients/python/requirements.txt",
+        Command::new("python3").args([
+            "-c",
+            "import grpc, grpc_tools.protoc, grpc_status.rpc_status, google.rpc.error_details_pb2",
+        ]),
+    )
+}
+
+#[test]
+fn node_example_runs_the_flow_over_grpc() {
+    if !node_modules_installed() {
+        return;
+    }
+    let dir = clients("node");
     let server = Server::start();
     let example = |addr: &str| {
         let mut cmd = Command::new("node");
@@ -322,12 +452,58 @@ fn php_example_prints_the_field_of_a_refused_request() {
 }
 
 #[test]
+fn node_example_prints_the_field_of_a_refused_request() {
+    if !node_modules_installed() {
+        return;
+    }
+    // The example as a shop might break it: event times in seconds.
+    let (_tree, copy) = broken_copy(
+        "node",
+        "example.js",
+        "const now = Date.now();",
+        "const now = Math.floor(Date.now() / 1000);",
+    );
+    let example = |addr: &str| {
+        let mut cmd = Command::new("node");
+        cmd.arg(&copy).arg(addr);
+        run(cmd)
+    };
+    let server = Server::start();
+    let (ok, out) = example(&server.addr);
+    check_refused_seconds(ok, &out);
+    let (_runtime, addr) = refusing_server();
+    let (ok, out) = example(&addr);
+    check_refused_detail(ok, &out);
+}
+
+#[test]
+fn python_example_prints_the_field_of_a_refused_request() {
+    if !python_packages_installed() {
+        return;
+    }
+    // The example as a shop might break it: event times in seconds.
+    let (_tree, copy) = broken_copy(
+        "python",
+        "example.py",
+        "now = int(time.time() * 1000)",
+        "now = int(time.time())",
+    );
+    let example = |addr: &str| {
+        let mut cmd = Command::new("python3");
+        cmd.arg(&copy).arg(addr);
+        run(cmd)
+    };
+    let server = Server::start();
+    let (ok, out) = example(&server.addr);
+    check_refused_seconds(ok, &out);
+    let (_runtime, addr) = refusing_server();
+    let (ok, out) = example(&addr);
+    check_refused_detail(ok, &out);
+}
+
+#[test]
 fn python_example_runs_the_flow_over_grpc() {
-    if !runtime_present(
-        "python3 with grpcio and grpcio-tools",
-        "pip install -r clients/python/requirements.txt",
-        Command::new("python3").args(["-c", "import grpc, grpc_tools.protoc"]),
-    ) {
+    if !python_packages_installed() {
         return;
     }
     let server = Server::start();
