@@ -105,7 +105,8 @@ fn logged_features<'de, D: serde::Deserializer<'de>>(
 
 /// The first pass's knowledge of one session.
 struct Known {
-    /// Records of the session not yet seen by the second pass.
+    /// Events and decision records of the session not yet seen by the
+    /// second pass (outcomes are known from the first).
     remaining: u32,
     decisions: u32,
     /// The last outcome record's label and order value.
@@ -240,11 +241,14 @@ pub fn read_rows(path: &Path, missing: MissingOutcome) -> Result<LogRows> {
 ///    its outcome (a few dozen bytes per session), and the lineage hash.
 /// 2. The sessions: a session's events and decision records are buffered
 ///    (the decision's logged features as numbers, not strings) until the
-///    last of its records counted in pass 1 has been read; then they are
-///    ordered by time, replayed, compared with the logged features, handed
-///    over and dropped. Sessions with no decision, or skipped for a missing
-///    outcome, are never buffered. An outcome counts whenever it comes,
-///    since pass 1 has seen it.
+///    last of them counted in pass 1 has been read; then they are ordered
+///    by time, replayed, compared with the logged features, handed over
+///    and dropped. The outcome is not waited for: pass 1 has its label and
+///    order value, and the service writes it when the shop reports the
+///    order, often long after the session's last decision (at the end of a
+///    simulated day, all of them), so waiting would hold every session.
+///    Sessions with no decision, or skipped for a missing outcome, are
+///    never buffered.
 ///
 /// Memory is the sessions open at a time in read order, the keys and what
 /// `sink` keeps. For one service's folder a session's records lie within
@@ -295,7 +299,7 @@ pub fn stream_sessions(
                 }
             };
             let s = &mut known[k];
-            s.remaining += 1;
+            s.remaining += u32::from(h.kind != Kind::Outcome);
             match h.kind {
                 Kind::Decision => {
                     s.decisions += 1;
@@ -369,6 +373,10 @@ pub fn stream_sessions(
             let Some(&k) = index.get(b.session_id.as_ref()) else {
                 return Ok(());
             };
+            // The label and order value came from the first pass.
+            if b.kind == Kind::Outcome {
+                return Ok(());
+            }
             let ki = k as usize;
             let s = &mut known[ki];
             s.remaining = s.remaining.saturating_sub(1);
@@ -378,11 +386,11 @@ pub fn stream_sessions(
                 return Ok(());
             }
             let p = match b.kind {
-                Kind::Events => Some(Pending::Events {
+                Kind::Events => Pending::Events {
                     context: b.context,
                     events: b.events,
-                }),
-                Kind::Decision => Some(Pending::Decision(
+                },
+                Kind::Decision => Pending::Decision(
                     b.features
                         .unwrap_or_else(|| Box::new([f64::NAN; features::N_FEATURES])),
                     DecisionFacts {
@@ -394,12 +402,10 @@ pub fn stream_sessions(
                         explored: b.explored,
                         reason: b.reason,
                     },
-                )),
-                Kind::Outcome => None,
+                ),
+                Kind::Outcome => return Ok(()),
             };
-            if let Some(p) = p {
-                open.entry(k).or_default().push((b.at_ms, p));
-            }
+            open.entry(k).or_default().push((b.at_ms, p));
             if done {
                 let recs = open.remove(&k).unwrap_or_default();
                 finish(ki, &b.session_id, recs, &mut summary);
