@@ -1,7 +1,8 @@
 //! Reading logs as a stream: the two-pass readers of `fit --logs` and
 //! `replay` give exactly what the in-memory readers give (rows, counts,
 //! lineage hash, evaluation population), on interleaved sessions, replica
-//! folders and a torn last line; and the trainer's warnings on thin data
+//! folders and a torn last line, and so do the streamed inputs of `uplift
+//! --logs` and `retrain`; and the trainer's warnings on thin data
 //! (`fit` prints its alpha, `replay` flags thin estimates, `uplift` says how
 //! many randomised sessions it has and needs).
 
@@ -171,6 +172,66 @@ fn streamed_replay_population_equals_the_in_memory_one() {
                 serde_json::to_value(w).unwrap()
             );
         }
+    }
+}
+
+/// `records` with one session's outcome dropped and one logged feature
+/// off, written as two replicas' folders.
+fn damaged_replicas(n: usize, seed: u64) -> (tempfile::TempDir, Vec<LogRecord>) {
+    let mut recs = records(n, seed);
+    let victim = session_of(&recs[100]).to_owned();
+    recs.retain(|r| !(matches!(r, LogRecord::Outcome(_)) && session_of(r) == victim));
+    if let Some(LogRecord::Decision(d)) = recs
+        .iter_mut()
+        .find(|r| matches!(r, LogRecord::Decision(d) if d.holdout || d.explored))
+    {
+        *d.features.get_mut("page_views").unwrap() += 1.0;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_replicas(dir.path(), &recs);
+    (dir, recs)
+}
+
+#[test]
+fn streamed_uplift_and_retrain_inputs_equal_the_in_memory_ones() {
+    let (dir, _) = damaged_replicas(2_000, 13);
+    // The folder as the in-memory readers see it (the torn line dropped).
+    let (_, want_sha, in_memory) = logs::read_records(dir.path()).unwrap();
+    for missing in [MissingOutcome::Skip, MissingOutcome::Negative] {
+        let (want, want_summary, want_sel) =
+            nudge_train::uplift::randomised_rows(&in_memory, missing).unwrap();
+        let (got, streamed, got_sel) =
+            nudge_train::uplift::randomised_rows_from_logs(dir.path(), missing).unwrap();
+        assert!(!want.is_empty());
+        assert_eq!(streamed.sha256, want_sha);
+        // Debug prints f64 exactly, so equal text is equal rows.
+        assert_eq!(format!("{got:?}"), format!("{want:?}"));
+        assert_eq!(
+            serde_json::to_value(&got_sel).unwrap(),
+            serde_json::to_value(&want_sel).unwrap()
+        );
+        let s = &streamed.summary;
+        assert_eq!(
+            (s.sessions, s.decisions, s.rows, s.sessions_without_outcome),
+            (
+                want_summary.sessions,
+                want_summary.decisions,
+                want_summary.rows,
+                want_summary.sessions_without_outcome
+            )
+        );
+        assert_eq!(s.skewed_decisions, want_summary.skewed_decisions);
+        let decided = in_memory.iter().filter_map(|r| match r {
+            LogRecord::Decision(d) => Some(d.at_ms),
+            _ => None,
+        });
+        let span = decided.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+        assert_eq!(streamed.decisions_span_ms, span);
+
+        use nudge_train::retrain::LogInputs;
+        let want = LogInputs::from_records(&in_memory, want_sha.clone(), missing).unwrap();
+        let got = LogInputs::stream(dir.path(), missing).unwrap();
+        assert_eq!(format!("{got:?}"), format!("{want:?}"));
     }
 }
 

@@ -3,14 +3,13 @@
 
 use super::{command_line, warn_skew};
 use anyhow::{bail, Context as _, Result};
-use nudge::decision_log::LogRecord;
 use nudge::domain::model::{Input, ModelFile};
 use nudge_train::data;
 use nudge_train::logs::{self, MissingOutcome};
 use nudge_train::output;
 use nudge_train::replay;
 use nudge_train::uplift::{
-    fit_csv, fit_logs, randomised_rows, read_experiment, shortfall, AlphaCv, Evaluation,
+    fit_csv, fit_logs, randomised_rows_from_logs, read_experiment, shortfall, AlphaCv, Evaluation,
     Interactions, Judge, Learner, LogsUplift, PolicyValue, Setting, UpliftOptions, UpliftSpec,
 };
 use serde_json::json;
@@ -360,11 +359,17 @@ fn run_logs(a: &UpliftArgs, logs_path: &Path, opts: &UpliftOptions) -> Result<()
             model_path.display()
         );
     }
-    let (files, sha256, records) = logs::read_records(logs_path)?;
-    let (rows, summary, sel) = randomised_rows(&records, a.missing_outcome)?;
+    // Streamed: one row per randomised session is all the fit keeps.
+    let (rows, streamed, sel) = randomised_rows_from_logs(logs_path, a.missing_outcome)?;
+    let logs::Streamed {
+        summary,
+        sha256,
+        decisions_span_ms: (first, last),
+        ..
+    } = streamed;
     eprintln!(
         "logs      {} files, {} sessions, {} decisions; randomised sessions: {} holdout, {} explored ({} explored not delivered), {} greedy sessions excluded; rows per arm {:?}",
-        files.len(),
+        summary.files.len(),
         summary.sessions,
         summary.decisions,
         sel.holdout_sessions,
@@ -376,19 +381,11 @@ fn run_logs(a: &UpliftArgs, logs_path: &Path, opts: &UpliftOptions) -> Result<()
     warn_skew(&summary);
     // Too few randomised sessions: say so in terms of the logs' own traffic
     // rather than fail later on one arm's count.
-    let (first, last) = records
-        .iter()
-        .filter_map(|r| match r {
-            LogRecord::Decision(d) => Some(d.at_ms),
-            _ => None,
-        })
-        .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
     let days = if last > first {
         (last - first) as f64 / 86_400_000.0
     } else {
         0.0
     };
-    drop(records);
     if let Some(msg) = shortfall(&sel, opts.min_arm_rows, opts.holdout, days) {
         bail!("{msg}");
     }

@@ -201,38 +201,99 @@ pub fn decide(c: &Comparison) -> (Decision, Vec<String>) {
     (d, reasons)
 }
 
+/// What `retrain` reads of the logs: the randomised rows (one per
+/// session), every replayed decision as an intent row and the session ids
+/// those rows index.
+#[derive(Debug)]
+pub struct LogInputs {
+    /// SHA-256 of the log files' bytes in read order (the lineage hash).
+    pub sha256: String,
+    pub randomised: Vec<RandomisedRow>,
+    /// Rows of the labelled sessions, sessions in first-seen order, each
+    /// one's decisions in time order (as [`logs::replay`]).
+    pub rows: Vec<Row>,
+    /// A row's `session` indexes this; empty for sessions without a row.
+    pub session_ids: Vec<String>,
+}
+
+impl LogInputs {
+    /// Streams the logs at `path` ([`logs::stream_sessions`]): memory is
+    /// the rows and the sessions open at a time, not the folder's records.
+    pub fn stream(path: &std::path::Path, missing: MissingOutcome) -> Result<Self> {
+        let mut randomiser = uplift::Randomiser::default();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut ids: Vec<(usize, String)> = Vec::new();
+        let streamed = logs::stream_sessions(path, missing, |s| {
+            randomiser.add(s);
+            ids.push((s.session, s.session_id.to_owned()));
+            rows.extend(s.decisions.iter().map(|d| Row {
+                session: s.session,
+                features: d.features,
+                converted: s.converted,
+            }));
+        })?;
+        rows.sort_by_key(|r| r.session);
+        let mut session_ids = vec![String::new(); streamed.sessions];
+        for (k, id) in ids {
+            session_ids[k] = id;
+        }
+        let (randomised, _) = randomiser.finish();
+        Ok(LogInputs {
+            sha256: streamed.sha256,
+            randomised,
+            rows,
+            session_ids,
+        })
+    }
+
+    /// The same from records read into memory ([`logs::read_records`]).
+    pub fn from_records(
+        records: &[nudge::decision_log::LogRecord],
+        sha256: String,
+        missing: MissingOutcome,
+    ) -> Result<Self> {
+        let (randomised, _, _) = randomised_rows(records, missing)?;
+        let (replayed, summary) = logs::replay(records, missing);
+        let mut session_ids = vec![String::new(); summary.sessions];
+        let rows = replayed
+            .into_iter()
+            .map(|r| {
+                session_ids[r.row.session] = r.session_id;
+                r.row
+            })
+            .collect();
+        Ok(LogInputs {
+            sha256,
+            randomised,
+            rows,
+            session_ids,
+        })
+    }
+}
+
 /// The intent fit's rows: every logged decision of the sessions not in
 /// `exclude` (at most `o.intent_sessions` of them, see [`sample_sessions`]),
 /// sessions renumbered densely.
 fn intent_rows(
-    records: &[nudge::decision_log::LogRecord],
+    rows: Vec<Row>,
+    ids: &[String],
     o: &Options,
     exclude: &HashSet<&str>,
 ) -> (Vec<Row>, usize) {
-    let (rows, _) = logs::replay(records, o.missing);
+    let id = |r: &Row| ids[r.session].as_str();
     let keep = o.intent_sessions.map(|cap| {
-        let ids = rows
-            .iter()
-            .map(|r| r.session_id.as_str())
-            .filter(|s| !exclude.contains(s));
+        let ids = rows.iter().map(id).filter(|s| !exclude.contains(s));
         sample_sessions(ids, cap, o.seed)
     });
     let mut index: BTreeMap<usize, usize> = BTreeMap::new();
     let mut out = Vec::new();
     for r in rows {
-        if exclude.contains(r.session_id.as_str())
-            || keep
-                .as_ref()
-                .is_some_and(|k| !k.contains(r.session_id.as_str()))
-        {
+        if exclude.contains(id(&r)) || keep.as_ref().is_some_and(|k| !k.contains(id(&r))) {
             continue;
         }
         let next = index.len();
-        let s = *index.entry(r.row.session).or_insert(next);
-        out.push(Row {
-            session: s,
-            ..r.row
-        });
+        let s = *index.entry(r.session).or_insert(next);
+        out.push(Row { session: s, ..r });
     }
     (out, index.len())
 }
@@ -283,7 +344,7 @@ pub fn sample_sessions<'a>(
 
 /// The candidate from the non-evaluation sessions: intent, then response.
 fn fit_candidate(
-    records: &[nudge::decision_log::LogRecord],
+    (rows, ids): (Vec<Row>, &[String]),
     train: &[RandomisedRow],
     exclude: &HashSet<&str>,
     sha256: &str,
@@ -291,7 +352,7 @@ fn fit_candidate(
     judge: (&Policy, &replay::Options),
     parent: &str,
 ) -> Result<(ModelFile, uplift::LogsUplift)> {
-    let (rows, n) = intent_rows(records, o, exclude);
+    let (rows, n) = intent_rows(rows, ids, o, exclude);
     let info = DataInfo {
         sha256: sha256.to_owned(),
         source: format!(
@@ -352,8 +413,12 @@ pub fn run(o: &Options) -> Result<RetrainReport> {
     if current.input() != Input::Session {
         bail!("retrain needs a session model (input \"session\")");
     }
-    let (_, sha256, records) = logs::read_records(&o.logs)?;
-    let (rows, _, _) = randomised_rows(&records, o.missing)?;
+    let LogInputs {
+        sha256,
+        randomised: rows,
+        rows: intent,
+        session_ids,
+    } = LogInputs::stream(&o.logs, o.missing)?;
     if rows.is_empty() {
         bail!("no randomised sessions (holdout or exploration) in the logs: nothing to compare the models on");
     }
@@ -391,7 +456,7 @@ pub fn run(o: &Options) -> Result<RetrainReport> {
         randomised_sessions: rows.len(),
     };
     let fitted = fit_candidate(
-        &records,
+        (intent, &session_ids),
         &train,
         &exclude,
         &sha256,

@@ -110,6 +110,8 @@ pub use experiment::{
     UPLIFT_SPEC_FORMAT,
 };
 pub use options::{Interactions, Learner, Setting, UpliftOptions, PRICE_SIGNALS};
-pub use randomised::{randomised_rows, shortfall, RandomisedRow, Selection};
+pub use randomised::{
+    randomised_rows, randomised_rows_from_logs, shortfall, RandomisedRow, Randomiser, Selection,
+};
 pub use selection::{fit_logs, Judge, LogsUplift, References, SettingResult};
 pub use value::{paired_difference, policy_value, rule_actions, PolicyValue};

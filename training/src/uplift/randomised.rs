@@ -3,12 +3,13 @@
 //! response is fitted on ([`super::selection`]) and policies are valued on
 //! ([`super::value`]).
 
-use crate::logs::{self, MissingOutcome};
+use crate::logs::{self, MissingOutcome, ReplayedSession};
 use anyhow::{bail, Context as _, Result};
 use nudge::decision_log::{DecisionRecord, LogRecord, OutcomeRecord};
 use nudge::domain::features::Features;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 /// One randomised session.
 #[derive(Clone, Debug)]
@@ -132,6 +133,90 @@ pub fn randomised_rows(
         .filter(|s| !done.contains_key(*s))
         .count();
     Ok((out, summary, sel))
+}
+
+/// The randomised row of each session handed over (see the module docs),
+/// built one finished session at a time: what [`randomised_rows_from_logs`]
+/// and `retrain` keep of the logs instead of their records.
+#[derive(Default)]
+pub struct Randomiser {
+    rows: Vec<(usize, RandomisedRow)>,
+    sel: Selection,
+}
+
+impl Randomiser {
+    /// Takes one session's row, if randomised (the rules of
+    /// [`randomised_rows`]: its first holdout or explored decision).
+    pub fn add(&mut self, s: &ReplayedSession<'_>) {
+        if s.decisions.is_empty() {
+            return;
+        }
+        let sel = &mut self.sel;
+        sel.labelled_sessions += 1;
+        let mut eligible = false;
+        let mut done = false;
+        for d in s.decisions {
+            let f = &d.facts;
+            eligible |= f.eligible;
+            if done || !(f.holdout || f.explored) {
+                continue;
+            }
+            done = true;
+            let amount = if f.holdout {
+                sel.holdout_sessions += 1;
+                0
+            } else {
+                sel.explored_sessions += 1;
+                match f.reason.as_str() {
+                    "exploration_no_voucher" => 0,
+                    "offered" if f.action_cents > 0 => f.action_cents,
+                    other => {
+                        *sel.explored_not_delivered
+                            .entry(other.to_owned())
+                            .or_default() += 1;
+                        continue;
+                    }
+                }
+            };
+            *sel.rows_per_arm.entry(amount).or_default() += 1;
+            self.rows.push((
+                s.session,
+                RandomisedRow {
+                    session_id: s.session_id.to_owned(),
+                    at_ms: d.at_ms,
+                    features: d.features,
+                    amount_cents: amount,
+                    holdout: f.holdout,
+                    converted: s.converted,
+                    intent_value_cents: f.intent_value_cents,
+                    probability: f.probability,
+                    order_value_cents: s.order_value_cents,
+                },
+            ));
+        }
+        if eligible && !done {
+            sel.greedy_sessions_excluded += 1;
+        }
+    }
+
+    /// The rows in the sessions' first-seen order (as [`randomised_rows`]).
+    pub fn finish(mut self) -> (Vec<RandomisedRow>, Selection) {
+        self.rows.sort_by_key(|(k, _)| *k);
+        (self.rows.into_iter().map(|(_, r)| r).collect(), self.sel)
+    }
+}
+
+/// [`randomised_rows`] of the logs at `path` (file or folder), streamed by
+/// [`logs::stream_sessions`]: memory is the sessions open at a time and one
+/// row per randomised session, not the folder's records.
+pub fn randomised_rows_from_logs(
+    path: &Path,
+    missing: MissingOutcome,
+) -> Result<(Vec<RandomisedRow>, logs::Streamed, Selection)> {
+    let mut r = Randomiser::default();
+    let streamed = logs::stream_sessions(path, missing, |s| r.add(s))?;
+    let (rows, sel) = r.finish();
+    Ok((rows, streamed, sel))
 }
 
 /// When the randomised sessions are too few to learn the response: every
