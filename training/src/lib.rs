@@ -17,7 +17,9 @@
 //! - [`data`]: generated sessions as JSON lines and decision-moment rows
 //!   replayed through the one feature path.
 //! - [`logs`]: the service's JSON-lines logs (through
-//!   [`nudge::decision_log::reader`]): replay, skew, generated logs.
+//!   [`nudge::decision_log::reader`]): replay, skew, generated logs;
+//!   its `stream` module reads a folder in two passes, one session at a time,
+//!   for `fit --logs`, `uplift --logs` and `retrain`.
 //! - [`spec`]: the CSV feature spec (TOML) and the strict CSV reader.
 //! - [`fit`]: the session (intent) model: options, session-grouped CV and
 //!   the pipeline, with [`fit::transforms`] (clip, log1p, standardise),
