@@ -343,6 +343,10 @@ fn node_modules_installed() -> bool {
     ) {
         return false;
     }
+    // The Node tests run in parallel: one `npm ci` at a time, so that two
+    // never write node_modules together on a fresh clone.
+    static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = NPM.lock().unwrap_or_else(|e| e.into_inner());
     let dir = clients("node");
     if !dir.join("node_modules").exists() {
         let mut npm = Command::new("npm");
