@@ -8,6 +8,7 @@
 //! target/release/examples/serve_bench                 # bare, then nudge (SQLite ledger, decision log on)
 //! target/release/examples/serve_bench --redis         # also nudge on a private redis-server
 //! target/release/examples/serve_bench --json          # also nudge's JSON route (POST /v1/decide)
+//! taskset -c 1 target/release/examples/serve_bench --server-cpus 0   # servers and load apart
 //! ```
 //!
 //! Both servers run as their own processes, in turn, in one run, under
@@ -87,6 +88,25 @@ struct RunArgs {
     /// Also measure nudge's JSON route (`POST /v1/decide`).
     #[arg(long)]
     json: bool,
+    /// Run the servers (and redis-server) on these CPUs only (`taskset -c`
+    /// list, e.g. `0`); start the bench itself under `taskset -c` on the
+    /// others, so that the load generator and the server under test do not
+    /// take turns on the same cores (what the latency tail measures then
+    /// is the server's, not the scheduler's).
+    #[arg(long)]
+    server_cpus: Option<String>,
+}
+
+/// `program` as a command, under `taskset -c cpus` when given.
+fn command(program: &std::ffi::OsStr, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -511,9 +531,10 @@ async fn wait_listening(addr: SocketAddr) {
     }
 }
 
-async fn start_bare() -> Server {
+async fn start_bare(a: &RunArgs) -> Server {
     let addr = free_addr();
-    let child = Command::new(std::env::current_exe().expect("own path"))
+    let own = std::env::current_exe().expect("own path");
+    let child = command(own.as_os_str(), a.server_cpus.as_deref())
         .args(["bare", "--listen", &addr.to_string()])
         .stdout(Stdio::null())
         .spawn()
@@ -526,7 +547,7 @@ async fn start_nudge(a: &RunArgs, dir: &std::path::Path, config: Option<&str>) -
     let (addr, admin) = (free_addr(), free_addr());
     let admin = admin.to_string();
     let log = std::fs::File::create(dir.join("nudge.log")).expect("log file");
-    let mut cmd = Command::new(&a.nudge);
+    let mut cmd = command(a.nudge.as_os_str(), a.server_cpus.as_deref());
     cmd.arg("serve")
         .args(["--listen", &addr.to_string()])
         .args(["--admin-listen", &admin])
@@ -588,10 +609,10 @@ impl Drop for RedisChild {
     }
 }
 
-async fn start_redis() -> (RedisChild, String) {
+async fn start_redis(cpus: Option<&str>) -> (RedisChild, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let sock = dir.path().join("redis.sock");
-    let child = Command::new("redis-server")
+    let child = command("redis-server".as_ref(), cpus)
         .args(["--port", "0", "--save", "", "--appendonly", "no"])
         .arg("--unixsocket")
         .arg(&sock)
@@ -620,7 +641,10 @@ async fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         a.secs,
         a.warmup_secs
     );
-    let bare_server = start_bare().await;
+    if let Some(cpus) = &a.server_cpus {
+        println!("servers on CPUs {cpus}, the load generator where it was started");
+    }
+    let bare_server = start_bare(&a).await;
     let bare_max = closed_loop(bare_server.addr, &a, &bodies, Route::Grpc).await;
     let rate = a.rate.unwrap_or(bare_max.rate() / 2.0);
     let bare_steady = steady(bare_server.addr, &a, &bodies, rate, Route::Grpc).await;
@@ -633,7 +657,7 @@ async fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         runs.push(("nudge json", None, Route::Json));
     }
     let redis = if a.redis {
-        let (child, url) = start_redis().await;
+        let (child, url) = start_redis(a.server_cpus.as_deref()).await;
         runs.push((
             "nudge redis",
             Some(format!(

@@ -95,11 +95,11 @@
 //!   [`app::reload`] (the model and the config's policy sections go live
 //!   without a restart),
 //!   [`app::serve`] (gRPC with graceful shutdown and the transport limits),
-//!   [`app::listener`] (the accept loop: connection cap, silent
-//!   connections, backoff), [`app::admission`] (requests in flight, the
+//!   [`app::listener`] (the accept loop of both ports: connection cap,
+//!   silent connections, backoff, TLS handshakes; the admin port's HTTP), [`app::admission`] (requests in flight, the
 //!   body deadline) and [`app::report_files`] (`nudge report`: the report
 //!   from the service's files, read-only), [`app::tls`] (`[tls]`: the
-//!   certificate loaded once, the admin server's TLS accept loop),
+//!   certificate loaded once),
 //!   [`app::autotrain`] (`[autotrain]`: the daily `nudge-train retrain`
 //!   run as a child process on a single node), [`app::model_cli`]
 //!   (`nudge model`: list, publish, roll back, pull).

@@ -9,6 +9,7 @@ pub mod api;
 pub mod page;
 pub mod status;
 
+use crate::app::listener::{Incoming, Timeouts, ADMIN_MAX_CONNECTIONS};
 use crate::app::readiness::Readiness;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -190,7 +191,8 @@ pub fn router(metrics: PrometheusHandle, readiness: watch::Receiver<Readiness>) 
 }
 
 /// Serves the admin routes on `listener` until `shutdown` resolves; with
-/// `tls`, over TLS only, each handshake within `handshake_timeout`.
+/// `tls`, over TLS only. At most [`ADMIN_MAX_CONNECTIONS`] connections,
+/// each closed when silent past `timeouts` (the gRPC port's settings).
 /// Histograms are compacted every few seconds so that memory stays bounded
 /// between scrapes.
 pub async fn serve(
@@ -198,7 +200,7 @@ pub async fn serve(
     app: axum::Router,
     metrics: PrometheusHandle,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    handshake_timeout: std::time::Duration,
+    timeouts: Timeouts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep_handle = metrics.clone();
@@ -210,7 +212,10 @@ pub async fn serve(
             upkeep_handle.run_upkeep();
         }
     });
-    let served = crate::app::tls::serve_http(listener, app, tls, handshake_timeout, shutdown).await;
+    let incoming = Incoming::new(listener, ADMIN_MAX_CONNECTIONS, timeouts)
+        .with_tls(tls)
+        .named("admin");
+    let served = crate::app::listener::serve_http(incoming, app, shutdown).await;
     upkeep.abort();
     tracing::info!("admin stopped");
     served

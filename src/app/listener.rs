@@ -6,6 +6,10 @@
 //! With TLS, the handshake runs when the connection is first read or
 //! written, on the connection's own task, so a slow or silent client never
 //! holds up the accept loop; it must end within the handshake timeout.
+//!
+//! The gRPC port feeds [`Incoming`] to tonic; the admin port serves it
+//! with hyper ([`serve_http`]), under its own, smaller cap
+//! ([`ADMIN_MAX_CONNECTIONS`]): the same limits on both ports.
 
 use crate::throttle::LogThrottle;
 use std::future::Future;
@@ -24,6 +28,10 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 /// Connections at most when `server.max_connections` is not set and the
 /// open-file limit is high.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
+/// Connections at most on the admin port: scrapers, probes, the status
+/// page and the operators' tools need a handful; the rest of the process's
+/// files stay for the service.
+pub const ADMIN_MAX_CONNECTIONS: usize = 256;
 /// First and longest pause after an accept error.
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -86,6 +94,8 @@ pub struct Incoming {
     backoff: Option<Pin<Box<Sleep>>>,
     delay: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Which port this is, in metrics and logs: `grpc` or `admin`.
+    port: &'static str,
 }
 
 impl Incoming {
@@ -98,7 +108,14 @@ impl Incoming {
             backoff: None,
             delay: BACKOFF_MIN,
             tls: None,
+            port: "grpc",
         }
+    }
+
+    /// The port's name in metrics and logs (default `grpc`).
+    pub fn named(mut self, port: &'static str) -> Incoming {
+        self.port = port;
+        self
     }
 
     /// Every connection speaks TLS through `acceptor` (None: plaintext).
@@ -168,14 +185,20 @@ impl Stream for Incoming {
                             Box::pin(tokio::time::sleep(this.timeouts.handshake)),
                         ),
                     };
-                    return Poll::Ready(Some(Ok(Conn { io, info })));
+                    return Poll::Ready(Some(Ok(Conn {
+                        io,
+                        info,
+                        port: this.port,
+                    })));
                 }
                 Err(_) => {
                     drop(stream);
-                    metrics::counter!("nudge_connections_refused_total").increment(1);
+                    metrics::counter!("nudge_connections_refused_total", "port" => this.port)
+                        .increment(1);
                     if let Some(count) = REFUSED.hit() {
                         tracing::warn!(
                             count,
+                            port = this.port,
                             max_connections = this.cap,
                             "connection refused: at the connection cap"
                         );
@@ -191,10 +214,11 @@ impl Stream for Incoming {
     }
 }
 
-/// An accepted connection, plaintext or TLS, for tonic.
+/// An accepted connection, plaintext or TLS, for tonic or hyper.
 pub struct Conn {
     io: Io,
     info: TcpConnectInfo,
+    port: &'static str,
 }
 
 enum Io {
@@ -233,7 +257,7 @@ impl Conn {
                 )
             }
         };
-        crate::app::tls::handshake_failed("grpc", &failed);
+        crate::app::tls::handshake_failed(self.port, &failed);
         self.io = Io::Failed;
         Poll::Ready(Err(failed))
     }
@@ -427,6 +451,56 @@ impl AsyncWrite for Timed {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
+}
+
+/// Serves `router` (the admin routes) over the connections of `incoming`
+/// until `shutdown` resolves: HTTP/1.1 or HTTP/2, as the client speaks (or
+/// as ALPN chose over TLS). On shutdown the listening socket is closed and
+/// open connections finish their requests for up to
+/// [`crate::app::DRAIN_GRACE`].
+pub async fn serve_http(
+    mut incoming: Incoming,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    use tokio_stream::StreamExt;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let conn = tokio::select! {
+            next = incoming.next() => match next {
+                Some(Ok(conn)) => conn,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "accept failed for one connection");
+                    continue;
+                }
+                None => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn =
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(conn), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+    drop(incoming);
+    if tokio::time::timeout(crate::app::DRAIN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = crate::app::DRAIN_GRACE.as_millis() as u64,
+            "admin drain deadline passed, closing remaining connections"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,22 +1,17 @@
 //! TLS for both ports (`[tls]`): the certificate and key read and checked
-//! once at start, one rustls configuration per port (gRPC offers ALPN `h2`
-//! only; the admin server `h2` and `http/1.1`), and the admin server's
-//! accept loop over TLS. The gRPC port's handshake happens in its own
-//! accept loop ([`crate::app::listener`]).
-//!
-//! Each handshake runs on its connection's own task under the handshake
-//! timeout (`server.handshake_timeout_secs`), so a client that connects and
-//! says nothing holds one connection for that long and never the accept
-//! loop.
+//! once at start, one rustls configuration per port (both offer ALPN `h2`
+//! and `http/1.1`). Both ports' handshakes happen in the accept loop
+//! ([`crate::app::listener`]), each on its connection's own task under the
+//! handshake timeout (`server.handshake_timeout_secs`), so a client that
+//! connects and says nothing holds one connection for that long and never
+//! the accept loop.
 
 use crate::config::TlsFiles;
 use crate::throttle::LogThrottle;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 static HANDSHAKE_FAILED: LogThrottle = LogThrottle::new(Duration::from_secs(10));
@@ -95,76 +90,4 @@ pub fn handshake_failed(port: &'static str, error: &std::io::Error) {
     if let Some(count) = HANDSHAKE_FAILED.hit() {
         tracing::info!(count, port, error = %error, "tls handshakes failed");
     }
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves: plain HTTP
-/// through axum, or, with `tls`, each connection's handshake on its own
-/// task (bounded by `handshake_timeout`), then HTTP/1.1 or HTTP/2 as ALPN
-/// chose. On shutdown open connections finish their requests for up to
-/// [`crate::app::DRAIN_GRACE`].
-pub async fn serve_http(
-    listener: TcpListener,
-    router: axum::Router,
-    tls: Option<TlsAcceptor>,
-    handshake_timeout: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let Some(acceptor) = tls else {
-        return axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
-    };
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    // Out of descriptors or memory: pause rather than spin.
-                    tracing::warn!(error = %e, "admin cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return handshake_failed("admin", &e),
-                Err(_) => {
-                    return handshake_failed(
-                        "admin",
-                        &std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "no handshake within the handshake timeout",
-                        ),
-                    )
-                }
-            };
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let conn = builder
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(error = %e, "admin connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(crate::app::DRAIN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace_ms = crate::app::DRAIN_GRACE.as_millis() as u64,
-            "admin drain deadline passed, closing remaining connections"
-        );
-    }
-    Ok(())
 }

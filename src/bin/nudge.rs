@@ -432,7 +432,10 @@ async fn serve(check_only: bool, args: ServeArgs) -> Result<(), Box<dyn std::err
             nudge::admin::app(handle.clone(), readiness.clone(), Some(api)),
             handle,
             tls.as_ref().map(|t| t.admin.clone()),
-            settings.server.handshake_timeout,
+            app::listener::Timeouts {
+                handshake: settings.server.handshake_timeout,
+                idle: settings.server.idle_timeout,
+            },
             signalled(stopped.clone()),
         ))
     });

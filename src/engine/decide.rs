@@ -2,9 +2,13 @@
 //! money step (an existing offer, holdout and exploration, the atomic
 //! reservation), then one log record for every answer.
 //!
+//! The session update and the lookup of the session's existing offer do
+//! not depend on each other and run at once: with Redis behind both, a
+//! Decide waits for one round trip where it waited for two.
+//!
 //! Failure policy: open on scoring, closed on money. If the session store is
 //! down, the request's own events are scored on a fresh session and no
-//! voucher is given (`SESSION_STORE_UNAVAILABLE`), without asking the ledger;
+//! voucher is given (`SESSION_STORE_UNAVAILABLE`), nothing is reserved;
 //! if the ledger is down, the score is returned without a voucher
 //! (`BUDGET_UNAVAILABLE`). Store failures are logged once per interval with
 //! a count (a session flood fails every request).
@@ -25,7 +29,7 @@ use crate::engine::error::ServiceError;
 use crate::engine::inputs::DecideInput;
 use crate::engine::outputs::{Decision, Reason};
 use crate::engine::Engine;
-use crate::ledger::{ReserveOutcome, ReserveRequest};
+use crate::ledger::{LedgerError, Offer, ReserveOutcome, ReserveRequest};
 use crate::store::{SessionUpdate, StoreError};
 use crate::throttle::LogThrottle;
 use std::time::Duration;
@@ -39,7 +43,7 @@ static SESSION_STORE_DOWN: LogThrottle = LogThrottle::new(Duration::from_secs(10
 /// while they last).
 static LEDGER_DOWN: LogThrottle = LogThrottle::new(Duration::from_secs(10));
 
-fn ledger_down(e: &crate::ledger::LedgerError) {
+fn ledger_down(e: &LedgerError) {
     metrics::counter!("nudge_ledger_errors_total").increment(1);
     if let Some(count) = LEDGER_DOWN.hit() {
         tracing::warn!(count, error = %e, "ledger unavailable: decisions answered without a voucher");
@@ -117,7 +121,10 @@ impl Engine {
         // Client-feature mismatches are caller mistakes: refuse before any
         // state changes.
         model.check_client(&input.client)?;
-        let session = self.decision_session(&input, now_ms).await;
+        let (session, existing) = tokio::join!(
+            self.decision_session(&input, now_ms),
+            self.ledger.offer_for(&c.settings.id, &input.session_id),
+        );
         let lambda = c.pacer.lambda();
         let a = assess(
             &session.state,
@@ -133,7 +140,8 @@ impl Engine {
             d.reason = Reason::SessionStoreUnavailable;
             1.0
         } else {
-            self.money_step(&c, &input, &a, now_ms, &mut d).await
+            self.money_step(&c, &input, &a, existing, now_ms, &mut d)
+                .await
         };
         self.log_decision(now_ms, &input, &a, &d, propensity, lambda);
         metrics::counter!("nudge_decisions_total", "reason" => d.reason.as_str(), "segment" => super::outputs::segment_name(d.segment)).increment(1);
@@ -222,13 +230,15 @@ impl Engine {
         }
     }
 
-    /// An existing offer, then holdout and exploration, then the
-    /// reservation. Returns the logged action's propensity.
+    /// An existing offer (`existing`: the ledger's lookup), then holdout
+    /// and exploration, then the reservation. Returns the logged action's
+    /// propensity.
     async fn money_step(
         &self,
         c: &Campaign,
         input: &DecideInput,
         a: &Assessment,
+        existing: Result<Option<Offer>, LedgerError>,
         now_ms: i64,
         d: &mut Decision,
     ) -> f64 {
@@ -236,7 +246,7 @@ impl Engine {
         // offer per session and campaign, stable answers), whatever it
         // scores now. An expired offer frees the session: the reservation
         // below voids it, once, and may offer anew.
-        match self.ledger.offer_for(&d.campaign, &input.session_id).await {
+        match existing {
             Ok(Some(offer)) if offer.expires_at_ms > now_ms => {
                 d.offer = Some(offer);
                 d.reason = Reason::AlreadyOffered;

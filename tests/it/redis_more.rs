@@ -353,6 +353,101 @@ async fn concurrent_updates_through_several_connections_are_never_lost() {
     assert_eq!(got[0].as_ref().map(|s| s.events), Some(n as u32));
 }
 
+/// Zeroes the server's command counts (`CONFIG RESETSTAT`).
+async fn reset_stats(con: &mut redis::aio::MultiplexedConnection) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(con)
+        .await
+        .unwrap();
+}
+
+/// Commands the server ran since the last reset, by name (sorted), without the
+/// `INFO` and `CONFIG` that ask.
+async fn calls_since_reset(con: &mut redis::aio::MultiplexedConnection) -> Vec<(String, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            let asking = name == "info" || name.starts_with("config");
+            (!asking).then(|| (name.to_owned(), calls))
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect()
+}
+
+/// One image zoom on `session` through `store`; the session's event count.
+async fn zoom(store: &RedisSessionStore, session: &str, i: i64) -> u32 {
+    let ev = [nudge::domain::session::Event {
+        at_ms: NOW_MS + i,
+        kind: nudge::domain::session::EventKind::Interaction {
+            signal: nudge::domain::session::Signal::ImageZoom,
+        },
+    }];
+    let update = nudge::store::SessionUpdate {
+        context: None,
+        events: &ev,
+        now_ms: NOW_MS,
+    };
+    store.apply(session, update).await.unwrap().events
+}
+
+/// A session update is one round trip: a replica folds onto the value it
+/// last wrote and sends the write at once. When another replica wrote in
+/// between, or the value was changed behind its back, the refused write
+/// brings the current value back, the fold is redone on it, and nothing is
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_update_is_one_round_trip_and_a_stale_guess_loses_nothing() {
+    let Some(redis) = redis_server() else { return };
+    let a = RedisSessionStore::new(redis.conn("rt"), Duration::from_secs(60));
+    let b = RedisSessionStore::new(redis.conn("rt"), Duration::from_secs(60));
+    let client = redis::Client::open(redis.settings("rt").url.as_str()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    // Loads the script once, so that what follows counts only updates.
+    assert_eq!(zoom(&a, "warm", 0).await, 1);
+    reset_stats(&mut con).await;
+    for i in 0..10 {
+        assert_eq!(zoom(&a, "s", i).await, i as u32 + 1);
+    }
+    // Redis counts the script's own GET and SET too; a separate read
+    // before each script would show as twenty GETs.
+    assert_eq!(
+        calls_since_reset(&mut con).await,
+        vec![
+            ("evalsha".to_owned(), 10),
+            ("get".to_owned(), 10),
+            ("set".to_owned(), 10)
+        ],
+        "ten updates of one session by one replica: ten scripts, no reads"
+    );
+    // Another replica's write: a's next guess is stale and costs a trip.
+    assert_eq!(zoom(&b, "s", 10).await, 11);
+    assert_eq!(zoom(&a, "s", 11).await, 12);
+    // Changed behind every replica's back: deleted, then rewritten.
+    let _: () = redis::cmd("DEL")
+        .arg("{rt}:sess:s")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(zoom(&a, "s", 12).await, 1);
+    assert_eq!(zoom(&b, "s", 13).await, 2);
+    assert_eq!(zoom(&a, "s", 14).await, 3);
+    let got = b.get_many(&["s"], NOW_MS).await.unwrap();
+    assert_eq!(got[0].as_ref().map(|s| s.events), Some(3));
+}
+
 /// The binary with a Redis config: refuses to start without a shared
 /// voucher secret (saying which), and with one serves decisions on Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -352,3 +352,75 @@ async fn silent_connections_neither_exhaust_descriptors_nor_spin() {
     assert!(decide_once(&addr, "later").await.is_ok());
     drop(server);
 }
+
+/// The admin port has its own connection cap and closes silent
+/// connections, like the gRPC port: 300 silent connections, the 44 beyond
+/// the cap of 256 are closed at once and counted, the rest after the
+/// handshake timeout, and a scraper is served afterwards.
+#[tokio::test]
+async fn the_admin_port_caps_connections_and_closes_silent_ones() {
+    use tokio::io::AsyncReadExt;
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("nudge.toml");
+    std::fs::write(
+        &config,
+        "[server]\nhandshake_timeout_secs = 2\nidle_timeout_secs = 4\nkeepalive_interval_secs = 1\n",
+    )
+    .unwrap();
+    let (child, _addr, logs) = spawn_nudge_with_logs(
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--data-dir".as_ref(),
+            data.path().join("data").as_os_str(),
+        ],
+        &[],
+    );
+    let _server = Server(child);
+    let admin = admin_addr(&logs);
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(tokio::net::TcpStream::connect(&admin).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // All looked at together, well inside the handshake timeout.
+    let looks: Vec<_> = silent
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                match tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await {
+                    Err(_) => Some(c),
+                    Ok(Ok(0) | Err(_)) => None,
+                    Ok(Ok(n)) => panic!("the admin server sent {n} bytes unasked"),
+                }
+            })
+        })
+        .collect();
+    let mut open = Vec::new();
+    let mut closed_at_once = 0;
+    for look in looks {
+        match look.await.unwrap() {
+            Some(c) => open.push(c),
+            None => closed_at_once += 1,
+        }
+    }
+    assert_eq!((closed_at_once, open.len()), (44, 256));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for mut c in open {
+        let mut buf = [0u8; 64];
+        let left = deadline.saturating_duration_since(Instant::now());
+        let read = tokio::time::timeout(left, c.read(&mut buf))
+            .await
+            .expect("a silent connection is closed by the server");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let (code, metrics) = tokio::task::spawn_blocking(move || http_get(&admin, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("nudge_connections_refused_total{port=\"admin\"} 44"),
+        "{metrics}"
+    );
+}
