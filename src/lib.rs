@@ -105,9 +105,10 @@
 //!   (`nudge model`: list, publish, roll back, pull).
 //! - [`admin`]: the admin HTTP server on its own address: Prometheus
 //!   metrics, liveness and readiness; [`admin::api`]: the JSON API
-//!   (campaigns, spend history, audit trail); [`admin::page`]: the status
-//!   page's HTML; [`admin::status`]: what the page shows, gathered, and its
-//!   sign-in; [`app::rpc_metrics`] counts gRPC calls; [`app::readiness`]
+//!   (campaigns, spend history, audit trail, model history and rollback);
+//!   [`admin::page`]: the status page's HTML, with [`admin::page::models`]
+//!   (the model history and its rollback button); [`admin::status`]: what
+//!   the page shows, gathered, and its sign-in; [`app::rpc_metrics`] counts gRPC calls; [`app::readiness`]
 //!   probes the stores every second.
 //! - [`auth`]: bearer tokens with roles (client, viewer, operator) for both
 //!   ports, compared in constant time; the axum helpers and the gRPC layer.

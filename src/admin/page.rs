@@ -1,5 +1,6 @@
 //! The ops status page the admin server answers at `GET /`: the live model,
-//! each campaign's budget, pacing and controls, and the recent changes.
+//! the model history with a rollback, each campaign's budget, pacing and
+//! controls, and the recent changes.
 //!
 //! Rendered on the server with maud (templates checked at compile time,
 //! text escaped by default) into one self-contained document: no build
@@ -7,11 +8,15 @@
 //! and one inline `<script>` whose hashes [`PAGE_CSP`] pins. Campaign ids,
 //! reasons and actors come from users: they only ever land in element text
 //! and quoted attributes, which maud escapes, and never in the script.
-//! Changes go to the admin API (`PATCH /api/v1/campaigns/{id}`) from the
+//! Changes go to the admin API (`PATCH /api/v1/campaigns/{id}`,
+//! `POST /api/v1/models/rollback`) from the
 //! script with `fetch`, same origin, as JSON with the operator token in a
 //! header; the token stays in the tab's `sessionStorage`.
 
+pub mod models;
+
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+pub use models::{ModelRow, ModelsView};
 use std::fmt::Write as _;
 
 /// The inline script: reads campaign ids from the cards' `data-campaign`
@@ -27,8 +32,8 @@ const STYLE: &str = include_str!("page/page.css");
 /// fetches only its own origin, loads no images, fonts or frames and posts
 /// no forms. A unit test recomputes both hashes from the assets.
 pub const PAGE_CSP: &str = "default-src 'none'; \
-script-src 'sha256-2CZHjjDsLRawJ+6CunI8ewSOSq4pA/T1PTluZjGxvQs='; \
-style-src 'sha256-zYRVTq5MUEv5PLA8nzNx4ykhBwCmhehr4fyfbl8Fzr0='; \
+script-src 'sha256-+CbHHZ7WcT/lV97zV15CY24KrFvka4zplUx1DeZYchM='; \
+style-src 'sha256-UxKjpbzFFTr732InRtVqj+KhHTUbQySk8OZUaXQ7hvU='; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Everything the page shows, gathered by the admin server.
@@ -43,6 +48,7 @@ pub struct StatusView {
     pub model_metrics: Vec<(String, String)>,
     /// False when no operator tokens are configured: the page asks for none.
     pub auth_required: bool,
+    pub models: ModelsView,
     pub campaigns: Vec<CampaignView>,
     /// Newest first, at most 20.
     pub audit: Vec<AuditView>,
@@ -207,6 +213,8 @@ pub fn render(view: &StatusView) -> String {
                 }
                 main {
                     (token_panel(view.auth_required))
+                    h2 { "Models" }
+                    (models::panel(&view.models))
                     h2 { "Campaigns" }
                     @if view.campaigns.is_empty() {
                         p.panel.empty { "No campaigns are configured." }
@@ -558,6 +566,7 @@ mod tests {
             model_version: "m-2026-11-30".into(),
             model_metrics: vec![("AUC (held out)".into(), "0.912".into())],
             auth_required: true,
+            models: ModelsView::default(),
             campaigns,
             audit,
         }

@@ -1,8 +1,9 @@
 //! The status page's data: what `GET /` shows, gathered from the engine,
-//! the ledger and the audit trail, then rendered by [`super::page`].
+//! the model history, the ledger and the audit trail, then rendered by
+//! [`super::page`].
 
 use super::api::Api;
-use super::page::{AuditView, CampaignView, StatusView};
+use super::page::{AuditView, CampaignView, ModelRow, ModelsView, StatusView};
 use crate::auth::Role;
 use crate::campaigns::rfc3339;
 use axum::extract::State;
@@ -22,6 +23,46 @@ fn when(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default()
+}
+
+/// The model history as `GET /api/v1/models` has it, and what a rollback
+/// would serve: the history's own choice (the newest earlier entry still
+/// in service), so the button is offered exactly when the API would act.
+async fn models(api: &Api) -> ModelsView {
+    let history = match api.models.history().await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "status page: model history unavailable");
+            return ModelsView {
+                error: Some(e.to_string()),
+                ..ModelsView::default()
+            };
+        }
+    };
+    let rollback_to = crate::models::live_of(&history)
+        .and_then(|live| crate::models::earlier_of(&history, live.seq))
+        .map(|e| e.version.clone());
+    let live_seq = api.models.live_seq();
+    let entries: Vec<ModelRow> = history
+        .into_iter()
+        .map(|e| ModelRow {
+            serving: Some(e.seq) == live_seq,
+            rolled_back: e
+                .rolled_back
+                .map(|r| format!("{} by {}: {}", when(r.at_ms), r.by, r.reason)),
+            seq: e.seq,
+            version: e.version,
+            published_at: when(e.published_at_ms),
+            published_by: e.published_by,
+            reason: e.reason,
+            sha256: e.sha256,
+        })
+        .collect();
+    ModelsView {
+        entries,
+        rollback_to,
+        error: None,
+    }
 }
 
 /// Everything the page shows, now.
@@ -118,6 +159,7 @@ pub async fn gather(api: &Api) -> StatusView {
         model_version: engine.model().version().to_owned(),
         model_metrics: engine.model().quality().to_vec(),
         auth_required: !api.tokens.is_empty(),
+        models: models(api).await,
         campaigns,
         audit,
     }

@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
-use nudge::admin::page::{self, AuditView, CampaignView, StatusView};
+use nudge::admin::page::{self, AuditView, CampaignView, ModelRow, ModelsView, StatusView};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -297,6 +297,54 @@ impl Browser {
         }
     }
 
+    /// The model history's rows, newest first: (version, served now).
+    pub async fn models(&self) -> Vec<(String, bool)> {
+        let v = self
+            .js(
+                "return Array.from(document.querySelectorAll('#models tr[data-model]'), r => [r.getAttribute('data-model'), r.getAttribute('data-serving') === 'true']);",
+                vec![],
+            )
+            .await;
+        serde_json::from_value(v).expect("a list of rows")
+    }
+
+    /// Types `reason` and clicks "Roll back to the previous model".
+    pub async fn roll_back(&self, reason: &str) {
+        let field = self
+            .client
+            .find(Locator::Id("rollback-reason"))
+            .await
+            .expect("the rollback reason");
+        field.clear().await.unwrap();
+        field.send_keys(reason).await.unwrap();
+        self.client
+            .find(Locator::Id("rollback"))
+            .await
+            .expect("the rollback button")
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the element `id` shows some text, and returns it.
+    pub async fn wait_text(&self, id: &str) -> String {
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            let text = self
+                .js(
+                    "const e = document.getElementById(arguments[0]); return e ? e.textContent : '';",
+                    vec![json!(id)],
+                )
+                .await;
+            let text = text.as_str().unwrap_or_default().to_owned();
+            if !text.is_empty() {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "nothing shown in #{id}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Marks the current document, so that [`Browser::wait_reload`] can
     /// tell when it was replaced.
     pub async fn mark(&self) {
@@ -363,9 +411,10 @@ pub const TOKEN_KEY: &str = "nudge.operator_token";
 const HOSTILE: &str = r#"<b>x</b>"'"#;
 const TOKEN: &str = "op-7f3a-token";
 
-/// One PATCH the stand-in received.
+/// One change the stand-in received: a campaign PATCH or a rollback.
 #[derive(Debug, Clone)]
 struct Patch {
+    /// Empty for a model rollback.
     campaign: String,
     headers: HeaderMap,
     body: Value,
@@ -440,6 +489,32 @@ fn sample() -> StatusView {
             ("sessions".into(), "1,204,331".into()),
         ],
         auth_required: true,
+        models: ModelsView {
+            entries: vec![
+                ModelRow {
+                    seq: 2,
+                    version: "intent-2026-11-30".into(),
+                    published_at: "2026-11-30 04:12 UTC".into(),
+                    published_by: "cli".into(),
+                    reason: "nightly retrain".into(),
+                    sha256: "9f2c4e0a7b1d".repeat(5) + "9f2c",
+                    serving: true,
+                    rolled_back: None,
+                },
+                ModelRow {
+                    seq: 1,
+                    version: "intent-2026-11-23".into(),
+                    published_at: "2026-11-23 04:09 UTC".into(),
+                    published_by: "config".into(),
+                    reason: "model file at start".into(),
+                    sha256: "41b7d2c09e3a".repeat(5) + "41b7",
+                    serving: false,
+                    rolled_back: None,
+                },
+            ],
+            rollback_to: Some("intent-2026-11-23".into()),
+            error: None,
+        },
         campaigns: vec![winter, hostile],
         audit: vec![
             AuditView {
@@ -492,6 +567,27 @@ async fn stand_in() -> (SocketAddr, Arc<Api>) {
                     let answer = api.refuse.lock().unwrap().clone();
                     let (status, body) = answer.unwrap_or((StatusCode::OK, "{}".into()));
                     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+                },
+            ),
+        )
+        .route(
+            "/api/v1/models/rollback",
+            axum::routing::post(
+                |State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes| async move {
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    api.patches.lock().unwrap().push(Patch {
+                        campaign: String::new(),
+                        headers,
+                        body,
+                    });
+                    let answer = json!({
+                        "live": {"seq": 1, "version": "intent-2026-11-23", "live": true},
+                        "rolled_back": {"seq": 2, "version": "intent-2026-11-30", "live": false},
+                    });
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        answer.to_string(),
+                    )
                 },
             ),
         )
@@ -669,6 +765,41 @@ async fn the_status_page_sends_exact_changes_from_a_real_browser() {
         assert!(Instant::now() < deadline, "alert shows {shown:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Roll back the model: one POST, the reason as JSON, the same headers
+    // as a campaign change; after the reload the page says what happened.
+    assert_eq!(
+        b.models().await,
+        [
+            ("intent-2026-11-30".to_owned(), true),
+            ("intent-2026-11-23".to_owned(), false)
+        ]
+    );
+    b.mark().await;
+    b.roll_back("conversion dropped").await;
+    let got = wait_patches(&api, 5).await;
+    b.wait_reload().await;
+    let p = &got[4];
+    assert_eq!(p.campaign, "");
+    assert_eq!(p.body, json!({"reason": "conversion dropped"}));
+    assert_eq!(header_of(p, "content-type"), "application/json");
+    assert_eq!(header_of(p, "authorization"), format!("Bearer {TOKEN}"));
+    assert_eq!(header_of(p, "origin"), origin);
+    assert_eq!(header_of(p, "sec-fetch-site"), "same-origin");
+    assert_eq!(
+        b.wait_text("models-result").await,
+        "Rolled back: intent-2026-11-23 is served again, intent-2026-11-30 is out of service."
+    );
+    // Shown once: the next load does not repeat it.
+    b.goto(&format!("{origin}/")).await;
+    assert_eq!(
+        b.js(
+            "return document.getElementById('models-result').textContent;",
+            vec![]
+        )
+        .await,
+        json!("")
+    );
 
     // Forget token: gone from the tab.
     b.forget_token().await;

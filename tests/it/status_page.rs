@@ -1,9 +1,12 @@
 //! The status page of the real binary in headless Chromium: sign in with
 //! an operator token, pause the campaign through the page's form, and
-//! Decide answers PAUSED; resume, and it offers again.
+//! Decide answers PAUSED; resume, and it offers again. Then a second model
+//! is published: the page lists both, and its rollback button puts the
+//! first back in service.
 
 use crate::browser::{browser, PAGE_WAIT};
 use crate::crash::eligible;
+use crate::reload::{model_json, write_atomically};
 use crate::util::{self, admin_addr, http_get};
 use nudge::grpc::pb;
 use std::time::{Duration, Instant};
@@ -20,6 +23,25 @@ async fn wait_for_cards(b: &crate::browser::Browser) -> Vec<String> {
         }
         assert!(Instant::now() < deadline, "no campaign card appeared");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the page's model history is `rows` (version, serving),
+/// reloading it meanwhile (the page does not refresh by itself).
+async fn wait_for_models(b: &crate::browser::Browser, url: &str, rows: &[(&str, bool)]) {
+    let want: Vec<(String, bool)> = rows.iter().map(|(v, s)| (v.to_string(), *s)).collect();
+    let deadline = Instant::now() + PAGE_WAIT;
+    loop {
+        let got = b.models().await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page shows the models {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        b.goto(url).await;
     }
 }
 
@@ -43,11 +65,15 @@ async fn pausing_through_the_status_page_changes_what_decide_answers() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    // A copy of the fixture: the service rewrites its model file when a
+    // rollback changes the live model.
+    let model = dir.path().join("model.json");
+    std::fs::write(&model, model_json("page-a")).unwrap();
     let config = dir.path().join("nudge.toml");
     std::fs::write(
         &config,
         format!(
-            "model = \"tests/fixtures/flat_hesitant.json\"\n\
+            "model = {model:?}\n\
              [budget]\ndaily_cap_cents = 150000\n\
              [policy]\noffer_on_priors = true\n\
              [experiment]\nholdout_share = 0.0\nexplore_share = 0.0\n\
@@ -84,6 +110,7 @@ async fn pausing_through_the_status_page_changes_what_decide_answers() {
     };
     let first = client.decide(authed("page-1")).await.unwrap().into_inner();
     assert_eq!(first.reason, pb::Reason::Offered as i32);
+    assert_eq!(first.model_version, "page-a");
 
     // Without a token the page holds no data: only the sign-in form.
     let (status, body) = http_get(&admin, "/");
@@ -135,6 +162,94 @@ async fn pausing_through_the_status_page_changes_what_decide_answers() {
     assert!(alert.to_lowercase().contains("token"), "{alert}");
     let still = client.decide(authed("page-4")).await.unwrap().into_inner();
     assert_eq!(still.reason, pb::Reason::Offered as i32);
+    // One model so far: nothing to roll back to.
+    assert_eq!(b.models().await, [("page-a".to_owned(), true)]);
+    let disabled = b
+        .js(
+            "return document.getElementById('rollback').disabled;",
+            vec![],
+        )
+        .await;
+    assert_eq!(disabled, serde_json::json!(true));
+
+    // A second model, published as a retrain's would be: the file replaced.
+    write_atomically(&model, &model_json("page-b"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for i in 0.. {
+        let d = client
+            .decide(authed(&format!("page-b-{i}")))
+            .await
+            .unwrap()
+            .into_inner();
+        if d.model_version == "page-b" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "page-b never served: {d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_models(&b, &url, &[("page-b", true), ("page-a", false)]).await;
+    b.screenshot("status_page_models").await;
+
+    // The viewer may not roll back: refused, shown, nothing changes.
+    b.roll_back("not allowed").await;
+    let refused = b.wait_text("models-error").await;
+    assert!(refused.to_lowercase().contains("token"), "{refused}");
+    assert_eq!(
+        b.models().await,
+        [("page-b".to_owned(), true), ("page-a".to_owned(), false)]
+    );
+
+    // No reason: the page asks for one and sends nothing.
+    b.forget_token().await;
+    b.goto(&url).await;
+    b.use_token(OPERATOR).await;
+    wait_for_models(&b, &url, &[("page-b", true), ("page-a", false)]).await;
+    b.roll_back("").await;
+    assert!(b.wait_text("models-error").await.contains("Reason"));
+
+    // The operator rolls back: the page reloads with the previous model
+    // served and says what happened; Decide answers with it.
+    b.mark().await;
+    b.roll_back("conversion dropped, from the page").await;
+    b.wait_reload().await;
+    let result = b.wait_text("models-result").await;
+    assert!(
+        result.contains("page-a is served again") && result.contains("page-b is out of service"),
+        "{result}"
+    );
+    wait_for_models(&b, &url, &[("page-b", false), ("page-a", true)]).await;
+    let page_text = b
+        .js(
+            "return document.getElementById('models').innerText;",
+            vec![],
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        page_text.contains("conversion dropped, from the page") && page_text.contains("ops"),
+        "{page_text}"
+    );
+    let chip = b
+        .js(
+            "return document.getElementById('model-version').textContent;",
+            vec![],
+        )
+        .await;
+    assert_eq!(chip, serde_json::json!("page-a"));
+    let back = client.decide(authed("page-5")).await.unwrap().into_inner();
+    assert_eq!(back.model_version, "page-a");
+    assert_eq!(back.reason, pb::Reason::Offered as i32);
+    // Nothing earlier than the first model: the button is off again.
+    let disabled = b
+        .js(
+            "return document.getElementById('rollback').disabled;",
+            vec![],
+        )
+        .await;
+    assert_eq!(disabled, serde_json::json!(true));
+    b.screenshot("status_page_rolled_back").await;
 
     b.close().await;
     let _ = child.kill();

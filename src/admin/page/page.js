@@ -6,6 +6,8 @@
 // can pin its hash.
 (function () {
   var KEY = "nudge.operator_token";
+  // A rollback's outcome, kept across the reload that shows its effect.
+  var RESULT_KEY = "nudge.models_result";
   var authRequired = document.body.getAttribute("data-auth-required") === "true";
 
   // sessionStorage: the token lives as long as the tab and is never sent
@@ -39,8 +41,10 @@
     return parseInt(m[1], 10) * 100 + parseInt(frac, 10);
   }
 
-  async function send(card, body, buttons) {
-    var alert = card.querySelector("[role=alert]");
+  // One change: `scope` holds the alert that shows a refusal; `done`
+  // (optional) reads the answer before the page reloads.
+  async function send(scope, method, url, body, buttons, done) {
+    var alert = scope.querySelector("[role=alert]");
     var headers = { "Content-Type": "application/json" };
     if (authRequired) {
       var t = token();
@@ -54,22 +58,26 @@
     buttons.forEach(function (b) { b.disabled = true; });
     var res;
     try {
-      res = await fetch(
-        "/api/v1/campaigns/" + encodeURIComponent(card.getAttribute("data-campaign")),
-        {
-          method: "PATCH",
-          headers: headers,
-          body: JSON.stringify(body),
-          credentials: "omit",
-          cache: "no-store"
-        }
-      );
+      res = await fetch(url, {
+        method: method,
+        headers: headers,
+        body: JSON.stringify(body),
+        credentials: "omit",
+        cache: "no-store"
+      });
     } catch (e) {
       buttons.forEach(function (b) { b.disabled = false; });
       say(alert, "The admin server did not answer.");
       return;
     }
     if (res.ok) {
+      if (done) {
+        try {
+          await done(await res.json());
+        } catch (e) {
+          // The change is made: the reload shows it.
+        }
+      }
       location.reload();
       return;
     }
@@ -84,11 +92,15 @@
     say(alert, message);
   }
 
-  function reasonOf(card, group) {
+  function campaignUrl(card) {
+    return "/api/v1/campaigns/" + encodeURIComponent(card.getAttribute("data-campaign"));
+  }
+
+  function reasonOf(scope, group) {
     var input = group.querySelector("input[name=reason]");
     var reason = input.value.trim();
     if (reason === "") {
-      say(card.querySelector("[role=alert]"), "Reason: say why, it goes into the audit trail.");
+      say(scope.querySelector("[role=alert]"), "Reason: say why, it goes into the audit trail.");
       input.focus();
       return null;
     }
@@ -101,7 +113,7 @@
     var reason = reasonOf(card, group);
     if (reason === null) return;
     var paused = button.getAttribute("data-paused") === "true";
-    send(card, { paused: !paused, reason: reason }, [button]);
+    send(card, "PATCH", campaignUrl(card), { paused: !paused, reason: reason }, [button]);
   }
 
   function setCap(card) {
@@ -118,7 +130,44 @@
     }
     var reason = reasonOf(card, group);
     if (reason === null) return;
-    send(card, { daily_cap_cents: value, reason: reason }, [group.querySelector("button[name=set_cap]")]);
+    send(card, "PATCH", campaignUrl(card), { daily_cap_cents: value, reason: reason }, [
+      group.querySelector("button[name=set_cap]")
+    ]);
+  }
+
+  function rollBack(section) {
+    var group = section.querySelector("[data-action=rollback]");
+    var button = group.querySelector("button[name=rollback]");
+    if (button.disabled) return;
+    say(document.getElementById("models-result"), "");
+    var reason = reasonOf(section, group);
+    if (reason === null) return;
+    send(section, "POST", "/api/v1/models/rollback", { reason: reason }, [button], function (j) {
+      var message =
+        "Rolled back: " + j.live.version + " is served again, " + j.rolled_back.version + " is out of service.";
+      try {
+        sessionStorage.setItem(RESULT_KEY, message);
+      } catch (e) {
+        // Storage refused: the table still shows which model is served.
+      }
+    });
+  }
+
+  var models = document.getElementById("models");
+  if (models) {
+    var shown = "";
+    try {
+      shown = sessionStorage.getItem(RESULT_KEY) || "";
+      sessionStorage.removeItem(RESULT_KEY);
+    } catch (e) {
+      // Nothing kept.
+    }
+    say(document.getElementById("models-result"), shown);
+    var group = models.querySelector("[data-action=rollback]");
+    group.querySelector("button[name=rollback]").addEventListener("click", function () { rollBack(models); });
+    group.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && e.target.tagName === "INPUT") rollBack(models);
+    });
   }
 
   document.querySelectorAll("[data-campaign]").forEach(function (card) {
