@@ -25,6 +25,10 @@ fn when(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A page reloaded while the history is down logs once per interval.
+static HISTORY_DOWN: crate::throttle::LogThrottle =
+    crate::throttle::LogThrottle::new(std::time::Duration::from_secs(60));
+
 /// The model history as `GET /api/v1/models` has it, and what a rollback
 /// would serve: the history's own choice (the newest earlier entry still
 /// in service), so the button is offered exactly when the API would act.
@@ -32,7 +36,9 @@ async fn models(api: &Api) -> ModelsView {
     let history = match api.models.history().await {
         Ok(h) => h,
         Err(e) => {
-            tracing::warn!(error = %e, "status page: model history unavailable");
+            if let Some(count) = HISTORY_DOWN.hit() {
+                tracing::warn!(count, error = %e, "status page: model history unavailable");
+            }
             return ModelsView {
                 error: Some(e.to_string()),
                 ..ModelsView::default()

@@ -308,6 +308,17 @@ impl Browser {
         serde_json::from_value(v).expect("a list of rows")
     }
 
+    /// Whether "Roll back to the previous model" is disabled.
+    pub async fn rollback_disabled(&self) -> bool {
+        let v = self
+            .js(
+                "return document.getElementById('rollback').disabled;",
+                vec![],
+            )
+            .await;
+        v.as_bool().expect("a boolean")
+    }
+
     /// Types `reason` and clicks "Roll back to the previous model".
     pub async fn roll_back(&self, reason: &str) {
         let field = self

@@ -164,13 +164,7 @@ async fn pausing_through_the_status_page_changes_what_decide_answers() {
     assert_eq!(still.reason, pb::Reason::Offered as i32);
     // One model so far: nothing to roll back to.
     assert_eq!(b.models().await, [("page-a".to_owned(), true)]);
-    let disabled = b
-        .js(
-            "return document.getElementById('rollback').disabled;",
-            vec![],
-        )
-        .await;
-    assert_eq!(disabled, serde_json::json!(true));
+    assert!(b.rollback_disabled().await);
 
     // A second model, published as a retrain's would be: the file replaced.
     write_atomically(&model, &model_json("page-b"));
@@ -242,13 +236,7 @@ async fn pausing_through_the_status_page_changes_what_decide_answers() {
     assert_eq!(back.model_version, "page-a");
     assert_eq!(back.reason, pb::Reason::Offered as i32);
     // Nothing earlier than the first model: the button is off again.
-    let disabled = b
-        .js(
-            "return document.getElementById('rollback').disabled;",
-            vec![],
-        )
-        .await;
-    assert_eq!(disabled, serde_json::json!(true));
+    assert!(b.rollback_disabled().await);
     b.screenshot("status_page_rolled_back").await;
 
     b.close().await;
