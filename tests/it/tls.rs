@@ -1,7 +1,8 @@
 //! TLS on both ports of the real binary, with a throw-away CA made by the
-//! `openssl` CLI: gRPC over TLS answers, plaintext does not, the admin
-//! server answers over HTTPS, and a client that never starts its handshake
-//! is dropped after the handshake timeout while others are served.
+//! `openssl` CLI: gRPC and the JSON API over TLS answer, plaintext does
+//! not, the admin server answers over HTTPS, and a client that never starts
+//! its handshake is dropped after the handshake timeout while others are
+//! served.
 
 use crate::util::{self, admin_addr};
 use nudge::grpc::pb;
@@ -110,15 +111,35 @@ fn client_config(ca_pem: &[u8], alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 
 /// `GET path` over HTTPS (HTTP/1.1): the status line and the body.
 async fn https_get(addr: &str, ca_pem: &[u8], path: &str) -> (String, String) {
+    https(
+        addr,
+        ca_pem,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// `POST path` with a JSON body over HTTPS (HTTP/1.1): the status line and
+/// the body.
+async fn https_post_json(addr: &str, ca_pem: &[u8], path: &str, json: &str) -> (String, String) {
+    https(
+        addr,
+        ca_pem,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+            json.len()
+        ),
+    )
+    .await
+}
+
+/// One HTTP/1.1 request over TLS, read to the end of the connection.
+async fn https(addr: &str, ca_pem: &[u8], request: String) -> (String, String) {
     let connector = tokio_rustls::TlsConnector::from(client_config(ca_pem, &[b"http/1.1"]));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = connector.connect(name, tcp).await.expect("tls handshake");
-    tls.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut raw)).await;
     let raw = String::from_utf8_lossy(&raw).into_owned();
@@ -189,6 +210,11 @@ async fn both_ports_speak_tls_only_and_silent_handshakes_are_dropped() {
         .expect("decide over tls")
         .into_inner();
     assert!(!r.model_version.is_empty());
+    // The JSON API on the same port, over TLS too (HTTP/1.1 by ALPN).
+    let (status, body) =
+        https_post_json(&addr, &ca, "/v1/decide", r#"{"session_id": "tls-s"}"#).await;
+    assert!(status.contains("200"), "{status}: {body}");
+    assert!(body.contains(&r.model_version), "{body}");
 
     // Plaintext gets nothing.
     let plain = async {

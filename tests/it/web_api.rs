@@ -1,6 +1,7 @@
 //! The JSON API and gRPC-Web on the gRPC port: one session decided the same
 //! over all three protocols, JSON errors naming their field, CORS as
-//! configured, bearer tokens, and event times checked on every front.
+//! configured, bearer tokens, event times checked on every front, and the
+//! limits in HTTP's words (429 when busy, 504 at the request deadline).
 
 use crate::decide::hesitant_session;
 use crate::util::{self, decide, default_model, NOW_MS, TEST_SECRET};
@@ -87,7 +88,21 @@ async fn http1(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> (u16, http::HeaderMap, Bytes) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    http_request(false, method, url, headers, body).await
+}
+
+/// One request over HTTP/2 (prior knowledge, as a proxy in front of nudge
+/// speaks it) when `h2`, else HTTP/1.1: status, headers, body.
+async fn http_request(
+    h2: bool,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (u16, http::HeaderMap, Bytes) {
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(h2)
+        .build_http::<Full<Bytes>>();
     let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -112,18 +127,20 @@ async fn json_call(web: &Web, path: &str, headers: &[(&str, &str)], body: &Value
     (status, v)
 }
 
-/// A unary gRPC-Web call over HTTP/1.1, framed by hand: the message, and
-/// the `grpc-status` of the trailer frame.
+/// A unary gRPC-Web call over HTTP/1.1 (HTTP/2 when `h2`), framed by
+/// hand: the message, and the `grpc-status` of the trailer frame.
 async fn grpc_web<Req: prost::Message, Resp: prost::Message + Default>(
     web: &Web,
     method: &str,
     req: &Req,
+    h2: bool,
 ) -> (Option<Resp>, String) {
     let msg = req.encode_to_vec();
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
     frame.extend_from_slice(&msg);
-    let (status, headers, body) = http1(
+    let (status, headers, body) = http_request(
+        h2,
         "POST",
         &web.url(&format!("/nudge.v1.Offers/{method}")),
         &[
@@ -176,10 +193,21 @@ async fn one_session_decides_the_same_over_grpc_grpc_web_and_json() {
         &web,
         "Decide",
         &decide("same-web", hesitant_session(15_000)),
+        false,
     )
     .await;
     assert_eq!(status, "0");
     let over_web = over_web.expect("a message");
+    // gRPC-Web over HTTP/2 too, as a proxy in front of nudge may send it.
+    let (over_web_h2, status) = grpc_web::<_, pb::DecideResponse>(
+        &web,
+        "Decide",
+        &decide("same-web-h2", hesitant_session(15_000)),
+        true,
+    )
+    .await;
+    assert_eq!(status, "0");
+    let over_web_h2 = over_web_h2.expect("a message");
     let request = serde_json::to_value(decide("same-json", hesitant_session(15_000))).unwrap();
     let (code, over_json) = json_call(&web, "/v1/decide", &[], &request).await;
     assert_eq!(code, 200, "{over_json}");
@@ -189,7 +217,7 @@ async fn one_session_decides_the_same_over_grpc_grpc_web_and_json() {
         pb::Reason::Offered as i32,
         "{over_grpc:?}"
     );
-    for r in [&over_grpc, &over_web] {
+    for r in [&over_grpc, &over_web, &over_web_h2] {
         assert_eq!(r.segment, pb::Segment::Hesitant as i32);
         assert_eq!(r.purchase_probability, over_grpc.purchase_probability);
         assert_eq!(
@@ -474,5 +502,76 @@ async fn curl_over_http1_tracks_and_decides() {
     );
     let v: Value = serde_json::from_str(json_text).unwrap();
     assert_eq!(v["accepted"], 1);
+    web.stop().await;
+}
+
+/// A JSON `POST /v1/decide` over its own HTTP/1.1 connection that declares
+/// a body of 200 bytes and sends only its first: it holds an in-flight slot
+/// until the request deadline. The connection, to read the answer from.
+async fn half_sent_json(web: &Web) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(web.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/decide HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{{",
+        web.addr
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp
+}
+
+/// Reads one whole HTTP/1.1 answer (the server closes or states its
+/// length): status and JSON body.
+async fn read_answer(tcp: &mut tokio::net::TcpStream) -> (u16, Value) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tcp.read(&mut buf).await.unwrap();
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .expect("a content-length");
+            if body.len() >= length || n == 0 {
+                let status = head[9..12].parse().unwrap();
+                return (status, serde_json::from_str(&body[..length]).unwrap());
+            }
+        }
+        assert!(n > 0, "the connection closed before a whole answer");
+    }
+}
+
+/// The JSON API sheds what is beyond the in-flight limit with 429 at once,
+/// and a body that never finishes arriving ends at the request deadline
+/// with 504, both with the JSON error body; then calls are served again.
+#[tokio::test]
+async fn json_calls_beyond_the_in_flight_limit_get_429_and_a_stalled_body_504() {
+    let web = serve("[server]\nmax_concurrent_requests = 2\nrequest_timeout_ms = 1000\n").await;
+    let mut held = vec![half_sent_json(&web).await, half_sent_json(&web).await];
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let (code, body) = json_call(&web, "/v1/decide", &[], &json!({"session_id": "busy"})).await;
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(body["code"], "RESOURCE_EXHAUSTED", "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(800),
+        "shed at once, not at the deadline"
+    );
+    for tcp in &mut held {
+        let (code, body) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), read_answer(tcp))
+                .await
+                .expect("ended by the deadline");
+        assert_eq!(code, 504, "{body}");
+        assert_eq!(body["code"], "DEADLINE_EXCEEDED", "{body}");
+    }
+    let (code, body) = json_call(&web, "/v1/decide", &[], &json!({"session_id": "free"})).await;
+    assert_eq!(code, 200, "{body}");
     web.stop().await;
 }
