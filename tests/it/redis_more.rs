@@ -14,7 +14,7 @@ use nudge::ledger::{Budgets, Ledger, ReserveOutcome, ReserveRequest};
 use nudge::redis::{RedisConn, RedisLedger, RedisSessionStore, RedisSettings};
 use nudge::store::SessionStore;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 fn two_campaigns() -> Budgets {
@@ -517,78 +517,8 @@ async fn binary_serves_on_redis_only_with_a_shared_secret() {
 async fn ledger_over_tls_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let openssl = |args: &[&str]| {
-        Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-    };
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    let made = [
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=nudge-test-ca",
-        ][..],
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    ]
-    .iter()
-    .map(|a| openssl(a))
-    .collect::<Result<Vec<_>, _>>();
-    match made {
-        Ok(s) if s.iter().all(|s| s.success()) => {}
-        other => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "openssl is needed under CI: {other:?}"
-            );
-            eprintln!("skipped: no openssl to make test certificates ({other:?})");
-            return;
-        }
+    if !crate::tls::test_certificates(d) {
+        return;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
